@@ -1,0 +1,5 @@
+import sys
+
+from gnnbackdoor.cli import main
+
+sys.exit(main())

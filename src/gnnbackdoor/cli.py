@@ -1,0 +1,236 @@
+"""Command line: ``gnnbackdoor run | sweep | report | list``.
+
+User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gnnbackdoor import __version__
+from gnnbackdoor.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-mirror",
+        type=Path,
+        default=None,
+        help="offline mirror of PyG raw files (default: $GNNBACKDOOR_DATA_MIRROR)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="dataset cache (default: $GNNBACKDOOR_CACHE or ~/.cache/gnnbackdoor/datasets)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gnnbackdoor", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gnnbackdoor {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run one configuration for one or more seeds")
+    run.add_argument("--task", required=True, help="link or graph")
+    run.add_argument("--dataset", required=True)
+    run.add_argument("--model", required=True)
+    run.add_argument("--attack", default=None)
+    run.add_argument("--defense", default=None)
+    run.add_argument("--seeds", type=int, nargs="+", default=[0])
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. train.patience=50",
+    )
+    run.add_argument("--out", type=Path, required=True, help="folder of records.jsonl")
+    run.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="write each trained model (weights + JSON config) under this folder",
+    )
+    _add_data_options(run)
+
+    sweep = commands.add_parser("sweep", help="run every configuration of a YAML grid")
+    sweep.add_argument("file", type=Path)
+    sweep.add_argument("--out", type=Path, required=True)
+    sweep.add_argument("--save-model", type=Path, default=None)
+    _add_data_options(sweep)
+
+    report = commands.add_parser("report", help="Markdown tables from records")
+    report.add_argument("records", type=Path, nargs="+", help="records.jsonl files or folders")
+    report.add_argument("--page", default=None, help="a reproduction page (see 'list')")
+    report.add_argument("--paper", type=Path, default=None, help="CSV of published figures")
+    report.add_argument("--paper-columns", nargs="+", default=None)
+    report.add_argument("--metrics", nargs="+", default=None)
+    report.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+
+    commands.add_parser("list", help="registered datasets, models, attacks, defenses, pages")
+    return parser
+
+
+def _location(args: argparse.Namespace):
+    from gnnbackdoor.datasets import DataLocation
+
+    kwargs = {}
+    if args.data_mirror is not None:
+        kwargs["mirror_dir"] = args.data_mirror
+    if args.cache is not None:
+        kwargs["cache_dir"] = args.cache
+    return DataLocation(**kwargs)
+
+
+def _setup(args: argparse.Namespace) -> None:
+    from gnnbackdoor.utils.progress import set_quiet
+
+    set_quiet(args.quiet)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gnnbackdoor.experiments.config import parse_assignments
+    from gnnbackdoor.experiments.runner import RunSpec, run_all
+
+    _setup(args)
+    overrides = parse_assignments(args.overrides)
+    specs = [
+        RunSpec(args.task, args.dataset, args.model, args.attack, args.defense, seed, overrides)
+        for seed in args.seeds
+    ]
+    written = run_all(specs, args.out, _location(args), args.save_model)
+    _summarise(written, len(specs))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gnnbackdoor.experiments.runner import run_all
+    from gnnbackdoor.experiments.sweep import load_sweep
+
+    _setup(args)
+    specs = load_sweep(args.file)
+    written = run_all(specs, args.out, _location(args), args.save_model)
+    _summarise(written, len(specs))
+    return 0
+
+
+def _summarise(written: list[dict], total: int) -> None:
+    import json
+
+    for record in written:
+        shown = {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in record["metrics"].items()
+        }
+        print(
+            json.dumps(
+                {
+                    "dataset": record["dataset"],
+                    "model": record["model"],
+                    "attack": record["attack"],
+                    "defense": record["defense"],
+                    "seed": record["seed"],
+                    "metrics": shown,
+                }
+            )
+        )
+    logging.getLogger("gnnbackdoor").info(
+        "%d run(s) recorded, %d already present", len(written), total - len(written)
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gnnbackdoor.experiments.pages import PAGES, load_pages
+    from gnnbackdoor.experiments.records import iter_record_files, read_records
+    from gnnbackdoor.experiments.report import generic_report
+
+    files = list(iter_record_files(args.records))
+    if not files:
+        raise UserError(f"no records.jsonl under {', '.join(map(str, args.records))}")
+    records = [r for f in files for r in read_records(f)]
+    if args.page:
+        load_pages()
+        text = PAGES.get(args.page)(records)
+    else:
+        text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from gnnbackdoor import attacks, datasets, defenses, models
+    from gnnbackdoor.experiments.pages import PAGES, load_pages
+
+    load_pages()
+    sections = [
+        (
+            "datasets",
+            datasets.DATASETS,
+            lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; "),
+        ),
+        ("models", models.MODELS, lambda c: f"[{c.task}] {c.reference}"),
+        ("attacks", attacks.ATTACKS, lambda c: f"[{c.task}] {c.reference}"),
+        ("defenses", defenses.DEFENSES, lambda c: f"[{c.task}] {c.reference}"),
+        (
+            "report pages",
+            PAGES,
+            lambda c: (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else "",
+        ),
+    ]
+    for title, registry, describe in sections:
+        print(f"{title}:")
+        if len(registry) == 0:
+            print("  (none)")
+        for name, component in registry.items():
+            print(f"  {name:<14} {describe(component)}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "list": _cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gnnbackdoor`` command; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"gnnbackdoor: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("gnnbackdoor: interrupted; finished runs are recorded", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The dataset base class and its registry.
+
+A dataset class knows where PyG finds its raw files and how to turn them into the toolkit's
+inputs: one ``Data`` graph for link prediction, a list of ``Data`` graphs (each with ``y`` of
+shape ``[1]``) for graph classification. Loading goes through :func:`load_dataset`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from torch_geometric.data import Data
+
+from gnnbackdoor.datasets.mirror import default_cache_dir, default_mirror_dir, stage_raw_files
+from gnnbackdoor.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """Where datasets come from and go to.
+
+    Attributes:
+        cache_dir: Writable root that PyG reads and processes in.
+        mirror_dir: Read-only offline mirror of PyG raw layouts, or ``None``.
+        allow_download: Let PyG download files that neither cache nor mirror holds. Defaults to
+            ``True`` only when no mirror is given.
+    """
+
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    mirror_dir: Path | None = field(default_factory=default_mirror_dir)
+    allow_download: bool | None = None
+
+    @property
+    def downloads_allowed(self) -> bool:
+        if self.allow_download is not None:
+            return self.allow_download
+        return self.mirror_dir is None
+
+
+class GraphDataset(ABC):
+    """A registered dataset.
+
+    Class attributes:
+        task: ``"link"`` or ``"graph"``.
+        folder: PyG's folder name under its root (``None`` for generated datasets).
+        raw_files: Raw file names PyG reads from ``<folder>/raw``.
+        feature_note: How node features are made (shown by ``gnnbackdoor list``).
+        reference: Where the dataset comes from.
+    """
+
+    task: ClassVar[str]
+    folder: ClassVar[str | None] = None
+    raw_files: ClassVar[list[str]] = []
+    feature_note: ClassVar[str] = "as PyG loads it"
+    reference: ClassVar[str] = ""
+    registered_name: ClassVar[str]
+
+    def stage(self, location: DataLocation) -> Path:
+        """Copy raw files from the mirror into the cache when needed; return the PyG root."""
+        assert self.folder is not None
+        return stage_raw_files(
+            self.folder,
+            list(self.raw_files),
+            location.cache_dir,
+            location.mirror_dir,
+            location.downloads_allowed,
+        )
+
+    @abstractmethod
+    def load(self, location: DataLocation) -> Data | list[Data]:
+        """Load the dataset (see the module docstring for what each task returns)."""
+
+
+DATASETS: Registry[type[GraphDataset]] = Registry("dataset")
+
+
+def load_dataset(name: str, location: DataLocation | None = None) -> Data | list[Data]:
+    """Load the registered dataset ``name`` (matched without regard to case)."""
+    dataset_cls = DATASETS.get(name)
+    return dataset_cls().load(location or DataLocation())

@@ -1,0 +1,159 @@
+"""Graph-classification datasets: TUDataset collections, Bitcoin in TU layout, and a generated
+motif dataset that needs no files.
+
+Each loader returns ``list[Data]`` with ``x`` (float, ``[num_nodes, num_features]``),
+``edge_index`` (undirected, both directions stored) and ``y`` (long, ``[1]``). Edge attributes
+are dropped: none of the victim models reads them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import ClassVar
+
+import networkx as nx
+import torch
+from torch_geometric.data import Data
+from torch_geometric.datasets import TUDataset
+from torch_geometric.utils import degree, from_networkx
+
+from gnnbackdoor.datasets.base import DATASETS, DataLocation, GraphDataset
+
+
+class _TUGraphDataset(GraphDataset):
+    """A TUDataset read by PyG from ``<folder>/raw/<folder>_*.txt``."""
+
+    task: ClassVar[str] = "graph"
+    reference = "TUDataset (Morris et al., 2020), via torch_geometric.datasets.TUDataset"
+    feature_note = "one-hot node labels (PyG's default)"
+    optional_files: ClassVar[list[str]] = ["node_labels"]
+    use_node_attr: ClassVar[bool] = False
+
+    @classmethod
+    def _files(cls) -> list[str]:
+        parts = ["A", "graph_indicator", "graph_labels", *cls.optional_files]
+        return [f"{cls.folder}_{part}.txt" for part in parts]
+
+    def stage(self, location: DataLocation):  # type: ignore[override]
+        type(self).raw_files = self._files()
+        return super().stage(location)
+
+    def load(self, location: DataLocation) -> list[Data]:
+        root = self.stage(location)
+        dataset = TUDataset(str(root), self.folder or "", use_node_attr=self.use_node_attr)
+        graphs = [_strip(dataset[i]) for i in range(len(dataset))]
+        return self.encode_features(graphs)
+
+    def encode_features(self, graphs: list[Data]) -> list[Data]:
+        """Hook for datasets without usable node features; the default keeps ``x``."""
+        for graph in graphs:
+            graph.x = graph.x.float()
+        return graphs
+
+
+def _strip(graph: Data) -> Data:
+    """Keep only ``x``, ``edge_index`` and ``y``; make ``y`` a ``[1]`` long tensor."""
+    return Data(x=graph.x, edge_index=graph.edge_index, y=graph.y.view(1).long())
+
+
+def one_hot_degree(graphs: list[Data], max_degree: int | None = None) -> list[Data]:
+    """Set ``x`` to the one-hot encoding of each node's degree (PyG's ``OneHotDegree``
+    convention), capped at ``max_degree`` (default: the largest degree in ``graphs``)."""
+    degrees = [degree(g.edge_index[0], g.num_nodes).long() for g in graphs]
+    cap = max_degree
+    if cap is None:
+        cap = max(int(d.max()) for d in degrees if len(d))
+    for graph, deg in zip(graphs, degrees, strict=True):
+        graph.x = torch.nn.functional.one_hot(deg.clamp(max=cap), cap + 1).float()
+    return graphs
+
+
+@DATASETS.register("AIDS")
+class AIDS(_TUGraphDataset):
+    folder = "AIDS"
+
+
+@DATASETS.register("ENZYMES")
+class ENZYMES(_TUGraphDataset):
+    folder = "ENZYMES"
+
+
+@DATASETS.register("DHFR")
+class DHFR(_TUGraphDataset):
+    folder = "DHFR"
+
+
+@DATASETS.register("NCI1")
+class NCI1(_TUGraphDataset):
+    folder = "NCI1"
+
+
+@DATASETS.register("PROTEINS")
+class PROTEINS(_TUGraphDataset):
+    folder = "PROTEINS"
+
+
+@DATASETS.register("MUTAG")
+class MUTAG(_TUGraphDataset):
+    folder = "MUTAG"
+
+
+@DATASETS.register("Bitcoin")
+class Bitcoin(_TUGraphDataset):
+    """Bitcoin transaction graphs of GCleaner, stored in TU layout (not a PyG built-in)."""
+
+    folder = "Bitcoin"
+    reference = "Bitcoin graphs of zaixizhang/graphbackdoor, converted to TU layout"
+    feature_note = "one-hot node tag (2 values)"
+
+
+@DATASETS.register("Fingerprint")
+class Fingerprint(_TUGraphDataset):
+    """TU Fingerprint, all 15 classes; node features are the 2 node attributes (it has no
+    node labels)."""
+
+    folder = "Fingerprint"
+    optional_files: ClassVar[list[str]] = ["node_attributes"]
+    use_node_attr = True
+    feature_note = "the 2 continuous node attributes (TU Fingerprint has no node labels)"
+
+
+@DATASETS.register("COLLAB")
+class COLLAB(_TUGraphDataset):
+    """TU COLLAB; it has no node features, so ``x`` is the one-hot node degree."""
+
+    folder = "COLLAB"
+    optional_files: ClassVar[list[str]] = []
+    feature_note = "one-hot node degree (COLLAB has no node features)"
+
+    def encode_features(self, graphs: list[Data]) -> list[Data]:
+        return one_hot_degree(graphs)
+
+
+@DATASETS.register("Motifs")
+class Motifs(GraphDataset):
+    """Embedded default for graph classification: 300 random base graphs (Barabási–Albert,
+    8-16 nodes) each carrying one motif that sets its class (0: house, 1: 5-cycle, 2: star).
+    Features: one-hot degree capped at 7. Generated from a fixed seed; needs no files."""
+
+    task: ClassVar[str] = "graph"
+    reference = "generated with networkx (barabasi_albert_graph, house/cycle/star motifs)"
+    feature_note = "one-hot node degree capped at 7"
+    num_graphs = 300
+
+    def load(self, location: DataLocation) -> list[Data]:
+        rng = random.Random(1234)
+        motifs = [nx.house_graph(), nx.cycle_graph(5), nx.star_graph(4)]
+        graphs = []
+        for index in range(self.num_graphs):
+            label = index % len(motifs)
+            base = nx.barabasi_albert_graph(rng.randint(8, 16), 1, seed=rng.randint(0, 10**6))
+            offset = base.number_of_nodes()
+            motif = nx.relabel_nodes(motifs[label], {n: n + offset for n in motifs[label]})
+            graph = nx.union(base, motif)
+            graph.add_edge(rng.randrange(offset), offset)
+            data = from_networkx(nx.convert_node_labels_to_integers(graph))
+            graphs.append(
+                Data(edge_index=data.edge_index, num_nodes=data.num_nodes, y=torch.tensor([label]))
+            )
+        return one_hot_degree(graphs, max_degree=7)

@@ -1,0 +1,104 @@
+"""Offline mirror of PyG raw files, copied into the toolkit's own cache.
+
+The mirror is a read-only folder laid out the way PyG expects (``<root>/<Name>/raw/...``),
+given by ``GNNBACKDOOR_DATA_MIRROR`` or an option. Files are copied (``.xz`` files
+decompressed on the way) into ``<cache>/<Name>/raw`` and PyG processes them there; nothing
+is ever written into the mirror. Without a mirror, PyG's own download is the fallback.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+from pathlib import Path
+
+from gnnbackdoor.errors import DatasetNotFoundError
+
+MIRROR_ENV = "GNNBACKDOOR_DATA_MIRROR"
+CACHE_ENV = "GNNBACKDOOR_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$GNNBACKDOOR_CACHE`` or ``~/.cache/gnnbackdoor/datasets``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "gnnbackdoor" / "datasets"
+
+
+def default_mirror_dir() -> Path | None:
+    """``$GNNBACKDOOR_DATA_MIRROR`` as a path, or ``None`` when unset or empty."""
+    env = os.environ.get(MIRROR_ENV)
+    return Path(env).expanduser() if env else None
+
+
+def _raw_present(raw_dir: Path, expected: list[str]) -> bool:
+    return all((raw_dir / name).exists() for name in expected)
+
+
+def stage_raw_files(
+    folder: str,
+    expected: list[str],
+    cache_dir: Path,
+    mirror_dir: Path | None,
+    allow_download: bool,
+) -> Path:
+    """Make sure ``<cache_dir>/<folder>/raw`` holds ``expected`` files.
+
+    Looks in the cache first, then copies from ``<mirror_dir>/<folder>/raw`` (decompressing a
+    ``NAME.xz`` when ``NAME`` itself is absent). When neither has them and downloads are
+    allowed, returns anyway so PyG can download; otherwise raises.
+
+    Args:
+        folder: Dataset folder name as PyG spells it under its root (``Cora``, ``cora_ml``).
+        expected: Raw file names PyG reads from ``raw/``.
+        cache_dir: The toolkit's writable cache root.
+        mirror_dir: Read-only mirror root, or ``None``.
+        allow_download: Whether PyG may fetch missing files itself.
+
+    Returns:
+        ``cache_dir``, the root to hand to the PyG dataset class.
+
+    Raises:
+        DatasetNotFoundError: files missing from cache and mirror, downloads not allowed.
+    """
+    raw_dir = cache_dir / folder / "raw"
+    if _raw_present(raw_dir, expected):
+        return cache_dir
+    if mirror_dir is not None:
+        source = mirror_dir / folder / "raw"
+        missing = [
+            name
+            for name in expected
+            if not (source / name).exists() and not (source / f"{name}.xz").exists()
+        ]
+        if not missing:
+            raw_dir.mkdir(parents=True, exist_ok=True)
+            for name in expected:
+                _copy_one(source, raw_dir, name)
+            return cache_dir
+        if not allow_download:
+            raise DatasetNotFoundError(
+                f"dataset files missing from mirror {MIRROR_ENV}={mirror_dir}: expected "
+                f"{source}/{{{','.join(missing)}}}"
+            )
+    elif not allow_download:
+        raise DatasetNotFoundError(
+            f"no offline copy of {folder!r}: set {MIRROR_ENV} to a folder holding "
+            f"{folder}/raw/{{{','.join(expected)}}} (or allow downloads)"
+        )
+    return cache_dir
+
+
+def _copy_one(source: Path, target: Path, name: str) -> None:
+    """Copy ``source/name`` to ``target/name``, or decompress ``source/name.xz`` into it."""
+    destination = target / name
+    partial = target / f".{name}.partial"
+    plain = source / name
+    if plain.exists():
+        shutil.copyfile(plain, partial)
+    else:
+        with lzma.open(source / f"{name}.xz", "rb") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+    partial.replace(destination)  # atomic: an interrupted copy never looks complete

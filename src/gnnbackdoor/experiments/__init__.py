@@ -1,0 +1,1 @@
+"""Experiments: run specs, the runner, records, sweeps and reports."""

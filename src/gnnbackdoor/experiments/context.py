@@ -1,0 +1,116 @@
+"""What a pipeline hands to attacks and defenses: data, the clean model, and ways to build and
+train more victims with the run's settings (so an attack never re-implements training)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch_geometric.data import Data
+
+from gnnbackdoor.datasets.splits import GraphSplit, LinkSplit
+from gnnbackdoor.models.base import MODELS, GraphClassifier, LinkPredictor, ModelSpec
+from gnnbackdoor.models.train_graph import GraphEpochCallback, GraphTrainConfig, train_graph_model
+from gnnbackdoor.models.train_link import (
+    EpochCallback,
+    LinkTrainConfig,
+    TrainReport,
+    train_link_model,
+)
+
+
+@dataclass
+class LinkContext:
+    """A link-prediction run.
+
+    Attributes:
+        graph: The whole dataset graph.
+        split: Train/val/test edges (``split.train.edge_index`` is the clean training graph).
+        model_spec: The victim's specification.
+        train_config: Training settings shared by every model of the run.
+        seed: The run's seed.
+        generator: A torch generator seeded with ``seed`` for the attack's own draws.
+        clean_model: The victim trained on clean data (set before the attack is fitted).
+        timings: Extra seconds (or seconds per step) the attack wants recorded.
+    """
+
+    graph: Data
+    split: LinkSplit
+    model_spec: ModelSpec
+    train_config: LinkTrainConfig
+    seed: int
+    generator: torch.Generator
+    clean_model: LinkPredictor | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.graph.x.size(1))
+
+    def build_model(self, name: str | None = None) -> LinkPredictor:
+        """A fresh victim: the run's model, or another registered link model by ``name``
+        (with its default hyper-parameters), e.g. a black-box surrogate."""
+        spec = self.model_spec if name is None else MODELS.get(name)()
+        return spec.build(self.num_features)
+
+    def train_model(
+        self,
+        model: LinkPredictor,
+        train: Data,
+        callback: EpochCallback | None = None,
+        desc: str = "train",
+    ) -> TrainReport:
+        """Train ``model`` on ``train`` with the run's settings, early-stopping on the clean
+        validation split."""
+        return train_link_model(model, train, self.split.val, self.train_config, callback, desc)
+
+
+@dataclass
+class GraphContext:
+    """A graph-classification run (see :class:`LinkContext` for the shared attributes).
+
+    Attributes:
+        split: Stratified train/val/test graphs.
+        clean_model: The victim trained on clean training graphs.
+    """
+
+    split: GraphSplit
+    model_spec: ModelSpec
+    train_config: GraphTrainConfig
+    seed: int
+    generator: torch.Generator
+    clean_model: GraphClassifier | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return self.split.num_classes
+
+    @property
+    def num_features(self) -> int:
+        return self.split.num_features
+
+    def build_model(self, name: str | None = None) -> GraphClassifier:
+        """A fresh victim: the run's model, or another registered graph model by ``name``."""
+        spec = self.model_spec if name is None else MODELS.get(name)()
+        return spec.build(self.num_features, self.num_classes)
+
+    def train_model(
+        self,
+        model: GraphClassifier,
+        graphs: Sequence[Data],
+        callback: GraphEpochCallback | None = None,
+        desc: str = "train",
+    ) -> TrainReport:
+        """Train ``model`` on ``graphs`` with the run's settings, early-stopping on the clean
+        validation graphs."""
+        return train_graph_model(
+            model, graphs, self.split.val, self.train_config, self.seed, callback, desc
+        )
+
+    def train_new_model(self, graphs: Sequence[Data], desc: str = "train") -> GraphClassifier:
+        """A fresh victim trained on ``graphs``."""
+        model = self.build_model()
+        self.train_model(model, graphs, desc=desc)
+        return model

@@ -1,0 +1,205 @@
+"""Reports from records only: group runs, aggregate over seeds, format Markdown tables, and
+put a paper's published column beside ours."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gnnbackdoor.errors import UserError
+from gnnbackdoor.registry import normalise_name
+
+GROUP_FIELDS = ("task", "dataset", "model", "attack", "defense")
+
+PREFERRED_METRICS = (
+    "clean_auc",
+    "clean_acc",
+    "backdoored_auc",
+    "backdoored_acc",
+    "bpd",
+    "asr",
+    "amc",
+    "clean_model_asr",
+    "no_trigger_rate",
+    "defended_acc",
+    "defended_asr",
+)
+
+#: Metrics that are not fractions (shown as they are, not in points).
+_NOT_FRACTION_SUFFIXES = ("_s", "_epochs", "queries", "_graphs", "_count")
+
+
+def is_fraction(metric: str) -> bool:
+    """Whether ``metric`` is a fraction (shown x100, in points)."""
+    return not (metric.endswith(_NOT_FRACTION_SUFFIXES) or metric.startswith("num_"))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value), ignoring NaN."""
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    if not clean:
+        return float("nan"), float("nan")
+    mean = sum(clean) / len(clean)
+    if len(clean) == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in clean) / (len(clean) - 1)
+    return mean, math.sqrt(var)
+
+
+def fmt(mean: float, std: float | None = None, scale: float = 1.0, digits: int = 2) -> str:
+    """``"12.34 ± 0.56"`` (or ``"n/a"`` for NaN)."""
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    text = f"{mean * scale:.{digits}f}"
+    if std is not None and not math.isnan(std):
+        text += f" ± {std * scale:.{digits}f}"
+    return text
+
+
+def group_key(record: dict[str, Any], fields: Sequence[str] = GROUP_FIELDS) -> tuple:
+    overrides = ",".join(f"{k}={v}" for k, v in sorted((record.get("overrides") or {}).items()))
+    return (*(record.get(f) or "-" for f in fields), overrides)
+
+
+def aggregate(
+    records: Iterable[dict[str, Any]], fields: Sequence[str] = GROUP_FIELDS
+) -> dict[tuple, dict[str, Any]]:
+    """``{group: {"n": seeds, "seeds": [...], "metrics": {name: (mean, std)}}}``."""
+    grouped: dict[tuple, list[dict]] = defaultdict(list)
+    for record in records:
+        grouped[group_key(record, fields)].append(record)
+    result = {}
+    for key, runs in grouped.items():
+        names = sorted({m for r in runs for m in r.get("metrics", {})})
+        result[key] = {
+            "n": len(runs),
+            "seeds": sorted(r.get("seed") for r in runs),
+            "metrics": {
+                m: mean_std([r["metrics"].get(m, float("nan")) for r in runs]) for m in names
+            },
+            "timings": {
+                t: mean_std([r.get("timings", {}).get(t, float("nan")) for r in runs])
+                for t in sorted({t for r in runs for t in r.get("timings", {})})
+            },
+        }
+    return result
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def order_metrics(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    first = [m for m in PREFERRED_METRICS if m in names]
+    return first + sorted(names - set(first))
+
+
+# --- published tables -------------------------------------------------------------------
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def reference_table(name: str) -> list[dict[str, str]]:
+    """A published table shipped with the package (``experiments/reference/<name>``)."""
+    resource = resources.files("gnnbackdoor.experiments") / "reference" / name
+    if not resource.is_file():
+        raise UserError(f"no reference table {name!r}")
+    with resources.as_file(resource) as path:
+        return read_csv(path)
+
+
+#: Our names for the papers' spellings, matched after ``normalise_name``.
+NAME_ALIASES = {
+    "sub-ba": "sba",
+    "motif": "motif-ba",
+    "cora-ml": "cora-ml-lcc",  # Link-Backdoor's Cora_ML is the largest component (2,810 nodes)
+    "graphprot-r": "graphprot-r",
+}
+
+
+def canonical(value: str | None) -> str:
+    key = normalise_name(value or "-")
+    return NAME_ALIASES.get(key, key)
+
+
+def paper_lookup(
+    rows: list[dict[str, str]], key_columns: Sequence[str]
+) -> Callable[..., dict[str, str] | None]:
+    """A function ``(**keys) -> row`` matching rows on ``key_columns`` by canonical name."""
+    index = {tuple(canonical(r.get(c)) for c in key_columns): r for r in rows}
+
+    def lookup(**keys: str | None) -> dict[str, str] | None:
+        return index.get(tuple(canonical(keys.get(c)) for c in key_columns))
+
+    return lookup
+
+
+def generic_report(
+    records: list[dict[str, Any]],
+    metrics: Sequence[str] | None = None,
+    paper_csv: Path | None = None,
+    paper_columns: Sequence[str] | None = None,
+) -> str:
+    """One row per (task, dataset, model, attack, defense, overrides): mean ± std over seeds,
+    in points for fractions; optionally the matching paper row's numeric columns beside."""
+    if not records:
+        raise UserError("no records found")
+    groups = aggregate(records)
+    all_metrics = {m for g in groups.values() for m in g["metrics"]}
+    chosen = (
+        list(metrics)
+        if metrics
+        else [
+            m
+            for m in order_metrics(all_metrics)
+            if is_fraction(m) and not m.endswith("val_auc") and not m.endswith("val_acc")
+        ]
+    )
+    lookup = None
+    paper_cols: list[str] = []
+    if paper_csv is not None:
+        rows = read_csv(paper_csv)
+        if not rows:
+            raise UserError(f"{paper_csv} holds no rows")
+        keys = [c for c in ("dataset", "model", "attack", "defense") if c in rows[0]]
+        paper_cols = (
+            list(paper_columns)
+            if paper_columns
+            else [c for c in rows[0] if c not in keys and _numeric(rows[0][c])]
+        )
+        lookup = paper_lookup(rows, keys)
+    header = ["dataset", "model", "attack", "defense", "overrides", "seeds"]
+    header += [f"{m} (%)" if is_fraction(m) else m for m in chosen]
+    header += [f"paper {c}" for c in paper_cols]
+    body = []
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        group = groups[key]
+        _task, dataset, model, attack, defense, overrides = key
+        row = [dataset, model, attack, defense, overrides or "-", group["n"]]
+        for m in chosen:
+            mean, std = group["metrics"].get(m, (float("nan"), float("nan")))
+            row.append(fmt(mean, std, 100.0 if is_fraction(m) else 1.0))
+        if lookup is not None:
+            paper = lookup(dataset=dataset, model=model, attack=attack, defense=defense)
+            row += [paper.get(c, "") if paper else "" for c in paper_cols]
+        body.append(row)
+    return markdown_table(header, body)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,146 @@
+"""Victim model specifications, their registry, and the two model interfaces.
+
+A *spec* is a small dataclass registered under a name (``gae``, ``gin``, ...): it stores the
+hyper-parameters and builds a fresh ``torch.nn.Module`` for given input/output widths. Training
+lives in :mod:`gnnbackdoor.models.train_link` and :mod:`gnnbackdoor.models.train_graph`, never
+inside a model class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from gnnbackdoor.registry import Registry
+
+
+@dataclass
+class ModelSpec(ABC):
+    """Hyper-parameters of one victim architecture (subclasses add dataclass fields)."""
+
+    task: ClassVar[str]
+    reference: ClassVar[str] = ""
+    registered_name: ClassVar[str]
+
+    @abstractmethod
+    def build(self, in_channels: int, out_channels: int | None = None) -> nn.Module:
+        """A freshly initialised module (seed torch first for reproducible weights)."""
+
+
+MODELS: Registry[type[ModelSpec]] = Registry("model")
+
+
+class LinkPredictor(nn.Module, ABC):
+    """A link predictor: a node encoder and an inner-product decoder.
+
+    Every link victim implements ``encode``, ``score`` and ``training_loss``; adversarially
+    regularised ones also expose ``discriminator_loss`` and ``discriminator_parameters``.
+    """
+
+    has_discriminator: ClassVar[bool] = False
+
+    @abstractmethod
+    def encode(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        """Node embeddings ``[N, d]`` from features ``[N, F]`` and ``edge_index`` ``[2, E]``;
+        ``edge_weight`` ``[E]`` (default all ones) lets callers differentiate w.r.t. edges."""
+
+    def score(self, z: Tensor, pairs: Tensor) -> Tensor:
+        """Link logits ``[P]`` for node pairs ``[2, P]``: the inner product ``z_u · z_v``.
+        ``sigmoid`` of it is the probability that the link exists."""
+        return (z[pairs[0]] * z[pairs[1]]).sum(dim=-1)
+
+    def predict_proba(
+        self, x: Tensor, edge_index: Tensor, pairs: Tensor, edge_weight: Tensor | None = None
+    ) -> Tensor:
+        """Probabilities ``[P]`` that each pair is linked (encodes the graph first)."""
+        return torch.sigmoid(self.score(self.encode(x, edge_index, edge_weight), pairs))
+
+    @abstractmethod
+    def training_loss(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        pos_pairs: Tensor,
+        neg_pairs: Tensor,
+        edge_weight: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The model's own training objective and the embeddings it computed.
+
+        Returns:
+            ``(loss, z)``: a scalar loss to minimise and the node embeddings ``[N, d]``.
+        """
+
+    def discriminator_loss(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the main optimiser (all but a discriminator's)."""
+        skip = {id(p) for p in self.discriminator_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+
+class GraphClassifier(nn.Module):
+    """Graph classifier: a message-passing encoder, a pooling readout and an MLP head.
+
+    Args:
+        encoder: PyG ``BasicGNN`` mapping ``[N, F]`` node features to ``[N, hidden]``.
+        pool: Readout ``(x [N, hidden], batch [N]) -> [B, hidden]``.
+        hidden_channels: Width of node and graph embeddings.
+        num_classes: Number of output logits.
+        dropout: Dropout before the last linear layer.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        pool: nn.Module,
+        hidden_channels: int,
+        num_classes: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pool = pool
+        self.head = nn.Sequential(
+            nn.Linear(hidden_channels, hidden_channels),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_channels, num_classes),
+        )
+
+    @property
+    def supports_edge_weight(self) -> bool:
+        return bool(getattr(self.encoder, "supports_edge_weight", False))
+
+    def node_embeddings(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None
+    ) -> Tensor:
+        """Node embeddings ``[N, hidden]`` after the last message-passing layer."""
+        if edge_weight is not None and self.supports_edge_weight:
+            return self.encoder(x, edge_index, edge_weight=edge_weight)
+        return self.encoder(x, edge_index)
+
+    def embed(
+        self, x: Tensor, edge_index: Tensor, batch: Tensor | None, edge_weight: Tensor | None = None
+    ) -> Tensor:
+        """Graph embeddings ``[B, hidden]`` (the pooled readout)."""
+        if batch is None:
+            batch = x.new_zeros(x.size(0), dtype=torch.long)
+        return self.pool(self.node_embeddings(x, edge_index, edge_weight), batch)
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+    ) -> Tensor:
+        """Class logits ``[B, num_classes]``."""
+        return self.head(self.embed(x, edge_index, batch, edge_weight))

@@ -1,0 +1,129 @@
+"""Graph-classification victims: GCN, GAT, GIN and GraphSAGE encoders from PyG's
+``BasicGNN`` family, a pooling readout and a two-layer MLP head.
+
+GIN uses :class:`WeightedGINConv`, PyG's ``GINConv`` rule with an optional edge weight on each
+message (1 for every real edge, so plain graphs behave exactly as GIN). Defenses that
+differentiate w.r.t. a trigger's adjacency (GCleaner) need that weight; PyG's GINConv has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from torch import Tensor, nn
+from torch_geometric.nn import MLP, MessagePassing
+from torch_geometric.nn.aggr import MaxAggregation, MeanAggregation, SumAggregation
+from torch_geometric.nn.inits import reset
+from torch_geometric.nn.models import GAT, GCN, GraphSAGE
+from torch_geometric.nn.models.basic_gnn import BasicGNN
+
+from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.models.base import MODELS, GraphClassifier, ModelSpec
+
+_POOLS = {"mean": MeanAggregation, "sum": SumAggregation, "max": MaxAggregation}
+
+
+class WeightedGINConv(MessagePassing):
+    """GIN layer ``x_i' = MLP((1 + eps) x_i + sum_j w_ji x_j)`` with an optional edge weight
+    ``w`` (ones by default, which is exactly PyG's ``GINConv`` with ``eps=0``, not trained)."""
+
+    def __init__(self, mlp: nn.Module, eps: float = 0.0, **kwargs) -> None:
+        super().__init__(aggr="add", **kwargs)
+        self.nn = mlp
+        self.eps = eps
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        reset(self.nn)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        out = self.propagate(edge_index, x=x, edge_weight=edge_weight)
+        return self.nn(out + (1 + self.eps) * x)
+
+    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+
+class WeightedGIN(BasicGNN):
+    """PyG's ``GIN`` model with :class:`WeightedGINConv` layers."""
+
+    supports_edge_weight: Final[bool] = True
+    supports_edge_attr: Final[bool] = False
+    supports_norm_batch: Final[bool]
+
+    def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> WeightedGINConv:
+        mlp = MLP([in_channels, out_channels, out_channels], act=self.act, norm=None)
+        return WeightedGINConv(mlp, **kwargs)
+
+
+@dataclass
+class _GraphClassifierSpec(ModelSpec):
+    hidden_channels: int = 64
+    num_layers: int = 3
+    dropout: float = 0.5
+    pool: str = "mean"
+    task: ClassVar[str] = "graph"
+    encoder_cls: ClassVar[type[BasicGNN]]
+
+    def __post_init__(self) -> None:
+        if self.pool not in _POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(_POOLS)}, got {self.pool!r}")
+        if self.num_layers < 1 or self.hidden_channels < 1:
+            raise ConfigError("num_layers and hidden_channels must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def encoder_kwargs(self) -> dict:
+        return {}
+
+    def build(self, in_channels: int, out_channels: int | None = None) -> GraphClassifier:
+        if out_channels is None:
+            raise ConfigError("a graph classifier needs the number of classes")
+        encoder = self.encoder_cls(
+            in_channels, self.hidden_channels, self.num_layers, **self.encoder_kwargs()
+        )
+        return GraphClassifier(
+            encoder, _POOLS[self.pool](), self.hidden_channels, out_channels, self.dropout
+        )
+
+
+@MODELS.register("gcn")
+@dataclass
+class GCNSpec(_GraphClassifierSpec):
+    """GCN (Kipf & Welling, 2017) encoder, mean pooling."""
+
+    encoder_cls: ClassVar[type[BasicGNN]] = GCN
+    reference: ClassVar[str] = "Kipf & Welling, Semi-Supervised Classification with GCNs, 2017"
+
+
+@MODELS.register("gat")
+@dataclass
+class GATSpec(_GraphClassifierSpec):
+    """GAT (Veličković et al., 2018) encoder, mean pooling; ``heads`` concatenated."""
+
+    heads: int = 4
+    encoder_cls: ClassVar[type[BasicGNN]] = GAT
+    reference: ClassVar[str] = "Veličković et al., Graph Attention Networks, 2018"
+
+    def encoder_kwargs(self) -> dict:
+        return {"heads": self.heads}
+
+
+@MODELS.register("gin")
+@dataclass
+class GINSpec(_GraphClassifierSpec):
+    """GIN (Xu et al., 2019) encoder, sum pooling (the GIN paper's readout)."""
+
+    pool: str = "sum"
+    encoder_cls: ClassVar[type[BasicGNN]] = WeightedGIN
+    reference: ClassVar[str] = "Xu et al., How Powerful are Graph Neural Networks?, 2019"
+
+
+@MODELS.register("sage")
+@dataclass
+class SAGESpec(_GraphClassifierSpec):
+    """GraphSAGE (Hamilton et al., 2017) encoder, mean pooling."""
+
+    encoder_cls: ClassVar[type[BasicGNN]] = GraphSAGE
+    reference: ClassVar[str] = "Hamilton et al., Inductive Representation Learning, 2017"

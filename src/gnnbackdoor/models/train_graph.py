@@ -1,0 +1,139 @@
+"""Training and evaluation of graph classifiers, with early stopping on validation accuracy."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.models.base import GraphClassifier
+from gnnbackdoor.models.train_link import TrainReport
+from gnnbackdoor.utils.progress import progress
+
+#: Called after each epoch with ``(epoch, model)``; may return new training graphs.
+GraphEpochCallback = Callable[[int, GraphClassifier], Sequence[Data] | None]
+
+
+@dataclass
+class GraphTrainConfig:
+    """Training settings for graph classifiers.
+
+    Attributes:
+        lr: Adam learning rate.
+        max_epochs: Upper bound on epochs.
+        patience: Stop after this many epochs without better validation accuracy (ties broken
+            by lower validation loss).
+        batch_size: Graphs per mini-batch.
+        weight_decay: Adam weight decay.
+        eval_batch_size: Graphs per batch when predicting.
+    """
+
+    lr: float = 0.005
+    max_epochs: int = 200
+    patience: int = 40
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
+            raise ConfigError("train: lr must be > 0; max_epochs, patience, batch_size >= 1")
+
+
+@torch.no_grad()
+def predict_graphs(
+    model: GraphClassifier, graphs: Sequence[Data], batch_size: int = 512
+) -> tuple[Tensor, Tensor]:
+    """Predicted labels ``[B]`` and class probabilities ``[B, C]`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    probs = []
+    try:
+        for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+            logits = model(batch.x, batch.edge_index, batch.batch)
+            probs.append(torch.softmax(logits, dim=-1))
+    finally:
+        model.train(was_training)
+    if not probs:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, 0)
+    all_probs = torch.cat(probs)
+    return all_probs.argmax(dim=-1), all_probs
+
+
+def graph_labels(graphs: Sequence[Data]) -> Tensor:
+    """The label of each graph, ``[B]`` long."""
+    return torch.tensor([int(g.y.view(-1)[0]) for g in graphs], dtype=torch.long)
+
+
+@torch.no_grad()
+def _val_scores(model: GraphClassifier, graphs: Sequence[Data], batch_size: int) -> tuple:
+    if not graphs:
+        return float("nan"), float("nan")
+    _, probs = predict_graphs(model, graphs, batch_size)
+    labels = graph_labels(graphs)
+    acc = float((probs.argmax(-1) == labels).float().mean())
+    loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels))
+    return acc, loss
+
+
+def train_graph_model(
+    model: GraphClassifier,
+    train: Sequence[Data],
+    val: Sequence[Data],
+    config: GraphTrainConfig,
+    seed: int,
+    callback: GraphEpochCallback | None = None,
+    desc: str = "train",
+) -> TrainReport:
+    """Train ``model`` in place with cross-entropy; keep the best epoch on ``val``.
+
+    Without validation graphs, training runs ``max_epochs`` and keeps the last weights.
+    ``seed`` seeds the mini-batch shuffling.
+    """
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    report = TrainReport()
+    best_key = (-1.0, float("-inf"))
+    best_state = copy.deepcopy(model.state_dict())
+    since_best = 0
+    graphs = list(train)
+    start = time.perf_counter()
+    for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
+        model.train()
+        loader = DataLoader(graphs, batch_size=config.batch_size, shuffle=True, generator=generator)
+        for batch in loader:
+            optimiser.zero_grad()
+            loss = F.cross_entropy(model(batch.x, batch.edge_index, batch.batch), batch.y.view(-1))
+            loss.backward()
+            optimiser.step()
+        report.epochs = epoch
+        if val:
+            acc, val_loss = _val_scores(model, val, config.eval_batch_size)
+            report.history.append(acc)
+            key = (acc, -val_loss)
+            if key > best_key:
+                best_key, report.best_epoch, report.best_val, since_best = key, epoch, acc, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+        if callback is not None:
+            replacement = callback(epoch, model)
+            if replacement is not None:
+                graphs = list(replacement)
+        if val and since_best >= config.patience:
+            break
+    if val:
+        model.load_state_dict(best_state)
+    else:
+        report.best_epoch = report.epochs
+    model.eval()
+    report.seconds = time.perf_counter() - start
+    return report
