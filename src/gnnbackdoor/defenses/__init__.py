@@ -1,4 +1,8 @@
-"""Defenses: model repair and input shields. Importing this package registers them all."""
+"""Defenses: model repair and input shields. Importing this package registers them all:
+every module in this folder is imported, so adding a component means adding a file."""
+
+import importlib
+import pkgutil
 
 from gnnbackdoor.defenses.base import (
     DEFENSES,
@@ -10,3 +14,7 @@ from gnnbackdoor.defenses.base import (
 )
 
 __all__ = ["DEFENSES", "Defense", "InputShield", "ModelRepairDefense", "PredictFn", "ShieldResult"]
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")

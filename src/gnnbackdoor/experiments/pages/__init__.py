@@ -15,5 +15,10 @@ PAGES: Registry[PageRenderer] = Registry("report page")
 
 
 def load_pages() -> None:
-    """Import the page modules (registers them)."""
-    from gnnbackdoor.experiments.pages import clean_models  # noqa: F401
+    """Import every page module of this folder (registers them)."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "common":
+            importlib.import_module(f"{__name__}.{module.name}")
