@@ -51,8 +51,22 @@ def test_registering_two_classes_under_one_name_fails():
 def test_issue_names_are_registered():
     for name in ("gae", "vgae", "gic", "arga", "arvga", "gcn", "gat", "gin", "sage"):
         assert name in MODELS
-    for name in ("Cora", "CiteSeer", "PubMed", "Cora_ML", "CS", "AIDS", "ENZYMES", "DHFR",
-                 "NCI1", "PROTEINS", "COLLAB", "Fingerprint", "MUTAG", "Bitcoin"):
+    for name in (
+        "Cora",
+        "CiteSeer",
+        "PubMed",
+        "Cora_ML",
+        "CS",
+        "AIDS",
+        "ENZYMES",
+        "DHFR",
+        "NCI1",
+        "PROTEINS",
+        "COLLAB",
+        "Fingerprint",
+        "MUTAG",
+        "Bitcoin",
+    ):
         assert name in DATASETS
 
 
@@ -64,7 +78,8 @@ def test_every_registered_component_is_named_in_a_test(registry, folder):
     """Meta-test: a component without any test mentioning its registered name fails here."""
     text = "\n".join(p.read_text() for p in (TESTS / folder).rglob("test_*.py")).lower()
     missing = [
-        name for name, _ in registry.items()
+        name
+        for name, _ in registry.items()
         if f'"{name.lower()}"' not in text and not name.startswith("test-")  # test doubles
     ]
     assert not missing, f"no test under tests/{folder} names {missing}"

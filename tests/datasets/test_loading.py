@@ -56,10 +56,18 @@ def test_no_mirror_and_no_download_is_a_clear_error(tmp_path):
         load_dataset("AIDS", location)
 
 
-LINK_DATASETS = {"Cora": 2708, "CiteSeer": 3327, "Cora_ML": 2995, "Cora_ML_LCC": 2810,
-                 "CS": 18333}
-GRAPH_DATASETS = {"AIDS": 2000, "ENZYMES": 600, "DHFR": 756, "NCI1": 4110, "PROTEINS": 1113,
-                  "Fingerprint": 2800, "MUTAG": 188, "Bitcoin": 1174, "COLLAB": 5000}
+LINK_DATASETS = {"Cora": 2708, "CiteSeer": 3327, "Cora_ML": 2995, "Cora_ML_LCC": 2810, "CS": 18333}
+GRAPH_DATASETS = {
+    "AIDS": 2000,
+    "ENZYMES": 600,
+    "DHFR": 756,
+    "NCI1": 4110,
+    "PROTEINS": 1113,
+    "Fingerprint": 2800,
+    "MUTAG": 188,
+    "Bitcoin": 1174,
+    "COLLAB": 5000,
+}
 
 
 @pytest.mark.realdata
@@ -92,6 +100,16 @@ def test_registered_dataset_tasks():
     assert {c.task for _, c in DATASETS.items()} == {"link", "graph"}
     for name in ("SBM", "Cora", "CiteSeer", "PubMed", "Cora_ML", "Cora_ML_LCC", "CS"):
         assert DATASETS.get(name).task == "link"
-    for name in ("Motifs", "AIDS", "ENZYMES", "DHFR", "NCI1", "PROTEINS", "COLLAB",
-                 "Fingerprint", "MUTAG", "Bitcoin"):
+    for name in (
+        "Motifs",
+        "AIDS",
+        "ENZYMES",
+        "DHFR",
+        "NCI1",
+        "PROTEINS",
+        "COLLAB",
+        "Fingerprint",
+        "MUTAG",
+        "Bitcoin",
+    ):
         assert DATASETS.get(name).task == "graph"

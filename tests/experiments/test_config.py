@@ -37,12 +37,23 @@ def test_parse_assignments():
 
 def test_bare_and_dotted_keys_are_routed_and_typed():
     routed = split_overrides(
-        {"m": "3", "attack.ratio": "0.5", "patience": "7", "surrogate": "vgae",
-         "enabled": "false", "flags": "1,2"},
+        {
+            "m": "3",
+            "attack.ratio": "0.5",
+            "patience": "7",
+            "surrogate": "vgae",
+            "enabled": "false",
+            "flags": "1,2",
+        },
         SECTIONS,
     )
-    assert routed["attack"] == {"m": 3, "ratio": 0.5, "surrogate": "vgae", "enabled": False,
-                                "flags": [1, 2]}
+    assert routed["attack"] == {
+        "m": 3,
+        "ratio": 0.5,
+        "surrogate": "vgae",
+        "enabled": False,
+        "flags": [1, 2],
+    }
     assert routed["train"] == {"patience": 7}
     assert routed["defense"] == {} and routed["data"] == {}
 

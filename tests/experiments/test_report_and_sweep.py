@@ -20,9 +20,16 @@ from gnnbackdoor.experiments.sweep import expand_block, load_sweep
 
 
 def _record(seed, auc, dataset="Cora", model="gae", **extra):
-    return {"task": "link", "dataset": dataset, "model": model, "attack": None,
-            "defense": None, "seed": seed, "overrides": extra,
-            "metrics": {"clean_auc": auc, "clean_epochs": 100}}
+    return {
+        "task": "link",
+        "dataset": dataset,
+        "model": model,
+        "attack": None,
+        "defense": None,
+        "seed": seed,
+        "overrides": extra,
+        "metrics": {"clean_auc": auc, "clean_epochs": 100},
+    }
 
 
 def test_mean_and_sample_std():
@@ -55,8 +62,9 @@ def test_generic_report_puts_the_paper_beside_ours(tmp_path):
     text = generic_report(records, paper_csv=paper)
     lines = text.splitlines()
     assert "paper benign_auc" in lines[0]
-    assert any("| Cora | gae |" in line and "85.00 ± 7.07" in line and "90.67" in line
-               for line in lines)
+    assert any(
+        "| Cora | gae |" in line and "85.00 ± 7.07" in line and "90.67" in line for line in lines
+    )
     # the paper's Cora_ML is the largest component, our Cora_ML_LCC
     assert any("Cora_ML_LCC" in line and "89.63" in line for line in lines)
     with pytest.raises(UserError):
@@ -78,11 +86,17 @@ def test_clean_models_page_renders_from_records_only():
 
 
 def test_expand_block_is_the_product_of_its_lists():
-    specs = expand_block({
-        "task": "graph", "datasets": ["AIDS", "DHFR"], "models": "gin",
-        "attacks": [None, "sba"], "seeds": [0, 1], "set": {"train.patience": 5},
-        "grid": {"attack.trigger_size": [3, 4]},
-    })
+    specs = expand_block(
+        {
+            "task": "graph",
+            "datasets": ["AIDS", "DHFR"],
+            "models": "gin",
+            "attacks": [None, "sba"],
+            "seeds": [0, 1],
+            "set": {"train.patience": 5},
+            "grid": {"attack.trigger_size": [3, 4]},
+        }
+    )
     assert len(specs) == 2 * 1 * 2 * 2 * 2
     assert specs[0].overrides == {"train.patience": "5", "attack.trigger_size": "3"}
     with pytest.raises(ConfigError, match="unknown keys"):

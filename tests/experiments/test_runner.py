@@ -60,8 +60,20 @@ def test_link_run_writes_one_complete_record_per_seed_and_resumes(tmp_path, offl
     records = read_records(tmp_path)
     assert [r["seed"] for r in records] == [0, 1]
     record = records[0]
-    for key in ("task", "dataset", "model", "attack", "defense", "seed", "config", "metrics",
-                "timings", "versions", "key", "overrides"):
+    for key in (
+        "task",
+        "dataset",
+        "model",
+        "attack",
+        "defense",
+        "seed",
+        "config",
+        "metrics",
+        "timings",
+        "versions",
+        "key",
+        "overrides",
+    ):
         assert key in record
     assert record["dataset"] == "SBM" and record["model"] == "gae" and record["attack"] is None
     assert record["config"]["train"]["max_epochs"] == 15
@@ -83,9 +95,14 @@ def test_same_seed_gives_the_same_metrics(tmp_path, offline_location):
 
 def test_graph_attack_asr_counts_only_non_target_graphs(tmp_path, offline_location):
     MarkerAttack.seen_labels.clear()
-    spec = RunSpec("graph", "Motifs", "gin", attack="test-marker", seed=0,
-                   overrides={**FAST_GRAPH, "attack.target_class": "1",
-                              "attack.injection_ratio": "0.3"})
+    spec = RunSpec(
+        "graph",
+        "Motifs",
+        "gin",
+        attack="test-marker",
+        seed=0,
+        overrides={**FAST_GRAPH, "attack.target_class": "1", "attack.injection_ratio": "0.3"},
+    )
     record = run_all([spec], tmp_path, offline_location)[0]
     assert MarkerAttack.seen_labels and 1 not in MarkerAttack.seen_labels
     metrics = record["metrics"]
@@ -101,6 +118,7 @@ def test_save_model_writes_loadable_clean_and_backdoored_models(tmp_path, offlin
     folder = tmp_path / "models" / spec.key()
     for role in ("clean", "backdoored"):
         model, config = load_model(folder / role)
+        assert not model.training
         assert config["role"] == role and config["model"] == "gcn"
         assert config["out_channels"] == 3
 
@@ -123,20 +141,22 @@ def _cli(argv, capsys):
         (["--dataset", "Cora", "--model", "gae"], "GNNBACKDOOR_DATA_MIRROR"),
     ],
 )
-def test_cli_user_errors_are_one_line_with_exit_2(argv, fragment, tmp_path, capsys,
-                                                   monkeypatch, offline_location):
+def test_cli_user_errors_are_one_line_with_exit_2(
+    argv, fragment, tmp_path, capsys, monkeypatch, offline_location
+):
     monkeypatch.setenv("GNNBACKDOOR_DATA_MIRROR", str(offline_location.mirror_dir))
     monkeypatch.setenv("GNNBACKDOOR_CACHE", str(offline_location.cache_dir))
-    code, _, err = _cli(["run", "--task", "link", *argv, "--out", str(tmp_path), "--quiet"],
-                        capsys)
+    code, _, err = _cli(["run", "--task", "link", *argv, "--out", str(tmp_path), "--quiet"], capsys)
     assert code == 2
     assert fragment in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_cli_unknown_task_and_command(tmp_path, capsys):
-    code, _, err = _cli(["run", "--task", "node", "--dataset", "sbm", "--model", "gae",
-                         "--out", str(tmp_path)], capsys)
+    code, _, err = _cli(
+        ["run", "--task", "node", "--dataset", "sbm", "--model", "gae", "--out", str(tmp_path)],
+        capsys,
+    )
     assert code == 2 and "unknown task 'node'" in err
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
@@ -145,9 +165,24 @@ def test_cli_unknown_task_and_command(tmp_path, capsys):
 
 def test_cli_run_and_report(tmp_path, capsys, monkeypatch, offline_location):
     monkeypatch.setenv("GNNBACKDOOR_CACHE", str(offline_location.cache_dir))
-    argv = ["run", "--task", "link", "--dataset", "SBM", "--model", "gae", "--seeds", "0", "1",
-            "--set", "train.max_epochs=10", "train.patience=10", "--out", str(tmp_path),
-            "--quiet"]
+    argv = [
+        "run",
+        "--task",
+        "link",
+        "--dataset",
+        "SBM",
+        "--model",
+        "gae",
+        "--seeds",
+        "0",
+        "1",
+        "--set",
+        "train.max_epochs=10",
+        "train.patience=10",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     code, out, _ = _cli(argv, capsys)
     assert code == 0
     assert [json.loads(line)["seed"] for line in out.splitlines()] == [0, 1]

@@ -34,8 +34,11 @@ def test_link_model_shapes_and_edge_weight_gradient(name, path_graph):
     model = MODELS.get(name)().build(4)
     weight = torch.ones(path_graph.edge_index.size(1), requires_grad=True)
     loss, z = model.training_loss(
-        path_graph.x, path_graph.edge_index, path_graph.edge_index[:, :3],
-        torch.tensor([[0, 1], [5, 4]]), weight,
+        path_graph.x,
+        path_graph.edge_index,
+        path_graph.edge_index[:, :3],
+        torch.tensor([[0, 1], [5, 4]]),
+        weight,
     )
     assert z.shape[0] == 6 and loss.dim() == 0
     loss.backward()
@@ -51,8 +54,9 @@ def test_link_model_learns_the_sbm_above_chance(name, offline_location):
     split = split_links(graph, seed=0)
     torch.manual_seed(0)
     model = MODELS.get(name)().build(graph.num_features)
-    report = train_link_model(model, split.train, split.val,
-                              LinkTrainConfig(max_epochs=60, patience=60))
+    report = train_link_model(
+        model, split.train, split.val, LinkTrainConfig(max_epochs=60, patience=60)
+    )
     assert report.epochs == 60 and 1 <= report.best_epoch <= 60
     assert evaluate_links(model, split.test)["auc"] > 0.6
 
@@ -72,8 +76,13 @@ def test_graph_model_learns_the_motif_dataset(name, offline_location):
     split = split_graphs(graphs, seed=0, train_fraction=0.7, val_fraction=0.2)
     torch.manual_seed(0)
     model = MODELS.get(name)().build(8, 3)
-    train_graph_model(model, split.train, split.val,
-                      GraphTrainConfig(max_epochs=40, patience=40, batch_size=16), seed=0)
+    train_graph_model(
+        model,
+        split.train,
+        split.val,
+        GraphTrainConfig(max_epochs=40, patience=40, batch_size=16),
+        seed=0,
+    )
     predicted, probs = predict_graphs(model, split.test)
     assert probs.shape == (len(split.test), 3)
     assert float((predicted == graph_labels(split.test)).float().mean()) >= 0.6
@@ -83,8 +92,13 @@ def test_graph_training_is_deterministic_for_a_seed(tiny_graph_dataset):
     def train_once() -> torch.Tensor:
         torch.manual_seed(3)
         model = MODELS.get("gin")().build(3, 2)
-        train_graph_model(model, tiny_graph_dataset[:30], tiny_graph_dataset[30:],
-                          GraphTrainConfig(max_epochs=5, batch_size=8), seed=3)
+        train_graph_model(
+            model,
+            tiny_graph_dataset[:30],
+            tiny_graph_dataset[30:],
+            GraphTrainConfig(max_epochs=5, batch_size=8),
+            seed=3,
+        )
         return predict_graphs(model, tiny_graph_dataset)[1]
 
     assert torch.equal(train_once(), train_once())
