@@ -44,7 +44,8 @@ def test_link_model_shapes_and_edge_weight_gradient(name, path_graph):
     loss.backward()
     assert weight.grad is not None and torch.isfinite(weight.grad).all()
     model.eval()
-    probs = model.predict_proba(path_graph.x, path_graph.edge_index, torch.tensor([[0], [5]]))
+    with torch.no_grad():
+        probs = model.predict_proba(path_graph.x, path_graph.edge_index, torch.tensor([[0], [5]]))
     assert probs.shape == (1,) and 0 <= float(probs) <= 1
 
 
