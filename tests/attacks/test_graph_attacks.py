@@ -136,15 +136,20 @@ def test_graphs_smaller_than_the_trigger_are_skipped(tiny_graph_dataset):
     )
 
 
-def test_motif_ba_picks_a_motif_absent_from_cycles_and_stars(tiny_graph_dataset):
+def test_motif_ba_picks_the_rarest_motif(tiny_graph_dataset):
     ctx = make_context(tiny_graph_dataset, train_clean=False)
-    attack = ATTACKS.get("motif-ba")(
-        trigger_size=4, target_class=1, placement="degree", max_graphs=30
-    ).fit(ctx)
-    # 4-node connected subgraphs of cycles are paths, of stars are stars: the rarest
-    # (and densest of the never-seen) is K4
-    assert nx.is_isomorphic(attack.trigger_.to_networkx(), nx.complete_graph(4))
-    assert attack.describe()["motif_frequency"] == 0
+    params = {"trigger_size": 4, "target_class": 1, "placement": "degree", "max_graphs": 30}
+    # 4-node connected subgraphs of cycles are paths, of stars are stars
+    observed = ATTACKS.get("motif-ba")(**params).fit(ctx)
+    counts = observed.motif_counts_
+    assert set(counts) and counts[observed.trigger_.name] == min(counts.values())
+    shape = observed.trigger_.to_networkx()
+    assert nx.is_isomorphic(shape, nx.path_graph(4)) or nx.is_isomorphic(shape, nx.star_graph(3))
+    # counting never-seen motifs too, the rarest and densest is K4
+    ctx = make_context(tiny_graph_dataset, train_clean=False)
+    unseen = ATTACKS.get("motif-ba")(motif_rule="rarest", **params).fit(ctx)
+    assert nx.is_isomorphic(unseen.trigger_.to_networkx(), nx.complete_graph(4))
+    assert unseen.describe()["motif_frequency"] == 0
 
 
 def test_fit_does_not_modify_the_parameters(tiny_graph_dataset):

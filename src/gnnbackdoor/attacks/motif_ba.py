@@ -5,8 +5,11 @@
    connected induced ``k``-node subgraphs sampled from the training graphs (random connected
    expansion from a random node; isomorphism checked by Weisfeiler-Lehman hash, then exactly).
 2. Trigger choice: the paper finds that a trigger whose structure is *rare* in the dataset
-   attacks best, so the rarest motif is taken; ties (typically motifs never seen) go to the
-   one with more edges (dense shapes are the rarest in sparse real graphs).
+   attacks best. With ``motif_rule="rarest_observed"`` (default) the trigger is the least
+   frequent motif among those the counting found at least once (the paper picks from the
+   motif distribution its extraction tool reports, i.e. motifs that occur); with
+   ``"rarest"`` motifs never seen count too. Ties go to the motif with more edges, then to
+   atlas order; if no motif was seen at all the rule falls back to ``"rarest"``.
 3. Placement: by node importance; the default ranks nodes by how much dropping each lowers
    the clean (shadow) model's confidence (the paper's "target node-dropping" strategy);
    network-importance metrics (degree, betweenness) are options.
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 #: The networkx atlas holds every graph of up to this many nodes.
 ATLAS_MAX_NODES = 7
+MOTIF_RULES = ("rarest_observed", "rarest")
 PLACEMENT_CHOICES = (
     Importance.NODE_DROP.value,
     Importance.DEGREE.value,
@@ -146,6 +150,7 @@ class MotifBA(SubgraphTriggerAttack):
     """Motif-Backdoor: the rarest motif of the trigger size, placed on important nodes.
 
     Attributes:
+        motif_rule: ``rarest_observed`` (default) or ``rarest`` (see the module docstring).
         placement: Node importance for placement: ``node_drop`` (default, with the clean
             model as the shadow model), ``degree``, ``betweenness`` or ``saliency``.
         max_graphs: Training graphs sampled for motif counting.
@@ -153,6 +158,7 @@ class MotifBA(SubgraphTriggerAttack):
     """
 
     placement: str = "node_drop"
+    motif_rule: str = "rarest_observed"
     max_graphs: int = 300
     samples_per_graph: int = 20
     reference = (
@@ -165,6 +171,10 @@ class MotifBA(SubgraphTriggerAttack):
             raise ConfigError(
                 f"placement must be one of {', '.join(PLACEMENT_CHOICES)}, got {self.placement!r}"
             )
+        if self.motif_rule not in MOTIF_RULES:
+            raise ConfigError(
+                f"motif_rule must be rarest_observed or rarest, got {self.motif_rule!r}"
+            )
         if self.max_graphs < 1 or self.samples_per_graph < 1:
             raise ConfigError("max_graphs and samples_per_graph must be at least 1")
 
@@ -172,9 +182,13 @@ class MotifBA(SubgraphTriggerAttack):
         candidates, counts, by_class, samples = count_motifs(
             ctx.split.train, self.size_, ctx.generator, self.max_graphs, self.samples_per_graph
         )
+        pool = list(range(len(candidates)))
+        if self.motif_rule == "rarest_observed" and any(counts[n] for n, _ in candidates):
+            pool = [j for j in pool if counts[candidates[j][0]] > 0]
+        self.motif_rule_used_ = "rarest_observed" if len(pool) < len(candidates) else "rarest"
         # Rarest first; among equally rare, more edges first; then atlas order (stable).
         ranked = sorted(
-            range(len(candidates)),
+            pool,
             key=lambda j: (counts[candidates[j][0]], -candidates[j][1].number_of_edges(), j),
         )
         name, motif = candidates[ranked[0]]
@@ -201,6 +215,7 @@ class MotifBA(SubgraphTriggerAttack):
             "trigger_edges": self.trigger_.to_networkx_edges(),
             "motif_frequency": self.motif_counts_.get(self.trigger_.name, 0)
             / max(self.motif_samples_, 1),
+            "motif_rule": self.motif_rule_used_,
             "motif_candidates": self.num_candidates_,
             "motif_samples": self.motif_samples_,
             "motif_counts": dict(sorted(self.motif_counts_.items(), key=lambda kv: -kv[1])[:15]),
