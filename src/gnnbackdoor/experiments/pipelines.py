@@ -186,7 +186,9 @@ class GraphPipeline(TaskPipeline):
         defender_graphs: list[Data] = []
         eval_graphs = split.test
         if isinstance(defense, ModelRepairDefense):
-            defender_pos, eval_pos = defense.split_defender_data(split.test, generator)
+            defender_pos, eval_pos = defense.split_defender_data(
+                split.test, generator, dataset_size=len(graphs)
+            )
             defender_graphs = [split.test[i] for i in defender_pos]
             eval_graphs = [split.test[i] for i in eval_pos]
         labels = graph_labels(eval_graphs)
