@@ -256,7 +256,7 @@ def straight_through_adjacency(logits: Tensor) -> Tensor:
     hard = (prob > 0.5).to(prob.dtype)
     n = logits.size(-1)
     off_diagonal = 1 - torch.eye(n, dtype=prob.dtype, device=prob.device)
-    return (hard + prob - prob.detach()) * off_diagonal
+    return (hard + (prob - prob.detach())) * off_diagonal  # exactly 0/1 forward
 
 
 FEATURE_MODES: tuple[str, ...] = ("auto", "onehot", "simplex", "range", "keep")
@@ -321,7 +321,7 @@ class TriggerGenerator(nn.Module):
             soft = torch.softmax(raw, dim=-1)
             if self.feature_mode == "onehot":
                 hard = F.one_hot(soft.argmax(-1), self.f).to(soft.dtype)
-                feats = hard + soft - soft.detach()
+                feats = hard + (soft - soft.detach())
             else:
                 feats = soft
         else:
