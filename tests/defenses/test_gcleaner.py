@@ -97,7 +97,9 @@ def test_unweighted_montage_keeps_only_present_trigger_edges(path_graph):
     slots = TriggerSlots.build([path_graph], [torch.tensor([0, 2, 4])])
     adjacency = torch.zeros(1, 3, 3)
     adjacency[0, 0, 1] = adjacency[0, 1, 0] = 1
-    _, edge_index, weight = embed_trigger(slots, path_graph.x[[0, 2, 4]].unsqueeze(0), adjacency, False)
+    _, edge_index, weight = embed_trigger(
+        slots, path_graph.x[[0, 2, 4]].unsqueeze(0), adjacency, False
+    )
     assert weight is None
     assert {(0, 2), (2, 0)} <= {tuple(e) for e in edge_index.t().tolist()}
     assert (0, 4) not in {tuple(e) for e in edge_index.t().tolist()}
@@ -116,7 +118,9 @@ def test_mean_pairwise_cosine():
 def test_node_importance_one_score_per_node(tiny_graph_dataset, method):
     model = _model(3)
     graphs = tiny_graph_dataset[:4]
-    scores = node_importance(model, graphs, method, epochs=3, generator=torch.Generator().manual_seed(0))
+    scores = node_importance(
+        model, graphs, method, epochs=3, generator=torch.Generator().manual_seed(0)
+    )
     assert [s.numel() for s in scores] == [g.num_nodes for g in graphs]
     assert all(torch.isfinite(s).all() for s in scores)
 
@@ -126,7 +130,9 @@ def test_recovery_runs_and_leaves_the_model_unchanged(tiny_graph_dataset):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     graphs = tiny_graph_dataset[:8]
     positions = [least_important(torch.rand(g.num_nodes), 3) for g in graphs]
-    result = recover_trigger(model, graphs, positions, 3, epochs=2, batch_size=4, feature_mode="range")
+    result = recover_trigger(
+        model, graphs, positions, 3, epochs=2, batch_size=4, feature_mode="range"
+    )
     assert len(result.triggered) == 8
     assert all(t.num_nodes == g.num_nodes for t, g in zip(result.triggered, graphs, strict=True))
     assert -1 <= result.similarity <= 1
@@ -186,10 +192,14 @@ def test_auxiliary_width_mismatch_is_a_config_error(tiny_graph_dataset):
 
 
 def test_auxiliary_dataset_feeds_the_defender(tiny_graph_dataset):
-    widened = [Data(x=torch.nn.functional.pad(g.x, (0, 5)), edge_index=g.edge_index, y=g.y)
-               for g in tiny_graph_dataset]
+    widened = [
+        Data(x=torch.nn.functional.pad(g.x, (0, 5)), edge_index=g.edge_index, y=g.y)
+        for g in tiny_graph_dataset
+    ]
     defense = GCleaner(auxiliary_dataset="Motifs", holding_rate=0.25)
-    defender, evaluation = defense.split_defender_data(widened, torch.Generator().manual_seed(0), 40)
+    defender, evaluation = defense.split_defender_data(
+        widened, torch.Generator().manual_seed(0), 40
+    )
     assert defender == [] and evaluation == list(range(40))
     assert len(defense.auxiliary_graphs_) == 10
 
@@ -207,8 +217,24 @@ def test_auxiliary_dataset_feeds_the_defender(tiny_graph_dataset):
 )
 def test_bad_parameters_are_one_line_errors(tmp_path, capsys, setting, message):
     status = main(
-        ["run", "--task", "graph", "--dataset", "Motifs", "--model", "gin", "--defense",
-         "gcleaner", "--set", setting, "--out", str(tmp_path), "--threads", "1", "--quiet"]
+        [
+            "run",
+            "--task",
+            "graph",
+            "--dataset",
+            "Motifs",
+            "--model",
+            "gin",
+            "--defense",
+            "gcleaner",
+            "--set",
+            setting,
+            "--out",
+            str(tmp_path),
+            "--threads",
+            "1",
+            "--quiet",
+        ]
     )
     err = capsys.readouterr().err.strip()
     assert status == 2
@@ -218,9 +244,28 @@ def test_bad_parameters_are_one_line_errors(tmp_path, capsys, setting, message):
 @pytest.mark.realdata
 def test_auxiliary_mismatch_through_the_cli(tmp_path, capsys, mirror, shared_cache):
     status = main(
-        ["run", "--task", "graph", "--dataset", "Motifs", "--model", "gin", "--defense",
-         "gcleaner", "--set", "defense.auxiliary_dataset=AIDS", "--out", str(tmp_path),
-         "--data-mirror", str(mirror), "--cache", str(shared_cache), "--threads", "1", "--quiet"]
+        [
+            "run",
+            "--task",
+            "graph",
+            "--dataset",
+            "Motifs",
+            "--model",
+            "gin",
+            "--defense",
+            "gcleaner",
+            "--set",
+            "defense.auxiliary_dataset=AIDS",
+            "--out",
+            str(tmp_path),
+            "--data-mirror",
+            str(mirror),
+            "--cache",
+            str(shared_cache),
+            "--threads",
+            "1",
+            "--quiet",
+        ]
     )
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and "node features" in err
@@ -230,10 +275,27 @@ def test_auxiliary_mismatch_through_the_cli(tmp_path, capsys, mirror, shared_cac
 def test_no_backdoor_loses_little_accuracy(tmp_path):
     """Defense without an attack on the embedded Motifs dataset."""
     status = main(
-        ["run", "--task", "graph", "--dataset", "Motifs", "--model", "gin", "--defense",
-         "gcleaner", "--set", "train.max_epochs=40", "train.patience=10",
-         "defense.holding_rate=0.1", "defense.explainer_epochs=30",
-         "--out", str(tmp_path), "--threads", "1", "--quiet"]
+        [
+            "run",
+            "--task",
+            "graph",
+            "--dataset",
+            "Motifs",
+            "--model",
+            "gin",
+            "--defense",
+            "gcleaner",
+            "--set",
+            "train.max_epochs=40",
+            "train.patience=10",
+            "defense.holding_rate=0.1",
+            "defense.explainer_epochs=30",
+            "--out",
+            str(tmp_path),
+            "--threads",
+            "1",
+            "--quiet",
+        ]
     )
     assert status == 0
     record = json.loads((tmp_path / "records.jsonl").read_text().splitlines()[0])

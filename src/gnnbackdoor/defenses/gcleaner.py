@@ -150,14 +150,22 @@ class GCleaner(ModelRepairDefense):
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
         positive = [
-            "num_trigger_nodes", "recovery_epochs", "recovery_batch_size", "generator_hidden",
-            "unlearn_batch_size", "explainer_epochs",
+            "num_trigger_nodes",
+            "recovery_epochs",
+            "recovery_batch_size",
+            "generator_hidden",
+            "unlearn_batch_size",
+            "explainer_epochs",
         ]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         non_negative = [
-            "teacher_epochs", "unlearn_epochs", "heatmap_weight", "weight_decay", "max_grad_norm",
+            "teacher_epochs",
+            "unlearn_epochs",
+            "heatmap_weight",
+            "weight_decay",
+            "max_grad_norm",
         ]
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -226,14 +234,12 @@ class GCleaner(ModelRepairDefense):
             if not (self.auxiliary_pad and aux_width < width):
                 raise ConfigError(
                     f"auxiliary_dataset {self.auxiliary_dataset} has {aux_width} node features, "
-                    f"the victim's data {width}" + ("" if aux_width > width else
-                                                     " (set defense.auxiliary_pad=true to pad)")
+                    f"the victim's data {width}"
+                    + ("" if aux_width > width else " (set defense.auxiliary_pad=true to pad)")
                 )
             pad = width - aux_width
             graphs = [
-                Data(
-                    x=torch.nn.functional.pad(g.x, (0, pad)), edge_index=g.edge_index, y=g.y
-                )
+                Data(x=torch.nn.functional.pad(g.x, (0, pad)), edge_index=g.edge_index, y=g.y)
                 for g in graphs
             ]
         return graphs
@@ -308,7 +314,9 @@ class GCleaner(ModelRepairDefense):
             "gc_recovery_similarity": recovery.similarity,
             "gc_clean_similarity": recovery.clean_similarity,
             "gc_unlearn_loss_last": report.losses[-1] if report.losses else float("nan"),
-            "gc_recovery_similarity_first": recovery.history[0] if recovery.history else float("nan"),
+            "gc_recovery_similarity_first": recovery.history[0]
+            if recovery.history
+            else float("nan"),
             "gc_teacher_loss_last": teacher_losses[-1] if teacher_losses else float("nan"),
             "gc_weighted_structure": float(model.supports_edge_weight),
         }

@@ -49,7 +49,9 @@ from gnnbackdoor.models.base import GraphClassifier
 
 logger = logging.getLogger(__name__)
 
-Explainer = Literal["gnnexplainer", "pgexplainer", "integrated_gradients", "guided_backprop", "random"]
+Explainer = Literal[
+    "gnnexplainer", "pgexplainer", "integrated_gradients", "guided_backprop", "random"
+]
 EXPLAINERS: tuple[str, ...] = (
     "gnnexplainer",
     "pgexplainer",
@@ -72,7 +74,11 @@ def _predicted(model: GraphClassifier, batch: Batch) -> Tensor:
 
 
 def _input_gradient(
-    model: GraphClassifier, x: Tensor, edge_index: Tensor, batch: Tensor, target: Tensor,
+    model: GraphClassifier,
+    x: Tensor,
+    edge_index: Tensor,
+    batch: Tensor,
+    target: Tensor,
     create_graph: bool = False,
 ) -> Tensor:
     """``∂ y_target / ∂ x`` for every graph of the batch at once (graphs are independent)."""
@@ -364,9 +370,7 @@ class TriggerSlots:
     def select(self, index: Tensor) -> TriggerSlots:
         """The sub-batch of graphs ``index``."""
         graphs = self.batch.index_select(index)
-        positions = [
-            self.slots[int(i)] - self.batch.ptr[int(i)] for i in index.view(-1)
-        ]
+        positions = [self.slots[int(i)] - self.batch.ptr[int(i)] for i in index.view(-1)]
         return TriggerSlots.build(graphs, positions)
 
 
@@ -414,7 +418,9 @@ def triggered_graphs(slots: TriggerSlots, features: Tensor, adjacency: Tensor) -
     for i in range(batch.num_graphs):
         lo, hi = int(batch.ptr[i]), int(batch.ptr[i + 1])
         mask = (edge_index[0] >= lo) & (edge_index[0] < hi)
-        out.append(Data(x=x[lo:hi].clone(), edge_index=edge_index[:, mask] - lo, y=batch.y[i : i + 1]))
+        out.append(
+            Data(x=x[lo:hi].clone(), edge_index=edge_index[:, mask] - lo, y=batch.y[i : i + 1])
+        )
     return out
 
 

@@ -102,9 +102,7 @@ class LayerRecorder:
 
     def __init__(self, model: GraphClassifier) -> None:
         self.outputs: list[Tensor] = []
-        self.handles = [
-            conv.register_forward_hook(self._hook) for conv in model.encoder.convs
-        ]
+        self.handles = [conv.register_forward_hook(self._hook) for conv in model.encoder.convs]
 
     def _hook(self, module, inputs, output) -> None:
         self.outputs.append(output)
@@ -166,8 +164,14 @@ def attention_maps(
         maps = grad_cam_maps(model, recorder, logits, target, batch.batch, batch.num_graphs)
     else:
         heat = gradient_node_scores(
-            model, batch.x, batch.edge_index, batch.batch, target, method,
-            steps=8, create_graph=differentiable,
+            model,
+            batch.x,
+            batch.edge_index,
+            batch.batch,
+            target,
+            method,
+            steps=8,
+            create_graph=differentiable,
         )
         maps = [_normalise(heat, batch.batch, batch.num_graphs)]
     recorder.clear()
@@ -177,7 +181,9 @@ def attention_maps(
     return logits, maps
 
 
-def heatmap_distance(student: list[Tensor], reference: list[Tensor], batch: Tensor, num_graphs: int) -> Tensor:
+def heatmap_distance(
+    student: list[Tensor], reference: list[Tensor], batch: Tensor, num_graphs: int
+) -> Tensor:
     """``Σ_l mean_graphs Σ_nodes (Ĥ_S − Ĥ_R)²``."""
     total = student[0].new_zeros(())
     for s, r in zip(student, reference, strict=True):
@@ -214,8 +220,12 @@ def fine_tune_teacher(
         order = torch.randperm(len(graphs), generator=generator).tolist()
         epoch_loss = 0.0
         for start in range(0, len(graphs), config.batch_size):
-            batch = Batch.from_data_list([graphs[i] for i in order[start : start + config.batch_size]])
-            loss = F.cross_entropy(teacher(batch.x, batch.edge_index, batch.batch), batch.y.view(-1))
+            batch = Batch.from_data_list(
+                [graphs[i] for i in order[start : start + config.batch_size]]
+            )
+            loss = F.cross_entropy(
+                teacher(batch.x, batch.edge_index, batch.batch), batch.y.view(-1)
+            )
             optimiser.zero_grad()
             loss.backward()
             _clip(teacher, config)
@@ -263,7 +273,17 @@ def unlearn(
                 batch_c = Batch.from_data_list([clean[i] for i in index])
                 batch_t = Batch.from_data_list([triggered[i] for i in index])
                 y = batch_c.y.view(-1)
-                loss = _step_loss(student, teacher, student_rec, teacher_rec, batch_c, batch_t, y, config, use_heat)
+                loss = _step_loss(
+                    student,
+                    teacher,
+                    student_rec,
+                    teacher_rec,
+                    batch_c,
+                    batch_t,
+                    y,
+                    config,
+                    use_heat,
+                )
                 if not loss.requires_grad:
                     continue
                 optimiser.zero_grad()
@@ -291,7 +311,9 @@ def _space(logits: Tensor, space: str) -> Tensor:
     return logits
 
 
-def _step_loss(student, teacher, student_rec, teacher_rec, batch_c, batch_t, y, config, use_heat) -> Tensor:
+def _step_loss(
+    student, teacher, student_rec, teacher_rec, batch_c, batch_t, y, config, use_heat
+) -> Tensor:
     p = config.logit_norm
     student_rec.clear()
     s_clean = student(batch_c.x, batch_c.edge_index, batch_c.batch)

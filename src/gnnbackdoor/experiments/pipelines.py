@@ -20,8 +20,8 @@ from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
 from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
 from gnnbackdoor.errors import ConfigError
-from gnnbackdoor.experiments.config import DataConfig
 from gnnbackdoor.experiments import stage_cache
+from gnnbackdoor.experiments.config import DataConfig
 from gnnbackdoor.experiments.context import GraphContext, LinkContext
 from gnnbackdoor.metrics import (
     accuracy,
