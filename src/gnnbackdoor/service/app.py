@@ -56,11 +56,12 @@ class BodySizeLimit:
                 return  # client went away
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.max_bytes:
-                await self._drain(receive, 4 * self.max_bytes)
+                if more:
+                    await self._drain(receive, 4 * self.max_bytes)
                 return await self._reject(scope, receive, send)
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body = b"".join(chunks)
         sent = False
 
@@ -86,7 +87,7 @@ class BodySizeLimit:
     async def _reject(self, scope, receive, send):
         response = JSONResponse(
             {"detail": f"request body over the {self.max_bytes}-byte limit"},
-            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status_code=413,
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
@@ -107,7 +108,7 @@ def _install_handlers(app: FastAPI) -> None:
             messages.append(f"{where}: {text}" if where else text)
         return JSONResponse(
             {"detail": "; ".join(messages[:5]) or "invalid request", "errors": _safe(error)},
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,
         )
 
     @app.exception_handler(UpstreamError)

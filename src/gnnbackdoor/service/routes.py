@@ -3,7 +3,7 @@ model, shape the answer."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request
 
 from gnnbackdoor.service.deps import ApiKey, BackendDep, SettingsDep, ShieldDep
 from gnnbackdoor.service.schemas import (
@@ -30,25 +30,25 @@ def check_request(body: PredictRequest, settings: SettingsDep, backend) -> None:
     """Limits (413) and the feature width (422)."""
     if len(body.graphs) > settings.max_graphs:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            413,
             f"{len(body.graphs)} graphs in one request; the limit is {settings.max_graphs}",
         )
     expected = getattr(backend, "feature_width", None) or settings.feature_width
     for i, graph in enumerate(body.graphs):
         if graph.num_nodes > settings.max_nodes:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                413,
                 f"graphs[{i}] has {graph.num_nodes} nodes; the limit is {settings.max_nodes}",
             )
         if graph.num_edges > settings.max_edges:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                413,
                 f"graphs[{i}] has {graph.num_edges} edges; the limit is {settings.max_edges}",
             )
         width = expected or body.graphs[0].width
         if graph.width != width:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                422,
                 f"graphs[{i}].x has {graph.width} features per node; the model expects {width}",
             )
 
