@@ -1,0 +1,166 @@
+"""Seconds to poison a dataset and to train the backdoored model, per graph attack.
+
+For each dataset (AIDS, COLLAB) the clean GIN is trained once (Exp-BA, Motif-BA and GTA use
+it); then, for each attack: ``fit_s`` (draw or learn the trigger: motif counting, GTA's
+generator pre-training), ``poison_s`` (embed triggers into the training set: explainer or
+node-drop scoring included), ``backdoor_train_s`` (``attack.backdoor``: poisoning again plus
+training a fresh victim; for GTA the bi-level loop plus training to convergence) and the
+seconds per training epoch. One seed, one torch thread.
+
+    python bench/graph_attacks_speed.py --threads 1 [--datasets AIDS COLLAB] \
+        [--max-epochs COLLAB=20]
+
+Writes ``bench/results/graph_attacks_speed.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from gnnbackdoor.attacks import ATTACKS
+from gnnbackdoor.datasets import DATASETS, DataLocation
+from gnnbackdoor.datasets.splits import split_graphs
+from gnnbackdoor.experiments.context import GraphContext
+from gnnbackdoor.experiments.records import versions
+from gnnbackdoor.models import MODELS
+from gnnbackdoor.models.train_graph import GraphTrainConfig
+from gnnbackdoor.utils.progress import set_quiet
+from gnnbackdoor.utils.seeding import seed_everything
+
+OUT = Path(__file__).resolve().parent / "results"
+ATTACK_NAMES = ["sba", "gta", "exp-ba", "motif-ba"]
+#: Attack settings: GraphProt's trigger of 5 nodes, ratio 0.1, target class 1.
+ATTACK_PARAMS = {"trigger_size": 5, "injection_ratio": 0.1, "target_class": 1}
+
+
+def bench_dataset(name: str, seed: int, max_epochs: int, train_fraction: float) -> dict:
+    graphs = DATASETS.get(name)().load(DataLocation())
+    split = split_graphs(graphs, seed, train_fraction, 0.1)
+    generator = seed_everything(seed)
+    config = GraphTrainConfig(max_epochs=max_epochs)
+    ctx = GraphContext(split, MODELS.get("gin")(), config, seed, generator)
+    start = time.perf_counter()
+    clean = ctx.build_model()
+    report = ctx.train_model(clean, split.train, desc=f"{name} clean")
+    ctx.clean_model = clean
+    result = {
+        "dataset": name,
+        "num_graphs": len(graphs),
+        "num_train": len(split.train),
+        "max_epochs": max_epochs,
+        "clean_train_s": time.perf_counter() - start,
+        "clean_epochs": report.epochs,
+        "clean_epoch_s": report.seconds_per_epoch,
+        "attacks": {},
+    }
+    epochs_seen: list[int] = []
+    original_train = ctx.train_model
+
+    def counting_train(model, graphs, callback=None, desc="train"):
+        report = original_train(model, graphs, callback, desc)
+        epochs_seen.append(report.epochs)
+        return report
+
+    for attack_name in ATTACK_NAMES:
+        ctx.generator = torch.Generator().manual_seed(seed)
+        ctx.timings = {}
+        attack = ATTACKS.get(attack_name)(**ATTACK_PARAMS)
+        t0 = time.perf_counter()
+        attack.fit(ctx)
+        t1 = time.perf_counter()
+        attack.poison(split.train)
+        t2 = time.perf_counter()
+        ctx.train_model = counting_train  # type: ignore[method-assign]
+        attack.backdoor(ctx)
+        t3 = time.perf_counter()
+        del ctx.train_model
+        backdoored_epochs = epochs_seen[-1] if epochs_seen else None
+        result["attacks"][attack_name] = {
+            "fit_s": t1 - t0,
+            "poison_s": t2 - t1,
+            "fit_plus_poison_s": t2 - t0,
+            "backdoor_train_s": t3 - t2,
+            "backdoored_epochs": backdoored_epochs,
+            "trigger_size": attack.size_,
+            "num_poisoned": len(attack.poisoned_index_),
+        }
+        print(name, attack_name, json.dumps(result["attacks"][attack_name]), flush=True)
+    return result
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "# Graph attacks: speed (GIN, 1 seed)",
+        "",
+        f"Machine: {results['machine']}; torch threads: {results['threads']}; "
+        f"torch {results['versions'].get('torch')}, "
+        f"commit {results['versions'].get('git_commit')}.",
+        "Seconds, wall clock, on a machine shared with other jobs (2 cores for 5 users), so "
+        "absolute figures are pessimistic; ratios between attacks are the useful part.",
+        "",
+        "| dataset | graphs (train) | max epochs | clean train s (epochs, s/epoch) | attack | "
+        "fit s | poison s | backdoor train s (epochs) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ds in results["datasets"]:
+        for attack, a in ds["attacks"].items():
+            lines.append(
+                f"| {ds['dataset']} | {ds['num_graphs']} ({ds['num_train']}) | {ds['max_epochs']} "
+                f"| {ds['clean_train_s']:.1f} ({ds['clean_epochs']}, {ds['clean_epoch_s']:.2f}) "
+                f"| {attack} | {a['fit_s']:.2f} | {a['poison_s']:.2f} "
+                f"| {a['backdoor_train_s']:.1f} ({a['backdoored_epochs']}) |"
+            )
+    lines += [
+        "",
+        "fit: draw or learn the trigger (GTA: generator pre-training against the clean model; "
+        "Motif-BA: motif counting). poison: embed triggers into the training set (Exp-BA: "
+        "GNNExplainer per poisoned graph; Motif-BA: node-drop scoring). backdoor train: "
+        "`attack.backdoor` (poison + fresh victim; GTA: 20 bi-level epochs, then training to "
+        "convergence).",
+        "",
+        "Regenerate: `PYTHONPATH=src python bench/graph_attacks_speed.py --threads 1`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["AIDS", "COLLAB"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-fraction", type=float, default=0.6667)
+    parser.add_argument(
+        "--max-epochs",
+        nargs="*",
+        default=["COLLAB=20"],
+        help="per-dataset epoch caps, NAME=N (default: COLLAB=20; others 200)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_quiet(True)
+    caps = dict(item.split("=") for item in args.max_epochs)
+    results = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "versions": versions(),
+        "attack_params": ATTACK_PARAMS,
+        "train_fraction": args.train_fraction,
+        "datasets": [],
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets:
+        results["datasets"].append(
+            bench_dataset(name, args.seed, int(caps.get(name, 200)), args.train_fraction)
+        )
+        (OUT / "graph_attacks_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+        (OUT / "graph_attacks_speed.md").write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

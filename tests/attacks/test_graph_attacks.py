@@ -1,0 +1,160 @@
+"""Every graph-classification attack through the same checks (a Captum-style case list)."""
+
+from __future__ import annotations
+
+import copy
+
+import networkx as nx
+import pytest
+import torch
+
+from gnnbackdoor.attacks import ATTACKS, GraphAttack
+from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack
+
+from .conftest import make_context
+
+#: (registered name, fast parameters) - adding an attack here runs it through every check.
+CASES = [
+    ("sba", {}),
+    ("sba", {"pattern": "small_world"}),
+    ("sba", {"pattern": "preferential_attachment"}),
+    ("sba", {"pattern": "complete"}),
+    ("exp-ba", {"explainer": "saliency"}),
+    ("exp-ba", {"explainer": "gnnexplainer", "explainer_epochs": 3, "placement": "least"}),
+    ("motif-ba", {"max_graphs": 10, "samples_per_graph": 5}),
+    ("motif-ba", {"placement": "degree", "max_graphs": 10, "samples_per_graph": 5}),
+    ("gta", {"bilevel_epochs": 2, "pretrain_epochs": 1, "generator_steps": 1}),
+]
+IDS = [f"{name}-{'-'.join(map(str, params.values())) or 'default'}" for name, params in CASES]
+
+
+def test_every_graph_attack_has_a_case():
+    covered = {name for name, _ in CASES}
+    registered = {n for n, c in ATTACKS.items() if issubclass(c, GraphAttack)}
+    assert registered <= covered
+
+
+def build(name, params, **extra) -> SubgraphTriggerAttack:
+    return ATTACKS.get(name)(target_class=1, injection_ratio=0.2, trigger_size=4, **params, **extra)
+
+
+def snapshot(graphs):
+    return [(g.x.clone(), g.edge_index.clone(), g.y.clone()) for g in graphs]
+
+
+def unchanged(graphs, snap) -> bool:
+    return all(
+        torch.equal(g.x, x) and torch.equal(g.edge_index, e) and torch.equal(g.y, y)
+        for g, (x, e, y) in zip(graphs, snap, strict=True)
+    )
+
+
+def edges_of(graph) -> set[tuple[int, int]]:
+    return {(int(u), int(v)) for u, v in graph.edge_index.t().tolist()}
+
+
+def check_embedding(attack, original, triggered, positions):
+    """The trigger sits exactly at ``positions``; nothing else changed."""
+    pos = set(positions)
+    assert len(positions) == attack.size_ == 4
+    inside = lambda e: e[0] in pos and e[1] in pos  # noqa: E731
+    before, after = edges_of(original), edges_of(triggered)
+    assert {e for e in before if not inside(e)} == {e for e in after if not inside(e)}
+    induced = nx.Graph()
+    induced.add_nodes_from(positions)
+    induced.add_edges_from(e for e in after if inside(e))
+    if hasattr(attack, "trigger_"):  # a fixed pattern: the induced subgraph is the trigger
+        mapping = {i: p for i, p in enumerate(positions)}
+        expected = nx.relabel_nodes(attack.trigger_.to_networkx(), mapping)
+        assert set(map(frozenset, induced.edges())) == set(map(frozenset, expected.edges()))
+    others = [v for v in range(int(original.num_nodes)) if v not in pos]
+    assert torch.equal(triggered.x[others], original.x[others])
+    if not hasattr(attack, "net_"):  # only GTA writes features
+        assert torch.equal(triggered.x, original.x)
+
+
+@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+def test_poison_and_activate(name, params, tiny_graph_dataset):
+    ctx = make_context(tiny_graph_dataset)
+    attack = build(name, params).fit(ctx)
+    train = ctx.split.train
+    snap = snapshot(train)
+    result = attack.poison(train)
+    # the injection ratio is honoured and only the chosen graphs change
+    assert len(result.poisoned_index) == round(0.2 * len(train))
+    assert unchanged(train, snap)
+    for i, graph in enumerate(result.graphs):
+        if i in result.poisoned_index:
+            assert graph is not train[i]
+            assert int(graph.y) == 1
+            check_embedding(attack, train[i], graph, attack.poison_positions_[i])
+        else:
+            assert graph is train[i]
+    # non-target graphs are preferred for poisoning
+    assert all(int(train[i].y) == 0 for i in result.poisoned_index)
+    # activation: copies, labels kept, inputs untouched
+    test = ctx.split.test
+    snap = snapshot(test)
+    triggered = attack.activate(test)
+    assert unchanged(test, snap)
+    assert len(triggered) == len(test)
+    for original, new, positions in zip(test, triggered, attack.activation_positions_, strict=True):
+        assert new is not original and torch.equal(new.y, original.y)
+        check_embedding(attack, original, new, positions)
+    info = attack.describe()
+    for key in ("trigger_size", "injection_ratio", "target_class", "poison_positions"):
+        assert key in info
+    assert info["poison_positions"]["count"] == len(result.poisoned_index)
+
+
+@pytest.mark.parametrize(("name", "params"), CASES[::3] + CASES[-1:], ids=IDS[::3] + IDS[-1:])
+def test_backdoor_returns_a_trained_model(name, params, tiny_graph_dataset):
+    ctx = make_context(tiny_graph_dataset)
+    attack = build(name, params).fit(ctx)
+    model = attack.backdoor(ctx)
+    assert model is not ctx.clean_model
+    assert len(attack.poisoned_index_) == round(0.2 * len(ctx.split.train))
+
+
+def test_trigger_fraction_follows_the_average_graph_size(tiny_graph_dataset):
+    ctx = make_context(tiny_graph_dataset, train_clean=False)
+    attack = ATTACKS.get("sba")(trigger_fraction=0.5, target_class=1).fit(ctx)
+    average = sum(g.num_nodes for g in ctx.split.train) / len(ctx.split.train)
+    assert attack.size_ == round(0.5 * average)
+    assert attack.trigger_.size == attack.size_
+
+
+def test_graphs_smaller_than_the_trigger_are_skipped(tiny_graph_dataset):
+    ctx = make_context(tiny_graph_dataset, train_clean=False)
+    attack = ATTACKS.get("sba")(trigger_size=8, target_class=1, injection_ratio=1.0).fit(ctx)
+    result = attack.poison(ctx.split.train)
+    assert all(ctx.split.train[i].num_nodes >= 8 for i in result.poisoned_index)
+    triggered = attack.activate(ctx.split.test)
+    assert len(triggered) == sum(g.num_nodes >= 8 for g in ctx.split.test)
+    assert attack.describe()["activation_skipped_small_graphs"] == sum(
+        g.num_nodes < 8 for g in ctx.split.test
+    )
+
+
+def test_motif_ba_picks_the_rarest_motif(tiny_graph_dataset):
+    ctx = make_context(tiny_graph_dataset, train_clean=False)
+    params = {"trigger_size": 4, "target_class": 1, "placement": "degree", "max_graphs": 30}
+    # 4-node connected subgraphs of cycles are paths, of stars are stars
+    observed = ATTACKS.get("motif-ba")(**params).fit(ctx)
+    counts = observed.motif_counts_
+    assert set(counts) and counts[observed.trigger_.name] == min(counts.values())
+    shape = observed.trigger_.to_networkx()
+    assert nx.is_isomorphic(shape, nx.path_graph(4)) or nx.is_isomorphic(shape, nx.star_graph(3))
+    # counting never-seen motifs too, the rarest and densest is K4
+    ctx = make_context(tiny_graph_dataset, train_clean=False)
+    unseen = ATTACKS.get("motif-ba")(motif_rule="rarest", **params).fit(ctx)
+    assert nx.is_isomorphic(unseen.trigger_.to_networkx(), nx.complete_graph(4))
+    assert unseen.describe()["motif_frequency"] == 0
+
+
+def test_fit_does_not_modify_the_parameters(tiny_graph_dataset):
+    ctx = make_context(tiny_graph_dataset, train_clean=False)
+    attack = ATTACKS.get("sba")(target_class=1)
+    params = copy.deepcopy(attack.params())
+    attack.fit(ctx)
+    assert attack.params() == params
