@@ -20,7 +20,8 @@ from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
 from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
 from gnnbackdoor.errors import ConfigError
-from gnnbackdoor.experiments.config import DataConfig
+from gnnbackdoor.experiments import clean_cache
+from gnnbackdoor.experiments.config import DataConfig, as_dict
 from gnnbackdoor.experiments.context import GraphContext, LinkContext
 from gnnbackdoor.metrics import (
     accuracy,
@@ -31,7 +32,12 @@ from gnnbackdoor.metrics import (
 from gnnbackdoor.models.base import ModelSpec
 from gnnbackdoor.models.io import save_model
 from gnnbackdoor.models.train_graph import GraphTrainConfig, graph_labels, predict_graphs
-from gnnbackdoor.models.train_link import LinkTrainConfig, evaluate_links, link_scores
+from gnnbackdoor.models.train_link import (
+    LinkTrainConfig,
+    TrainReport,
+    evaluate_links,
+    link_scores,
+)
 from gnnbackdoor.registry import Registry
 from gnnbackdoor.utils.seeding import seed_everything
 from gnnbackdoor.utils.timing import PhaseTimer
@@ -193,7 +199,22 @@ class GraphPipeline(TaskPipeline):
         batch = run.train_config.eval_batch_size
         with timer.phase("clean_train_s"):
             clean = ctx.build_model()
-            report = ctx.train_model(clean, split.train, desc="clean")
+            cached = clean_cache.cache_path(
+                {
+                    "dataset": run.dataset_name,
+                    "model": [run.model_spec.registered_name, as_dict(run.model_spec)],
+                    "data": as_dict(run.data_config),
+                    "train": as_dict(run.train_config),
+                    "seed": run.seed,
+                }
+            )
+            report = TrainReport()
+            if cached is None or not clean_cache.load(cached, clean, report):
+                report = ctx.train_model(clean, split.train, desc="clean")
+                if cached is not None:
+                    clean_cache.save(cached, clean, report)
+            else:
+                timer.add("clean_cache_hit", 1.0)
         ctx.clean_model = clean
         timer.add("clean_epoch_s", report.seconds_per_epoch)
         metrics: dict[str, float] = {
