@@ -166,22 +166,24 @@ def gaussian_mixture_2(
         return labels
     resp = np.zeros((n, 2))
     resp[np.arange(n), labels] = 1.0
+    x_sq = x * x
+    const = d * math.log(2 * math.pi)
     lower = -math.inf
     for _ in range(max_iter):
+        # M-step (sklearn's _estimate_gaussian_covariances_diag / _spherical)
         nk = resp.sum(axis=0) + 10 * np.finfo(float).eps
         means = resp.T @ x / nk[:, None]
-        avg_sq = resp.T @ (x * x) / nk[:, None]
-        var = avg_sq - means**2 + reg_covar  # [2, d]
+        var = resp.T @ x_sq / nk[:, None] - means**2 + reg_covar  # [2, d]
         if covariance_type == "spherical":
             var = np.repeat(var.mean(axis=1, keepdims=True), d, axis=1)
         var = np.maximum(var, reg_covar)
-        log_weights = np.log(nk / n)
-        log_det = np.log(var).sum(axis=1)
-        sq = ((x[:, None, :] - means[None]) ** 2 / var[None]).sum(axis=2)
-        log_prob = -0.5 * (d * math.log(2 * math.pi) + log_det[None] + sq) + log_weights[None]
-        top = log_prob.max(axis=1, keepdims=True)
-        log_norm = top + np.log(np.exp(log_prob - top).sum(axis=1, keepdims=True))
-        resp = np.exp(log_prob - log_norm)
+        precision = 1.0 / var
+        # E-step: log N(x | mean, var) + log weight, as matrix products
+        sq = x_sq @ precision.T - 2.0 * x @ (means * precision).T
+        sq += (means * means * precision).sum(axis=1)
+        log_prob = np.log(nk / n) - 0.5 * (const + np.log(var).sum(axis=1) + sq)
+        log_norm = np.logaddexp(log_prob[:, 0], log_prob[:, 1])
+        resp = np.exp(log_prob - log_norm[:, None])
         bound = float(log_norm.mean())
         if abs(bound - lower) < tol:
             break
@@ -359,8 +361,9 @@ class GraphProt(InputShield):
             digest.update(np.ascontiguousarray(x.detach().cpu().numpy()).tobytes())
             digest.update(str(tuple(x.shape)).encode())
         digest.update(np.ascontiguousarray(graph.edge_index.cpu().numpy()).tobytes())
-        words = np.frombuffer(digest.digest(), dtype=np.uint32)
-        return np.random.default_rng([self.random_state, *words.tolist()])
+        digest.update(self.random_state.to_bytes(8, "little"))
+        key = np.frombuffer(digest.digest(), dtype=np.uint64)
+        return np.random.Generator(np.random.Philox(key=key))
 
     def plan(self, graph: Data, index: int = 0) -> _Plan:
         """Filter ``graph`` and draw its subgraphs (no model query)."""
