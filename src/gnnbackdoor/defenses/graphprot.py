@@ -39,6 +39,7 @@ Decisions the paper leaves open (see also ``docs/reproduction/graphprot.md``):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import warnings
@@ -314,9 +315,17 @@ class GraphProt(InputShield):
             ValueError: a graph has no nodes or no features, or ``predict_fn`` returns a
                 number of labels other than the number of subgraphs sent.
         """
-        # Many tiny eigh/matmul calls: BLAS threads only add contention (10-50x slower).
-        with threadpool_limits(limits=1, user_api="blas"):
-            plans = [self.plan(graph, index) for index, graph in enumerate(graphs)]
+        # Many tiny eigh/matmul calls: BLAS threads only add contention (10-50x slower); and
+        # thousands of small Data objects would trigger full garbage collections over every
+        # graph in memory, so the collector waits until the subgraphs are built.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with threadpool_limits(limits=1, user_api="blas"):
+                plans = [self.plan(graph, index) for index, graph in enumerate(graphs)]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         batch = [sub for plan in plans for sub in plan.subgraphs]
         if not batch:
             return ShieldResult(torch.empty(0, dtype=torch.long), [], 0, 0)
@@ -422,7 +431,7 @@ class GraphProt(InputShield):
         n, N = adj.shape[0], self.num_subgraphs
         if self.sampler == "random":  # Eq. 3: floor(p |V'|) nodes, at least one
             size = max(1, math.floor(self.sample_rate * n))
-            nodes = [np.sort(rng.choice(n, size, replace=False)) for _ in range(N)]
+            nodes = [np.sort(rng.permutation(n)[:size]) for _ in range(N)]
             return nodes, [None] * N
         k = max(1, n // N)  # Eq. 5: floor(|V'| / N) clusters
         clusters = self.spectral_labels(adj, k, rng)
