@@ -226,3 +226,18 @@ def test_504_when_the_upstream_is_slow(api_key):
         took = time.monotonic() - start
     assert response.status_code == 504
     assert took < 2.5
+
+
+def test_concurrent_requests_are_answered_as_if_alone(client):
+    import concurrent.futures
+
+    graphs = [ring(8 + i) for i in range(12)]
+    alone = [
+        client.post("/v1/predict", json={"graphs": [g]}).json()["predictions"][0] for g in graphs
+    ]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(
+            pool.map(lambda g: client.post("/v1/predict", json={"graphs": [g]}), graphs * 3)
+        )
+    assert all(r.status_code == 200 for r in together)
+    assert [r.json()["predictions"][0] for r in together] == alone * 3

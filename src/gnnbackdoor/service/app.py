@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from gnnbackdoor.defenses import DEFENSES, InputShield
 from gnnbackdoor.errors import UserError
 from gnnbackdoor.service.backends import UpstreamError, build_backend
+from gnnbackdoor.service.batching import ShieldBatcher
 from gnnbackdoor.service.deps import UNAUTHORIZED, check_api_key
 from gnnbackdoor.service.keys import KeyStore
 from gnnbackdoor.service.routes import health_router, model_router, shield_router
@@ -134,9 +135,12 @@ def _lifespan(with_shield: bool):
             logger.warning("no API keys file: prediction routes are open to anyone")
         app.state.backend = build_backend(settings)
         app.state.shield = build_shield(settings) if with_shield else None
+        app.state.batcher = ShieldBatcher(settings.max_batch_graphs)
+        app.state.batcher.start()
         try:
             yield
         finally:
+            await app.state.batcher.stop()
             if app.state.backend is not None:
                 app.state.backend.close()
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from gnnbackdoor.defenses.base import InputShield
 from gnnbackdoor.service.backends import ModelBackend, UpstreamBackend
+from gnnbackdoor.service.batching import ShieldBatcher
 from gnnbackdoor.service.keys import KeyStore
 from gnnbackdoor.service.settings import ServiceSettings
 
@@ -28,6 +29,10 @@ def get_backend(request: Request) -> Backend:
 
 def get_shield(request: Request) -> InputShield:
     return request.app.state.shield
+
+
+def get_batcher(request: Request) -> ShieldBatcher:
+    return request.app.state.batcher
 
 
 def check_api_key(request: Request) -> bool:
@@ -55,4 +60,5 @@ def require_api_key(request: Request) -> None:
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 ShieldDep = Annotated[InputShield, Depends(get_shield)]
+BatcherDep = Annotated[ShieldBatcher, Depends(get_batcher)]
 ApiKey = Annotated[None, Depends(require_api_key)]

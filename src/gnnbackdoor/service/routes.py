@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from gnnbackdoor.service.deps import ApiKey, BackendDep, SettingsDep, ShieldDep
+from gnnbackdoor.service.deps import ApiKey, BackendDep, BatcherDep, SettingsDep, ShieldDep
 from gnnbackdoor.service.schemas import (
     ErrorBody,
     Health,
@@ -74,17 +74,22 @@ shield_router = APIRouter(prefix="/v1", tags=["shield"])
 @shield_router.post(
     "/predict", response_model=PredictResponse, responses={**ERRORS, **UPSTREAM_ERRORS}
 )
-def predict(
-    body: PredictRequest, _: ApiKey, settings: SettingsDep, backend: BackendDep, shield: ShieldDep
+async def predict(
+    body: PredictRequest,
+    _: ApiKey,
+    settings: SettingsDep,
+    backend: BackendDep,
+    shield: ShieldDep,
+    batcher: BatcherDep,
 ) -> PredictResponse:
     """Shielded labels: each graph is filtered, sampled into subgraphs and voted on; all
-    subgraphs of the request go to the model in one query."""
+    subgraphs go to the model in one query (requests that arrive together share it)."""
     check_request(body, settings, backend)
-    result = shield.predict(backend, [g.to_data() for g in body.graphs])
+    labels, details = await batcher.predict(shield, backend, [g.to_data() for g in body.graphs])
     return PredictResponse(
         predictions=[
             Prediction(label=int(label), votes=d["votes"], removed_nodes=d["removed_nodes"])
-            for label, d in zip(result.labels.tolist(), result.details, strict=True)
+            for label, d in zip(labels, details, strict=True)
         ]
     )
 

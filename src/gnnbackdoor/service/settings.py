@@ -29,6 +29,7 @@ class ServiceSettings(BaseSettings):
         max_graphs: Graphs per request (413 above).
         max_nodes: Nodes per graph (413 above).
         max_edges: Edges (columns of ``edge_index``) per graph (413 above).
+        max_batch_graphs: Most graphs of concurrent requests merged into one shield call.
         torch_threads: torch CPU threads of the server process.
     """
 
@@ -46,4 +47,5 @@ class ServiceSettings(BaseSettings):
     max_graphs: int = Field(64, ge=1)
     max_nodes: int = Field(1_000, ge=1)
     max_edges: int = Field(20_000, ge=0)
+    max_batch_graphs: int = Field(256, ge=1)
     torch_threads: int = Field(1, ge=1)
