@@ -29,8 +29,13 @@ def base_args(tmp_path):
         ("sba", "attack.pattern=hexagon", "pattern"),
         ("motif-ba", "attack.trigger_size=1", "trigger_size"),
         ("exp-ba", "attack.trigger_fraction=2", "trigger_fraction"),
-        ("sba", "attack.trigger_size=500", "larger than every training graph"),
-        ("motif-ba", "attack.target_class=7", "target_class"),
+        pytest.param(
+            "sba",
+            "attack.trigger_size=500",
+            "larger than every training graph",
+            marks=pytest.mark.slow,
+        ),  # fails after the clean model is trained
+        pytest.param("motif-ba", "attack.target_class=7", "target_class", marks=pytest.mark.slow),
     ],
 )
 def test_bad_parameters_give_one_line_errors(base_args, capsys, attack, setting, words):
@@ -40,6 +45,7 @@ def test_bad_parameters_give_one_line_errors(base_args, capsys, attack, setting,
     assert words in err
 
 
+@pytest.mark.slow
 def test_triggers_go_only_on_non_target_graphs(base_args, capsys, monkeypatch):
     seen: list[int] = []
     original = SBA.activate

@@ -23,6 +23,7 @@ keeps its (input-dependent) initial mapping. ``describe()`` records which was th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -256,6 +257,7 @@ class GTA(SubgraphTriggerAttack):
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         shuffle = torch.Generator().manual_seed(ctx.seed)
+        start = time.perf_counter()
         for _ in progress(range(self.bilevel_epochs), desc="gta bi-level"):
             poisoned = self._materialise(train, index, positions)
             model.train()
@@ -272,6 +274,8 @@ class GTA(SubgraphTriggerAttack):
                     optimiser.step()
             self._generator_steps(model, self.generator_steps)
         final = self._materialise(train, index, positions)
+        ctx.timings["gta_bilevel_s"] = time.perf_counter() - start
+        ctx.timings["gta_bilevel_epoch_s"] = ctx.timings["gta_bilevel_s"] / self.bilevel_epochs
         self.poisoned_index_ = index
         self.num_train_graphs_ = len(train)
         self.poison_positions_ = {i: positions[i].tolist() for i in index}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,15 @@ def split_links(graph: Data, seed: int, val: float = 0.05, test: float = 0.10) -
         add_negative_train_samples=False,
     )
     data = Data(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng():
+        # PyG's negative sampler draws from Python's and NumPy's generators as well as torch's
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
         train, valid, tst = transform(data)
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
     return LinkSplit(train=train, val=valid, test=tst)
 
 

@@ -58,9 +58,12 @@ class ModelRepairDefense(Defense):
             raise ConfigError(f"holding_rate must be in (0, 1), got {self.holding_rate}")
 
     def split_defender_data(
-        self, test: Sequence[Data], generator: torch.Generator
+        self, test: Sequence[Data], generator: torch.Generator, dataset_size: int | None = None
     ) -> tuple[list[int], list[int]]:
-        """Positions in ``test`` for the defender's clean set and for evaluation (disjoint)."""
+        """Positions in ``test`` for the defender's clean set and for evaluation (disjoint).
+
+        ``dataset_size`` (the whole dataset's graph count) is given by the pipeline for
+        defenses whose holding rate is a share of the dataset (GCleaner); unused here."""
         count = max(1, round(self.holding_rate * len(test)))
         order = torch.randperm(len(test), generator=generator).tolist()
         return sorted(order[:count]), sorted(order[count:])

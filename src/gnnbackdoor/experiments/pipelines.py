@@ -20,7 +20,7 @@ from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
 from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
 from gnnbackdoor.errors import ConfigError
-from gnnbackdoor.experiments import clean_cache
+from gnnbackdoor.experiments import clean_cache, stage_cache
 from gnnbackdoor.experiments.config import DataConfig, as_dict
 from gnnbackdoor.experiments.context import GraphContext, LinkContext
 from gnnbackdoor.metrics import (
@@ -190,12 +190,78 @@ class GraphPipeline(TaskPipeline):
         ctx = GraphContext(split, run.model_spec, run.train_config, run.seed, generator)
         defense = run.defense
         defender_graphs: list[Data] = []
+        defender_pos: list[int] = []
         eval_graphs = split.test
         if isinstance(defense, ModelRepairDefense):
-            defender_pos, eval_pos = defense.split_defender_data(split.test, generator)
+            defender_pos, eval_pos = defense.split_defender_data(
+                split.test, generator, dataset_size=len(graphs)
+            )
             defender_graphs = [split.test[i] for i in defender_pos]
             eval_graphs = [split.test[i] for i in eval_pos]
         labels = graph_labels(eval_graphs)
+        attack = run.attack
+        cache = None
+        if defense is not None:
+            cache = stage_cache.cache_path(run, defender_pos, len(eval_graphs))
+        payload = stage_cache.load(cache) if cache is not None else None
+        if payload is not None:
+            stage = payload["stage"]
+            clean = ctx.build_model()
+            clean.load_state_dict(stage.clean_state)
+            clean.eval()
+            ctx.clean_model = clean
+            model_under_test = clean
+            if stage.backdoored_state is not None:
+                model_under_test = ctx.build_model()
+                model_under_test.load_state_dict(stage.backdoored_state)
+                model_under_test.eval()
+            stage_cache.restore_random_states(payload, generator)
+            metrics, triggered = stage.metrics, stage.triggered
+            info = {**stage.info, "stage_cached": True}
+            for name, seconds in stage.seconds.items():
+                timer.add(name, seconds)
+            ctx.timings.update(stage.ctx_timings)
+        else:
+            seconds_before = dict(timer.seconds)
+            metrics, info, model_under_test, triggered = self._attack_stage(
+                run, ctx, split, eval_graphs, labels, timer
+            )
+            if cache is not None:
+                stage = stage_cache.Stage(
+                    metrics=dict(metrics),
+                    info=dict(info),
+                    clean_state=ctx.clean_model.state_dict(),
+                    backdoored_state=(
+                        None
+                        if model_under_test is ctx.clean_model
+                        else model_under_test.state_dict()
+                    ),
+                    triggered=triggered,
+                    seconds={k: v - seconds_before.get(k, 0.0) for k, v in timer.seconds.items()},
+                    ctx_timings=dict(ctx.timings),
+                )
+                stage_cache.save(cache, stage, generator)
+        if defense is not None:
+            target = attack.target_class if isinstance(attack, GraphAttack) else None
+            metrics.update(
+                self._defend(
+                    run,
+                    ctx,
+                    defense,
+                    model_under_test,
+                    defender_graphs,
+                    eval_graphs,
+                    triggered,
+                    target,
+                    timer,
+                )
+            )
+        for name, seconds in ctx.timings.items():
+            timer.add(name, seconds)
+        return PipelineOutput(metrics, info)
+
+    def _attack_stage(self, run, ctx, split, eval_graphs, labels, timer):
+        """Clean victim, then (with an attack) the backdoored victim and its metrics."""
         batch = run.train_config.eval_batch_size
         with timer.phase("clean_train_s"):
             clean = ctx.build_model()
@@ -275,24 +341,7 @@ class GraphPipeline(TaskPipeline):
                     )
             _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
             model_under_test = backdoored
-        if defense is not None:
-            target = attack.target_class if isinstance(attack, GraphAttack) else None
-            metrics.update(
-                self._defend(
-                    run,
-                    ctx,
-                    defense,
-                    model_under_test,
-                    defender_graphs,
-                    eval_graphs,
-                    triggered,
-                    target,
-                    timer,
-                )
-            )
-        for name, seconds in ctx.timings.items():
-            timer.add(name, seconds)
-        return PipelineOutput(metrics, info)
+        return metrics, info, model_under_test, triggered
 
     @staticmethod
     def _asr(model, triggered: Sequence[Data], target: int, batch: int) -> float:

@@ -61,8 +61,9 @@ class AutoencoderLinkPredictor(LinkPredictor):
     adversarial ones.
     """
 
-    def __init__(self, autoencoder: GAE) -> None:
+    def __init__(self, autoencoder: GAE, default_lr: float = 0.01) -> None:
         super().__init__()
+        self.default_lr = default_lr
         self.autoencoder = autoencoder
         self.variational = isinstance(autoencoder, VGAE | ARGVA)
         self.adversarial = isinstance(autoencoder, ARGA)
@@ -133,10 +134,11 @@ class ARGASpec(_AutoencoderSpec):
 
     discriminator_hidden: int = 64
     reference: ClassVar[str] = "Pan et al., Adversarially Regularized Graph Autoencoder, 2018"
+    default_lr: ClassVar[float] = 0.001
 
     def build(self, in_channels: int, out_channels: int | None = None) -> LinkPredictor:
         disc = Discriminator(self.out_channels, self.discriminator_hidden)
-        return AutoencoderLinkPredictor(ARGA(self._encoder(in_channels), disc))
+        return AutoencoderLinkPredictor(ARGA(self._encoder(in_channels), disc), self.default_lr)
 
 
 @MODELS.register("arvga")
@@ -149,7 +151,7 @@ class ARVGASpec(ARGASpec):
 
     def build(self, in_channels: int, out_channels: int | None = None) -> LinkPredictor:
         disc = Discriminator(self.out_channels, self.discriminator_hidden)
-        return AutoencoderLinkPredictor(ARGVA(self._encoder(in_channels), disc))
+        return AutoencoderLinkPredictor(ARGVA(self._encoder(in_channels), disc), self.default_lr)
 
 
 def sample_negative_pairs(edge_index: Tensor, num_nodes: int, num: int) -> Tensor:

@@ -27,24 +27,28 @@ class LinkTrainConfig:
     """Training settings for link predictors.
 
     Attributes:
-        lr: Adam learning rate of the encoder (and of a discriminator).
+        lr: Adam learning rate of the encoder; ``None`` (default) takes the model's own
+            ``default_lr``, the value its paper uses (GAE/VGAE 0.01, ARGA/ARVGA and GIC 0.001).
         max_epochs: Upper bound on epochs.
         patience: Stop after this many epochs without a better validation AUC (Link-Backdoor
             uses 100).
         min_epochs: Never stop before this epoch.
         weight_decay: Adam weight decay.
         discriminator_steps: Discriminator updates per epoch for ARGA/ARVGA (PyG's example: 5).
+        discriminator_lr: Adam learning rate of the ARGA/ARVGA discriminator (PyG's example:
+            0.001).
     """
 
-    lr: float = 0.01
+    lr: float | None = None
     max_epochs: int = 1000
     patience: int = 100
     min_epochs: int = 0
     weight_decay: float = 0.0
     discriminator_steps: int = 5
+    discriminator_lr: float = 0.001
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.max_epochs < 1 or self.patience < 1:
+        if (self.lr is not None and self.lr <= 0) or self.max_epochs < 1 or self.patience < 1:
             raise ConfigError("train: lr must be > 0, max_epochs and patience at least 1")
 
 
@@ -105,11 +109,12 @@ def train_link_model(
             :data:`EpochCallback`).
         desc: Progress-bar label.
     """
+    lr = config.lr if config.lr is not None else model.default_lr
     optimiser = torch.optim.Adam(
-        model.encoder_parameters(), lr=config.lr, weight_decay=config.weight_decay
+        model.encoder_parameters(), lr=lr, weight_decay=config.weight_decay
     )
     disc_optimiser = (
-        torch.optim.Adam(model.discriminator_parameters(), lr=config.lr)
+        torch.optim.Adam(model.discriminator_parameters(), lr=config.discriminator_lr)
         if model.has_discriminator
         else None
     )

@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine with only Python: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The offline dataset mirror: $GNNBACKDOOR_DATA_MIRROR, else ../shared/datasets if present.
+MIRROR ?= $(or $(GNNBACKDOOR_DATA_MIRROR),$(wildcard $(abspath ../shared/datasets)))
+
+.PHONY: setup demo test lint clean-models bench
+
+setup: $(VENV)/.installed
+
+# torch is pinned (2.13.0, the CPU build); an unpinned torch pulls the CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[service,dev]"
+	touch $@
+
+demo: setup
+	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/gnnbackdoor sweep experiments/demo.yaml --out runs/demo
+	$(BIN)/gnnbackdoor report runs/demo
+
+test: setup
+	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+clean-models: setup
+	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/gnnbackdoor sweep experiments/clean_models.yaml --out results/clean_models --threads 1
+	$(BIN)/gnnbackdoor report results/clean_models --page clean_models --out docs/reproduction/clean_models.md
+
+bench: setup
+	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/foundation_speed.py

@@ -1,0 +1,115 @@
+"""Dataset loading: generated defaults offline, the mirror (copy, ``.xz``, never written),
+clear errors; and a smoke test that loads every dataset of the real mirror."""
+
+from __future__ import annotations
+
+import lzma
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gnnbackdoor.datasets import DATASETS, DataLocation, load_dataset
+from gnnbackdoor.datasets.mirror import stage_raw_files
+from gnnbackdoor.errors import DatasetNotFoundError
+
+
+def test_generated_defaults_need_no_files(offline_location):
+    sbm = load_dataset("SBM", offline_location)
+    assert sbm.num_nodes == 240 and sbm.x.shape == (240, 32)
+    assert torch.equal(sbm.edge_index, load_dataset("sbm", offline_location).edge_index)
+    motifs = load_dataset("Motifs", offline_location)
+    assert len(motifs) == 300
+    assert {int(g.y) for g in motifs} == {0, 1, 2}
+    assert all(g.x.shape[1] == 8 for g in motifs)
+
+
+def test_mirror_is_copied_and_xz_decompressed_without_writing_into_it(tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "Toy" / "raw").mkdir(parents=True)
+    (mirror / "Toy" / "raw" / "plain.txt").write_text("1,2\n")
+    with lzma.open(mirror / "Toy" / "raw" / "big.txt.xz", "wt") as handle:
+        handle.write("3,4\n")
+    before = sorted(p.name for p in (mirror / "Toy" / "raw").iterdir())
+    os.chmod(mirror / "Toy" / "raw", 0o555)
+    try:
+        root = stage_raw_files("Toy", ["plain.txt", "big.txt"], tmp_path / "cache", mirror, False)
+    finally:
+        os.chmod(mirror / "Toy" / "raw", 0o755)
+    assert (root / "Toy" / "raw" / "big.txt").read_text() == "3,4\n"
+    assert (root / "Toy" / "raw" / "plain.txt").read_text() == "1,2\n"
+    assert sorted(p.name for p in (mirror / "Toy" / "raw").iterdir()) == before
+
+
+def test_missing_files_name_the_mirror_variable_and_expected_files(offline_location):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("Cora", offline_location)
+    message = str(info.value)
+    assert "GNNBACKDOOR_DATA_MIRROR" in message and "ind.cora.x" in message
+    assert "\n" not in message
+
+
+def test_no_mirror_and_no_download_is_a_clear_error(tmp_path):
+    location = DataLocation(cache_dir=tmp_path, mirror_dir=None, allow_download=False)
+    with pytest.raises(DatasetNotFoundError, match="GNNBACKDOOR_DATA_MIRROR"):
+        load_dataset("AIDS", location)
+
+
+LINK_DATASETS = {"Cora": 2708, "CiteSeer": 3327, "Cora_ML": 2995, "Cora_ML_LCC": 2810, "CS": 18333}
+GRAPH_DATASETS = {
+    "AIDS": 2000,
+    "ENZYMES": 600,
+    "DHFR": 756,
+    "NCI1": 4110,
+    "PROTEINS": 1113,
+    "Fingerprint": 2800,
+    "MUTAG": 188,
+    "Bitcoin": 1174,
+    "COLLAB": 5000,
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("name", "num_nodes"), sorted(LINK_DATASETS.items()))
+def test_every_link_dataset_of_the_mirror_loads(real_location, name, num_nodes):
+    graph = load_dataset(name, real_location)
+    assert graph.num_nodes == num_nodes
+    assert graph.x.size(0) == num_nodes and graph.edge_index.size(0) == 2
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("name", "num_graphs"), sorted(GRAPH_DATASETS.items()))
+def test_every_graph_dataset_of_the_mirror_loads(real_location, name, num_graphs):
+    graphs = load_dataset(name, real_location)
+    assert len(graphs) == num_graphs
+    widths = {g.x.size(1) for g in graphs}
+    assert len(widths) == 1 and widths.pop() > 0
+    assert all(g.y.shape == (1,) and g.x.dtype == torch.float for g in graphs[:50])
+
+
+@pytest.mark.realdata
+def test_pubmed_is_reported_missing_from_the_mirror(real_location):
+    if (Path(real_location.mirror_dir) / "PubMed").exists():
+        pytest.skip("this mirror has PubMed")
+    with pytest.raises(DatasetNotFoundError, match="PubMed"):
+        load_dataset("PubMed", real_location)
+
+
+def test_registered_dataset_tasks():
+    assert {c.task for _, c in DATASETS.items()} == {"link", "graph"}
+    for name in ("SBM", "Cora", "CiteSeer", "PubMed", "Cora_ML", "Cora_ML_LCC", "CS"):
+        assert DATASETS.get(name).task == "link"
+    for name in (
+        "Motifs",
+        "AIDS",
+        "ENZYMES",
+        "DHFR",
+        "NCI1",
+        "PROTEINS",
+        "COLLAB",
+        "Fingerprint",
+        "MUTAG",
+        "Bitcoin",
+    ):
+        assert DATASETS.get(name).task == "graph"

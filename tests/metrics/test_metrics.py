@@ -1,0 +1,57 @@
+"""Metrics on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gnnbackdoor.metrics import (
+    accuracy,
+    attack_success_rate,
+    average_misclassification_confidence,
+    average_precision,
+    benign_performance_drop,
+    roc_auc,
+)
+
+
+def test_auc_counts_pairs_and_half_ties():
+    # positives 0.9, 0.4; negatives 0.4, 0.1 -> pairs: (0.9>0.4) (0.9>0.1) (0.4=0.4) (0.4>0.1)
+    auc = roc_auc(torch.tensor([0.9, 0.4]), torch.tensor([0.4, 0.1]))
+    assert auc == pytest.approx((3 + 0.5) / 4)
+
+
+def test_average_precision_hand_case():
+    # ranking: pos(0.9), neg(0.8), pos(0.7) -> AP = (1/1 + 2/3) / 2
+    ap = average_precision(torch.tensor([0.9, 0.7]), torch.tensor([0.8]))
+    assert ap == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2])) == 0.75
+    assert accuracy(torch.tensor([]), torch.tensor([])) == 0.0
+
+
+def test_asr_counts_only_eligible_inputs():
+    hit = torch.tensor([True, True, False, True])
+    eligible = torch.tensor([True, False, True, False])
+    assert attack_success_rate(hit, eligible) == 0.5  # 1 hit of 2 eligible
+    assert attack_success_rate(hit) == 0.75
+    assert math.isnan(attack_success_rate(hit, torch.zeros(4, dtype=torch.bool)))
+
+
+def test_amc_averages_confidence_of_successful_eligible_attacks():
+    confidence = torch.tensor([0.9, 0.8, 0.3, 0.7])
+    hit = torch.tensor([True, True, False, True])
+    eligible = torch.tensor([True, False, True, True])
+    assert average_misclassification_confidence(confidence, hit, eligible) == pytest.approx(0.8)
+    assert math.isnan(
+        average_misclassification_confidence(confidence, torch.zeros(4, dtype=torch.bool))
+    )
+
+
+def test_bpd_is_clean_minus_backdoored():
+    assert benign_performance_drop(0.91, 0.88) == pytest.approx(0.03)
+    assert benign_performance_drop(0.88, 0.91) == pytest.approx(-0.03)

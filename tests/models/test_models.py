@@ -1,0 +1,147 @@
+"""Victim models: one generic check per family, parametrised over every registered model,
+plus training, determinism and the safe save/load round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from gnnbackdoor.datasets import load_dataset, split_graphs, split_links
+from gnnbackdoor.errors import ConfigError, UserError
+from gnnbackdoor.models import MODELS
+from gnnbackdoor.models.graph import WeightedGINConv
+from gnnbackdoor.models.io import load_model, save_model
+from gnnbackdoor.models.train_graph import (
+    GraphTrainConfig,
+    graph_labels,
+    predict_graphs,
+    train_graph_model,
+)
+from gnnbackdoor.models.train_link import LinkTrainConfig, evaluate_links, train_link_model
+
+LINK_MODELS = ["gae", "vgae", "gic", "arga", "arvga"]
+GRAPH_MODELS = ["gcn", "gat", "gin", "sage"]
+
+
+def test_every_registered_model_is_covered_here():
+    assert sorted(LINK_MODELS + GRAPH_MODELS) == sorted(name for name, _ in MODELS.items())
+
+
+@pytest.mark.parametrize("name", LINK_MODELS)
+def test_link_model_shapes_and_edge_weight_gradient(name, path_graph):
+    torch.manual_seed(0)
+    model = MODELS.get(name)().build(4)
+    weight = torch.ones(path_graph.edge_index.size(1), requires_grad=True)
+    loss, z = model.training_loss(
+        path_graph.x,
+        path_graph.edge_index,
+        path_graph.edge_index[:, :3],
+        torch.tensor([[0, 1], [5, 4]]),
+        weight,
+    )
+    assert z.shape[0] == 6 and loss.dim() == 0
+    loss.backward()
+    assert weight.grad is not None and torch.isfinite(weight.grad).all()
+    model.eval()
+    with torch.no_grad():
+        probs = model.predict_proba(path_graph.x, path_graph.edge_index, torch.tensor([[0], [5]]))
+    assert probs.shape == (1,) and 0 <= float(probs) <= 1
+
+
+@pytest.mark.parametrize("name", LINK_MODELS)
+def test_link_model_learns_the_sbm_above_chance(name, offline_location):
+    graph = load_dataset("SBM", offline_location)
+    split = split_links(graph, seed=0)
+    torch.manual_seed(0)
+    model = MODELS.get(name)().build(graph.num_features)
+    report = train_link_model(
+        model, split.train, split.val, LinkTrainConfig(max_epochs=60, patience=60)
+    )
+    assert report.epochs == 60 and 1 <= report.best_epoch <= 60
+    assert evaluate_links(model, split.test)["auc"] > 0.6
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_graph_model_shapes(name, tiny_graph_dataset):
+    torch.manual_seed(0)
+    model = MODELS.get(name)().build(3, 2)
+    batch = Batch.from_data_list(tiny_graph_dataset[:5])
+    assert model(batch.x, batch.edge_index, batch.batch).shape == (5, 2)
+    assert model.embed(batch.x, batch.edge_index, batch.batch).shape == (5, 64)
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_graph_model_learns_the_motif_dataset(name, offline_location):
+    graphs = load_dataset("Motifs", offline_location)[:150]
+    split = split_graphs(graphs, seed=0, train_fraction=0.7, val_fraction=0.2)
+    torch.manual_seed(0)
+    model = MODELS.get(name)().build(8, 3)
+    train_graph_model(
+        model,
+        split.train,
+        split.val,
+        GraphTrainConfig(max_epochs=40, patience=40, batch_size=16),
+        seed=0,
+    )
+    predicted, probs = predict_graphs(model, split.test)
+    assert probs.shape == (len(split.test), 3)
+    assert float((predicted == graph_labels(split.test)).float().mean()) >= 0.6
+
+
+def test_graph_training_is_deterministic_for_a_seed(tiny_graph_dataset):
+    def train_once() -> torch.Tensor:
+        torch.manual_seed(3)
+        model = MODELS.get("gin")().build(3, 2)
+        train_graph_model(
+            model,
+            tiny_graph_dataset[:30],
+            tiny_graph_dataset[30:],
+            GraphTrainConfig(max_epochs=5, batch_size=8),
+            seed=3,
+        )
+        return predict_graphs(model, tiny_graph_dataset)[1]
+
+    assert torch.equal(train_once(), train_once())
+
+
+def test_weighted_gin_with_unit_weights_is_plain_gin(path_graph):
+    torch.manual_seed(0)
+    conv = WeightedGINConv(torch.nn.Linear(4, 3))
+    ones = torch.ones(path_graph.edge_index.size(1))
+    plain = conv(path_graph.x, path_graph.edge_index)
+    assert torch.allclose(plain, conv(path_graph.x, path_graph.edge_index, ones))
+    half = conv(path_graph.x, path_graph.edge_index, ones * 0.5)
+    assert not torch.allclose(plain, half)
+
+
+@pytest.mark.parametrize("name", ["gin", "gae", "gic"])
+def test_save_and_load_round_trip(name, tmp_path, tiny_graph_dataset, path_graph):
+    spec = MODELS.get(name)()
+    torch.manual_seed(0)
+    task_graph = spec.task == "graph"
+    model = spec.build(3, 2) if task_graph else spec.build(4)
+    save_model(model, spec, tmp_path / "m", 3 if task_graph else 4, 2 if task_graph else None)
+    loaded, config = load_model(tmp_path / "m")
+    assert config["model"] == name
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_load_refuses_a_folder_without_model_files(tmp_path):
+    with pytest.raises(UserError, match="not a saved model"):
+        load_model(tmp_path)
+
+
+def test_weights_file_with_arbitrary_objects_is_refused(tmp_path, tiny_graph_dataset):
+    spec = MODELS.get("gcn")()
+    save_model(spec.build(3, 2), spec, tmp_path / "m", 3, 2)
+    torch.save({"payload": object()}, tmp_path / "m" / "weights.pt")
+    with pytest.raises(Exception):  # noqa: B017  (torch's unpickler error type varies)
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("values", [{"pool": "median"}, {"num_layers": 0}, {"dropout": 1.5}])
+def test_graph_spec_validation(values):
+    with pytest.raises(ConfigError):
+        MODELS.get("gcn")(**values)
