@@ -274,34 +274,3 @@ def test_graph_pipeline_records_defended_accuracy_and_queries(tmp_path, offline_
     assert metrics["queries"] == 1
     assert metrics["queried_graphs"] == 5 * metrics["num_eval_graphs"]
     assert record["config"]["defense"]["num_subgraphs"] == 5
-
-
-def test_shields_share_the_attacked_victim_without_changing_any_figure(tmp_path, offline_location):
-    from gnnbackdoor.experiments import pipelines
-    from gnnbackdoor.experiments.runner import RunSpec, run_all
-
-    sets = {
-        "train.max_epochs": "3",
-        "attack.trigger_size": "4",
-        "attack.target_class": "0",
-        "data.train_fraction": "0.6667",
-    }
-    pipelines._ATTACK_MEMO._entries.clear()
-    shared = run_all(
-        [
-            RunSpec("graph", "Motifs", "gcn", "sba", "graphprot-r", 0, sets),
-            RunSpec("graph", "Motifs", "gcn", "sba", "graphprot-t", 0, sets),
-        ],
-        tmp_path / "shared",
-        offline_location,
-    )
-    assert shared[1]["timings"].get("attack_memo_hit") == 1.0
-    pipelines._ATTACK_MEMO._entries.clear()
-    (alone,) = run_all(
-        [RunSpec("graph", "Motifs", "gcn", "sba", "graphprot-t", 0, sets)],
-        tmp_path / "alone",
-        offline_location,
-    )
-    assert "attack_memo_hit" not in alone["timings"]
-    assert alone["metrics"] == shared[1]["metrics"]
-    assert alone["attack_info"] == shared[1]["attack_info"]

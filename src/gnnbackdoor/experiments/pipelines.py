@@ -300,46 +300,21 @@ class GraphPipeline(TaskPipeline):
                     f"target_class {attack.target_class} is not a class of {run.dataset_name} "
                     f"(0..{ctx.num_classes - 1})"
                 )
-            memo_key = _attack_memo_key(run) if isinstance(defense, InputShield) else None
-            memo = _ATTACK_MEMO.get(memo_key) if memo_key else None
-            if memo is not None:  # same attacked victim, another input shield
-                backdoored, triggered, info = memo["model"], memo["triggered"], memo["info"]
-                metrics.update(memo["metrics"])
-                ctx.timings.update(memo["timings"])
-                _set_rng_states(memo["rng"])
-                timer.add("attack_memo_hit", 1.0)
-            else:
-                with timer.phase("attack_fit_s"):
-                    attack.fit(ctx)
-                with timer.phase("backdoor_train_s"):
-                    backdoored = attack.backdoor(ctx)
-                with timer.phase("attack_eval_s"):
-                    eligible = [
-                        g for g in eval_graphs if int(g.y.view(-1)[0]) != attack.target_class
-                    ]
-                    triggered = attack.activate(eligible)
-                    metrics["backdoored_acc"] = accuracy(
-                        predict_graphs(backdoored, eval_graphs, batch)[0], labels
-                    )
-                    metrics["asr"] = self._asr(backdoored, triggered, attack.target_class, batch)
-                    metrics["clean_model_asr"] = self._asr(
-                        clean, triggered, attack.target_class, batch
-                    )
-                    metrics["num_triggered"] = len(triggered)
-                info = attack.describe()
-                if memo_key:
-                    _ATTACK_MEMO.put(
-                        memo_key,
-                        {
-                            "model": backdoored,
-                            "triggered": triggered,
-                            "info": info,
-                            "metrics": {k: metrics[k] for k in _ATTACK_METRICS},
-                            "timings": dict(ctx.timings),
-                            "rng": _rng_states(),
-                        },
-                    )
+            with timer.phase("attack_fit_s"):
+                attack.fit(ctx)
+            with timer.phase("backdoor_train_s"):
+                backdoored = attack.backdoor(ctx)
+            with timer.phase("attack_eval_s"):
+                eligible = [g for g in eval_graphs if int(g.y.view(-1)[0]) != attack.target_class]
+                triggered = attack.activate(eligible)
+                metrics["backdoored_acc"] = accuracy(
+                    predict_graphs(backdoored, eval_graphs, batch)[0], labels
+                )
+                metrics["asr"] = self._asr(backdoored, triggered, attack.target_class, batch)
+                metrics["clean_model_asr"] = self._asr(clean, triggered, attack.target_class, batch)
+                metrics["num_triggered"] = len(triggered)
             _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
+            info = attack.describe()
             model_under_test = backdoored
         return metrics, info, model_under_test, triggered
 
@@ -378,78 +353,6 @@ class GraphPipeline(TaskPipeline):
             out["queried_graphs"] = predict_fn.graphs  # type: ignore[attr-defined]
         out.update(defense.describe())
         return out
-
-
-_ATTACK_METRICS = ("backdoored_acc", "asr", "clean_model_asr", "num_triggered")
-
-
-class _Memo:
-    """A small in-process LRU of attacked victims, so that runs of one process that differ
-    only in their *input shield* (GraphProt-R/T/TF, ...) train the backdoored victim once.
-
-    An input shield sees only a prediction function, so it cannot change the victim, the
-    triggered graphs or any figure measured before it; a hit also restores the Python, NumPy
-    and torch random states that followed the attack, so the record equals an unshared run.
-    Model-repair defenses (which change the model) never use it.
-    """
-
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._entries: dict[str, dict[str, Any]] = {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._entries[key] = entry
-        return entry
-
-    def put(self, key: str, entry: dict[str, Any]) -> None:
-        self._entries[key] = entry
-        while len(self._entries) > self.size:
-            self._entries.pop(next(iter(self._entries)))
-
-
-_ATTACK_MEMO = _Memo()
-
-
-def _attack_memo_key(run: ResolvedRun) -> str:
-    import json
-
-    attack = run.attack
-    return json.dumps(
-        {
-            "dataset": run.dataset_name,
-            "model": [run.model_spec.registered_name, as_dict(run.model_spec)],
-            "data": as_dict(run.data_config),
-            "train": as_dict(run.train_config),
-            "attack": [attack.registered_name, attack.params()] if attack else None,
-            "seed": run.seed,
-        },
-        sort_keys=True,
-        default=str,
-    )
-
-
-def _rng_states() -> dict[str, Any]:
-    import random
-
-    import numpy as np
-
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
 
 
 def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.Tensor]:

@@ -291,6 +291,7 @@ def render(records: list[dict[str, Any]]) -> str:
             [
                 "export GNNBACKDOOR_DATA_MIRROR=../shared/datasets",
                 "export GNNBACKDOOR_CLEAN_CACHE=/tmp/clean-cache  # optional",
+                "export GNNBACKDOOR_STAGE_CACHE=/tmp/stage-cache  # optional",
                 "gnnbackdoor sweep experiments/graphprot.yaml --out results/graphprot --threads 1",
                 "gnnbackdoor report results/graphprot --page graphprot "
                 "--out docs/reproduction/graphprot.md",
