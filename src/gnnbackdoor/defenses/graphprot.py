@@ -1,7 +1,8 @@
 """GraphProt: a black-box, test-time shield for graph classifiers.
 
-Yang et al. (paper in ``../shared/papers``), Section 4 and Algorithm 1. Given only a
-prediction function (graphs in, labels out), each input graph is
+Yang, Zhou, Lai and Li, "Defense-as-a-Service: Black-box Shielding against Backdoored Graph
+Models", Section 4 and Algorithm 1. Given only a prediction function (graphs in, labels out),
+each input graph is
 
 1. **filtered** (Eq. 1-2, Alg. 1 lines 1-2): the nodes are split in two by spectral clustering
    of the adjacency matrix and, separately, by a two-component Gaussian mixture on the node
@@ -273,7 +274,10 @@ class GraphProt(InputShield):
     """
 
     sampler: ClassVar[str] = "topology-feature"
-    reference = "Yang et al., GraphProt: black-box backdoor defense for graph classifiers"
+    reference = (
+        "Yang, Zhou, Lai, Li, Defense-as-a-Service: Black-box Shielding against Backdoored "
+        "Graph Models (GraphProt)"
+    )
 
     num_subgraphs: int = 5
     sample_rate: float = 0.2
