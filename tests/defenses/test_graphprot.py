@@ -274,3 +274,22 @@ def test_graph_pipeline_records_defended_accuracy_and_queries(tmp_path, offline_
     assert metrics["queries"] == 1
     assert metrics["queried_graphs"] == 5 * metrics["num_eval_graphs"]
     assert record["config"]["defense"]["num_subgraphs"] == 5
+
+
+@pytest.mark.parametrize(
+    "shield",
+    [
+        GraphProtR(sample_rate=1.0, filter=False, num_subgraphs=3),
+        GraphProtT(num_subgraphs=1, filter=False),
+        GraphProtTF(num_subgraphs=1, filter=False, feature_fraction=1.0),
+    ],
+)
+def test_whole_graph_subgraphs_give_the_bare_model(shield):
+    """With p = 1 (R) or N = 1 (T, TF with r = 1) each subgraph is the graph itself, so the
+    shield answers what the model answers."""
+    graphs = [host_with_trigger(8 + i, 3 + i % 3) for i in range(6)] + [two_cliques(4)]
+
+    def model(batch):
+        return torch.tensor([int(g.x.sum()) * 7 + g.edge_index.size(1) for g in batch])
+
+    assert shield.predict(model, graphs).labels.tolist() == model(graphs).tolist()
