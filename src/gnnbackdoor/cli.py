@@ -1,4 +1,4 @@
-"""Command line: ``gnnbackdoor run | sweep | report | list``.
+"""Command line: ``gnnbackdoor run | sweep | report | list | serve | serve-model | keys``.
 
 User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with status 2.
 """
@@ -86,7 +86,52 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
 
     commands.add_parser("list", help="registered datasets, models, attacks, defenses, pages")
+    _add_service_commands(commands)
     return parser
+
+
+def _add_server_options(parser: argparse.ArgumentParser, default_max_graphs: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-body-bytes", type=int, default=1_048_576)
+    parser.add_argument("--max-graphs", type=int, default=default_max_graphs)
+    parser.add_argument("--max-nodes", type=int, default=1_000)
+    parser.add_argument("--max-edges", type=int, default=20_000)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--quiet", action="store_true", help="warnings only")
+
+
+def _add_service_commands(commands) -> None:
+    serve = commands.add_parser("serve", help="HTTP service: a shield in front of a model")
+    target = serve.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", type=Path, help="folder written by --save-model")
+    target.add_argument("--upstream", help="base URL of an endpoint answering /v1/predict")
+    serve.add_argument("--defense", default="graphprot-tf", help="an input shield")
+    serve.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="shield parameter, e.g. num_subgraphs=7",
+    )
+    serve.add_argument("--api-keys", type=Path, required=True, help="file of key hashes")
+    serve.add_argument("--upstream-timeout", type=float, default=5.0, help="seconds")
+    serve.add_argument(
+        "--feature-width", type=int, default=None, help="node feature width (upstream mode)"
+    )
+    _add_server_options(serve, default_max_graphs=64)
+
+    plain = commands.add_parser("serve-model", help="HTTP endpoint of a saved model, unshielded")
+    plain.add_argument("--model", type=Path, required=True, help="folder written by --save-model")
+    plain.add_argument("--api-keys", type=Path, default=None, help="file of key hashes")
+    _add_server_options(plain, default_max_graphs=4096)
+
+    keys = commands.add_parser("keys", help="API keys of the service")
+    actions = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    add = actions.add_parser("add", help="create a key: print it once, store its hash in FILE")
+    add.add_argument("file", type=Path)
 
 
 def _location(args: argparse.Namespace):
@@ -216,7 +261,102 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "list": _cmd_list}
+def _service_settings(args: argparse.Namespace, **extra):
+    try:
+        from gnnbackdoor.service.settings import ServiceSettings
+    except ImportError as error:
+        raise UserError(
+            f"the service needs its extra: pip install -e .[service] ({error})"
+        ) from None
+    import pydantic
+
+    values = {
+        "api_keys_file": args.api_keys,
+        "max_body_bytes": args.max_body_bytes,
+        "max_graphs": args.max_graphs,
+        "max_nodes": args.max_nodes,
+        "max_edges": args.max_edges,
+        "torch_threads": args.threads,
+        **extra,
+    }
+    try:
+        return ServiceSettings(**values)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def _run_server(app, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gnnbackdoor.defenses import DEFENSES, InputShield
+    from gnnbackdoor.experiments.config import build, parse_assignments, split_overrides
+
+    shield_cls = DEFENSES.get(args.defense)
+    if not issubclass(shield_cls, InputShield):
+        raise UserError(f"defense {args.defense!r} is not an input shield (try graphprot-tf)")
+    values = split_overrides(parse_assignments(args.overrides), {"defense": shield_cls})
+    shield = build(shield_cls, values["defense"], "defense")  # validates now: one-line errors
+    settings = _service_settings(
+        args,
+        model_dir=args.model,
+        upstream_url=args.upstream,
+        upstream_timeout_s=args.upstream_timeout,
+        feature_width=args.feature_width,
+        defense=args.defense,
+        defense_params=shield.params(),
+    )
+    from gnnbackdoor.service import create_app
+    from gnnbackdoor.service.app import build_shield
+    from gnnbackdoor.service.backends import build_backend
+    from gnnbackdoor.service.keys import KeyStore
+
+    KeyStore.load(args.api_keys)  # fail before binding the port
+    build_shield(settings)
+    if args.model is not None:
+        build_backend(settings)
+    return _run_server(create_app(settings), args)
+
+
+def _cmd_serve_model(args: argparse.Namespace) -> int:
+    settings = _service_settings(args, model_dir=args.model)
+    from gnnbackdoor.service import create_model_app
+    from gnnbackdoor.service.backends import build_backend
+    from gnnbackdoor.service.keys import KeyStore
+
+    if args.api_keys is not None:
+        KeyStore.load(args.api_keys)
+    build_backend(settings)
+    return _run_server(create_model_app(settings), args)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from gnnbackdoor.service.keys import add_key
+
+    try:
+        key = add_key(args.file)
+    except OSError as error:
+        raise UserError(f"cannot write {args.file}: {error.strerror}") from None
+    print(key)
+    print(f"stored its hash in {args.file}; the key is not shown again", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "sweep": _cmd_sweep,
+    "report": _cmd_report,
+    "list": _cmd_list,
+    "serve": _cmd_serve,
+    "serve-model": _cmd_serve_model,
+    "keys": _cmd_keys,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
