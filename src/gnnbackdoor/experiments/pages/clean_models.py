@@ -59,16 +59,21 @@ def render(records: list[dict[str, Any]]) -> str:
         "## Link prediction: test AUC (Link-Backdoor Table 3, 'benign AUC')",
         "",
         "Split 85/5/10 of the edges with as many sampled non-edges for validation and test; "
-        "two-layer GCN encoders 32→16 (GIC 32→32); Adam, learning rate 0.01; early stopping "
-        "on validation AUC with patience 100. Cora_ML is its largest connected component "
-        "(2,810 nodes), as in the paper.",
+        "two-layer GCN encoders 32→16 (GIC 32→32); Adam with each model's published learning "
+        "rate (GAE/VGAE 0.01; ARGA/ARVGA and GIC 0.001); early stopping on validation AUC "
+        "with patience 100, keeping the best validation epoch. Cora_ML is its largest "
+        "connected component (2,810 nodes), as in the paper.",
         "",
         markdown_table(
-            ["dataset", "model", "AUC (ours)", "AUC (paper)", "gap", "AP (ours)", "epochs"],
+            ["dataset", "model", "AUC (ours)", "AUC (paper)", "gap", "AP (ours)", "val AUC",
+             "epochs"],
             link_body,
         ),
         "",
-        f"{within} of {len(gaps)} measured rows are within 2 points of the paper.",
+        f"{within} of {len(gaps)} measured rows are within 2 points of the paper. "
+        "Where we are more than 2 points above it, our model selection is the reason we can "
+        "point to: we keep the epoch of best validation AUC, the paper stops on validation "
+        "loss; the column 'val AUC' shows the selected epochs' validation AUC.",
         "",
         "## Graph classification: test accuracy (GraphProt Table 1, 'Clean Model' ACC)",
         "",
