@@ -33,6 +33,7 @@ Decisions where the paper is silent, recorded in ``describe()``:
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -117,6 +118,10 @@ class LinkBackdoor(LinkAttack):
         num_test_targets: Held-out target links used to measure the attack.
         surrogate: Black-box: the registered link model on which triggers are optimised (trained
             clean with the run's settings); ``None``: white-box on the clean victim.
+        init_from_clean: White-box only: the backdoored model starts from the pre-trained clean
+            model's weights (Algorithm 1, line 4: ``f_θb ← f_θ``) and is then trained on the
+            poisoned graph exactly as the clean one; ``False``: from a fresh initialisation.
+            Black-box always trains a fresh target model.
     """
 
     m: int = 2
@@ -130,6 +135,7 @@ class LinkBackdoor(LinkAttack):
     update_every: int = 10
     num_test_targets: int = 500
     surrogate: str | None = None
+    init_from_clean: bool = True
     reference: ClassVar[str] = (
         "Zheng et al., Link-Backdoor: Backdoor Attack on Link Prediction via Node Injection, "
         "IEEE TCSS 2023"
@@ -139,7 +145,9 @@ class LinkBackdoor(LinkAttack):
     def __post_init__(self) -> None:
         name = self.registered_name
         if self.m < 1:
-            raise ConfigError(f"{name}: m (injected nodes per target link) must be >= 1, got {self.m}")
+            raise ConfigError(
+                f"{name}: m (injected nodes per target link) must be >= 1, got {self.m}"
+            )
         if self.Q < 1:
             raise ConfigError(f"{name}: Q (links per trigger) must be >= 1, got {self.Q}")
         if not 0 < self.p <= 1:
@@ -191,9 +199,7 @@ class LinkBackdoor(LinkAttack):
         num_train_edges = int(train.pos_edge_label_index.size(1))
         self.num_train_edges_ = num_train_edges
         self.num_poison_ = max(1, round(self.p * num_train_edges))
-        pool = sample_non_edges(
-            self._num_nodes, forbidden, 3 * self.num_poison_, self._generator
-        )
+        pool = sample_non_edges(self._num_nodes, forbidden, 3 * self.num_poison_, self._generator)
         absent = link_scores(self.trigger_model_, train, pool) < 0.5
         ordered = torch.cat([pool[:, absent], pool[:, ~absent]], dim=1)
         self.poison_targets_ = ordered[:, : self.num_poison_]
@@ -276,8 +282,15 @@ class LinkBackdoor(LinkAttack):
 
     def backdoor(self, ctx: LinkContext) -> LinkPredictor:
         train = ctx.split.train
-        model = ctx.build_model()
         white_box = self.surrogate is None
+        if white_box and self.init_from_clean and ctx.clean_model is not None:
+            model = copy.deepcopy(ctx.clean_model)  # line 4: f_θb <- f_θ
+        else:
+            model = ctx.build_model()
+
+        # (first epoch trained with it, trigger): the trainer keeps the weights of its best
+        # validation epoch, so activation must use the trigger that epoch was trained with.
+        history: list[tuple[int, TriggerPattern]] = [(1, self.trigger_)]
 
         def callback(epoch: int, current: LinkPredictor) -> Data | None:
             # Line 6: if epoch % e == 0 and epoch > warm-up: re-optimise g on f_θb.
@@ -285,12 +298,16 @@ class LinkBackdoor(LinkAttack):
                 return None
             self._updates_in_training += 1
             if self._update(current, train):
+                history.append((epoch + 1, self.trigger_))
                 return self.poisoned_graph(train)  # lines 12-13
             return None
 
         report = ctx.train_model(model, self.poisoned_graph(train), callback, desc="backdoored")
         self.backdoor_epochs_ = report.epochs
         self.backdoor_best_epoch_ = report.best_epoch
+        self.last_trigger_ = self.trigger_
+        self.trigger_ = [g for start, g in history if start <= max(report.best_epoch, 1)][-1]
+        self.trigger_versions_ = len(history)
         ctx.timings["per_update_s"] = sum(self._update_seconds) / max(len(self._update_seconds), 1)
         ctx.timings["trigger_update_total_s"] = sum(self._update_seconds)
         return model
@@ -323,6 +340,8 @@ class LinkBackdoor(LinkAttack):
             ),
             "trigger_updates": len(self._update_seconds),
             "trigger_updates_in_training": self._updates_in_training,
+            "trigger_versions_in_training": getattr(self, "trigger_versions_", 1),
+            "activation_trigger_is_last": bool(getattr(self, "last_trigger_", pattern) is pattern),
             "attack_loss_first": self._losses[0] if self._losses else None,
             "attack_loss_last": self._losses[-1] if self._losses else None,
             "backdoor_epochs": getattr(self, "backdoor_epochs_", None),

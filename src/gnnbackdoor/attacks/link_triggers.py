@@ -34,7 +34,7 @@ def candidate_pairs(m: int) -> Tensor:
     """Role pairs ``[2, P]`` (``i < j``) that touch at least one trigger node (slots >= 2):
     ``(u, w_k)`` and ``(v, w_k)`` for every ``k``, then ``(w_k, w_l)`` for ``k < l``."""
     pairs = [(0, 2 + k) for k in range(m)] + [(1, 2 + k) for k in range(m)]
-    pairs += [(2 + k, 2 + l) for k in range(m) for l in range(k + 1, m)]
+    pairs += [(2 + k, 2 + j) for k in range(m) for j in range(k + 1, m)]
     return torch.tensor(pairs, dtype=torch.long).t().reshape(2, -1)
 
 
@@ -63,7 +63,7 @@ class TriggerPattern:
     def m(self) -> int:
         pairs = self.structure.numel()
         # P = 2m + m(m-1)/2  <=>  m^2 + 3m - 2P = 0
-        return int(round((-3 + (9 + 8 * pairs) ** 0.5) / 2))
+        return round((-3 + (9 + 8 * pairs) ** 0.5) / 2)
 
     @property
     def num_links(self) -> int:
@@ -202,8 +202,11 @@ def attack_gradients(
     w_ij = current.clone().requires_grad_(True)  # A_g(i, j) of every copy
     w_ji = current.clone().requires_grad_(True)  # A_g(j, i): its own variable, for Eq. 6
     edge_index = torch.cat(
-        [graph.edge_index, torch.stack([src.reshape(-1), dst.reshape(-1)]),
-         torch.stack([dst.reshape(-1), src.reshape(-1)])],
+        [
+            graph.edge_index,
+            torch.stack([src.reshape(-1), dst.reshape(-1)]),
+            torch.stack([dst.reshape(-1), src.reshape(-1)]),
+        ],
         dim=1,
     )
     base_weight = getattr(graph, "edge_weight", None)
@@ -323,5 +326,5 @@ def limit_links(proposed: Tensor, score: Tensor, max_links: int) -> Tensor:
 
 def candidate_pairs_for(num_pairs: int) -> Tensor:
     """:func:`candidate_pairs` for the ``m`` with ``2m + m(m-1)/2 = num_pairs``."""
-    m = int(round((-3 + (9 + 8 * num_pairs) ** 0.5) / 2))
+    m = round((-3 + (9 + 8 * num_pairs) ** 0.5) / 2)
     return candidate_pairs(m)
