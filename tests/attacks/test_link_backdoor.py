@@ -261,3 +261,13 @@ def test_registered_names():
     assert ATTACKS.get("link-backdoor") is LinkBackdoor
     assert ATTACKS.get("link-backdoor-no-inj") is LinkBackdoorNoInjection
     assert LinkBackdoor(surrogate="VGAE").surrogate == "vgae"
+
+
+@pytest.mark.parametrize("model", ["vgae", "gic", "arga", "arvga"])
+def test_every_link_victim_can_be_backdoored(model):
+    ctx = tiny_context(model, epochs=6)
+    attack = LinkBackdoor(p=0.2, init_updates=1, warmup_epochs=0, update_every=2,
+                          num_test_targets=6).fit(ctx)  # fmt: skip
+    backdoored = attack.backdoor(ctx)
+    triggered = attack.activate(ctx.split.train, attack.test_targets(ctx))
+    assert backdoored.encode(triggered.x, triggered.edge_index).size(0) == triggered.num_nodes

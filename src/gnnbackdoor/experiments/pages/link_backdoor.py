@@ -175,6 +175,23 @@ def render(records: list[dict[str, Any]]) -> str:
     bb_rows.append(["white-box"] + [num(100 * v, 1) for v in matrix.white_box])
     black = [r for r in mine if surrogate_of(r) is not None and r.get("dataset") == "Cora"]
 
+    warm_rows = []
+    for model in MODELS:
+        paper_warm = [
+            r
+            for r in select(mine, dataset="Cora", model=model, attack="link-backdoor")
+            if r.get("overrides") == {"attack.warmup_epochs": "100"}
+        ]
+        if paper_warm:
+            seeds = {r["seed"] for r in paper_warm}
+            ours = [r for r in _white(mine, "Cora", model) if r["seed"] in seeds]
+            for label, runs in (("0 (default)", ours), ("100 (paper)", paper_warm)):
+                warm_rows.append(
+                    [model, label]
+                    + [cell(runs, k)[0] for k in ("asr", "bpd", "no_trigger_rate",
+                                                   "clean_model_asr")]
+                )  # fmt: skip
+
     timing_rows = []
     table4 = {
         r["dataset"]: r for r in reference_table("link_backdoor_table4_seconds_per_update.csv")
@@ -203,7 +220,9 @@ def render(records: list[dict[str, Any]]) -> str:
         "clean model's schedule). One trigger pattern g = (A_g, X_g) is optimised (Eq. 4-7) "
         "and copied, with its own injected nodes, to every target link. White-box: the "
         "backdoored model starts from the clean model (Algorithm 1, line 4) and the trigger is "
-        "re-optimised every 10 epochs after epoch 100; activation uses the trigger the kept "
+        "re-optimised every 10 epochs from epoch 10 on (no warm-up, since training starts from "
+        "the pre-trained clean model; the paper waits 100 epochs); activation uses the trigger "
+        "the kept "
         "(best-validation) epoch was trained with. 500 held-out target links (non-edges, not "
         "validation/test negatives, not poisoning targets) per run.",
         "",
@@ -266,6 +285,19 @@ def render(records: list[dict[str, Any]]) -> str:
         )
         if ablation
         else "No no-inj records.",
+        "",
+        "## Warm-up before trigger re-optimisation (Cora)",
+        "",
+        "The paper re-optimises the trigger only after epoch 100; the kept (best clean "
+        "validation) epoch of our backdoored training usually comes earlier, so with a 100-epoch "
+        "warm-up the kept model was trained on the initial trigger only.",
+        "",
+        markdown_table(
+            ["model", "warm-up (epochs)", "ASR", "BPD", "no-trigger rate", "clean-model ASR"],
+            warm_rows,
+        )
+        if warm_rows
+        else "No warm-up records.",
         "",
         "## Black-box (Fig. 4), Cora",
         "",
