@@ -192,6 +192,23 @@ def render(records: list[dict[str, Any]]) -> str:
                                                    "clean_model_asr")]
                 )  # fmt: skip
 
+    control_rows = []
+    for model in MODELS:
+        control = [
+            r
+            for r in select(mine, dataset="Cora", model=model, attack="link-backdoor")
+            if r.get("overrides") == {"attack.p": "0.001"}
+        ]
+        if control:
+            seeds = {r["seed"] for r in control}
+            ours = [r for r in _white(mine, "Cora", model) if r["seed"] in seeds]
+            for label, runs in (("0.1 (default)", ours), ("0.001 (4 targets)", control)):
+                control_rows.append(
+                    [model, label]
+                    + [cell(runs, k)[0] for k in ("asr", "bpd", "no_trigger_rate",
+                                                   "clean_model_asr")]
+                )  # fmt: skip
+
     timing_rows = []
     table4 = {
         r["dataset"]: r for r in reference_table("link_backdoor_table4_seconds_per_update.csv")
@@ -285,6 +302,19 @@ def render(records: list[dict[str, Any]]) -> str:
         )
         if ablation
         else "No no-inj records.",
+        "",
+        "## Where the no-trigger rate comes from (Cora)",
+        "",
+        "Control runs with p = 0.001 (4 poisoning target links instead of 449) go through the "
+        "same fine-tuning and early stopping. Their no-trigger rate is what training alone "
+        "does to the eligible links (many sit just below 0.5 on the clean model); the "
+        "difference to p = 0.1 is what poisoning adds.",
+        "",
+        markdown_table(
+            ["model", "p", "ASR", "BPD", "no-trigger rate", "clean-model ASR"], control_rows
+        )
+        if control_rows
+        else "No control records.",
         "",
         "## Warm-up before trigger re-optimisation (Cora)",
         "",
