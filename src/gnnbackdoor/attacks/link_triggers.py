@@ -164,8 +164,8 @@ class TriggerGradients:
         loss: The attack loss of Eq. 4 (before the update).
         structure: ``[T, P]`` Eq. 6's symmetrised structure gradient of each copy.
         directed: ``([T, P], [T, P])`` the raw gradients for ``(i, j)`` and ``(j, i)``.
-        features: ``[T, m, D]`` Eq. 5's feature gradient of each copy's trigger nodes, or
-            ``None`` (no-inj).
+        features: ``[1, m, D]`` Eq. 5's feature gradient of the trigger nodes, summed over the
+            copies (they share the pattern), or ``None`` (no-inj).
     """
 
     loss: float
@@ -221,10 +221,11 @@ def attack_gradients(
     x_trigger = None
     if placement.num_injected:
         assert pattern.features is not None
-        x_trigger = (
-            pattern.features.to(x.dtype).repeat(placement.num_targets, 1).requires_grad_(True)
-        )
-        x = torch.cat([x, x_trigger], dim=0)
+        # One leaf [m, D] expanded to every copy: autograd sums the copies' gradients (the
+        # pattern is shared) without a [T * m, D] gradient tensor.
+        x_trigger = pattern.features.to(x.dtype).clone().requires_grad_(True)
+        copies = x_trigger.unsqueeze(0).expand(placement.num_targets, -1, -1)
+        x = torch.cat([x, copies.reshape(-1, x.size(1))], dim=0)
         inputs.append(x_trigger)
     was_training = model.training
     model.eval()
@@ -243,7 +244,7 @@ def attack_gradients(
     structure = (g_ij + g_ji) / 2
     features = None
     if x_trigger is not None:
-        features = grads[2].view(placement.num_targets, pattern.m, -1)
+        features = grads[2].unsqueeze(0)
     return TriggerGradients(float(loss.detach()), structure, (g_ij, g_ji), features)
 
 
