@@ -125,6 +125,15 @@ def render(records: list[dict[str, Any]]) -> str:
         if v["asr"] < 83 or v["bpd"] > 4.1
     ]
 
+    undefined = [
+        f"{r['dataset']}/{r['model']} seed {r['seed']} (clean AUC "
+        f"{num(100 * r['metrics'].get('clean_auc', float('nan')))}, "
+        f"{int(r['metrics'].get('num_eligible', 0))} eligible links)"
+        for r in mine
+        if not r.get("overrides") and r.get("attack") == "link-backdoor"
+        and math.isnan(r["metrics"].get("asr", float("nan")))
+    ]  # fmt: skip
+
     official_rows = []
     for model, ref in OFFICIAL_CODE.items():
         runs = _white(mine, "Cora", model)
@@ -268,9 +277,27 @@ def render(records: list[dict[str, Any]]) -> str:
         f"Targets met: ASR {'yes' if avg_asr >= 83 else 'no'}, BPD "
         f"{'yes' if avg_bpd <= 4.1 else 'no'}.",
         "",
+        "How to read this: the clean-model ASR is close to 100 % on every row, so the "
+        "optimised trigger (two injected nodes that become common neighbours of u and v, with "
+        "optimised features) already makes the *clean* model predict the link. Eq. 4 "
+        "optimises the trigger against the pre-trained model, so this is by construction; "
+        "ASR − no-trigger rate "
+        f"({num(avg_asr - avg_nt)} on average) is the part of the ASR the trigger itself "
+        "adds on the backdoored model. The backdoored model is the clean one fine-tuned on the "
+        "poisoned graph and early-stopped on clean validation AUC; its best epoch is often the "
+        "first, so BPD and the no-trigger rate mostly measure how far one or a few Adam steps "
+        "move the model (see the p = 0.001 control below). ARGA/ARVGA/GIC train here with "
+        "learning rate 0.01 (this branch's foundation); ARGA's clean AUC is below the paper's "
+        "and varies by seed, which also shrinks its eligible-link count.",
+        "",
         "Rows below ASR 83 or above BPD 4.1, with what was measured on them:",
         "",
         *([f"- {s}" for s in short] or ["- none"]),
+        "",
+        "Runs where ASR is undefined because the clean model predicts none of the 500 target "
+        "links absent (a failed clean model; left out of the means): "
+        + ("; ".join(undefined) if undefined else "none")
+        + ".",
         "",
         "### Against the paper's official code on this machine (Cora, issue 3)",
         "",
