@@ -174,4 +174,3 @@ def _label(spec: RunSpec) -> str:
     ]
     parts += [f"{k}={v}" for k, v in sorted(spec.overrides.items())]
     return " ".join(parts)
-
