@@ -96,12 +96,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def order_metrics(names: Iterable[str]) -> list[str]:
-    names = set(names)
-    first = [m for m in PREFERRED_METRICS if m in names]
-    return first + sorted(names - set(first))
-
-
 # --- published tables -------------------------------------------------------------------
 
 
