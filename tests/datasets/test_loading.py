@@ -12,7 +12,7 @@ import torch
 
 from gnnbackdoor.datasets import DATASETS, DataLocation, load_dataset
 from gnnbackdoor.datasets.mirror import stage_raw_files
-from gnnbackdoor.errors import DatasetNotFoundError
+from gnnbackdoor.errors import ConfigError, DatasetNotFoundError
 
 
 def test_generated_defaults_need_no_files(offline_location):
@@ -86,6 +86,19 @@ def test_every_graph_dataset_of_the_mirror_loads(real_location, name, num_graphs
     widths = {g.x.size(1) for g in graphs}
     assert len(widths) == 1 and widths.pop() > 0
     assert all(g.y.shape == (1,) and g.x.dtype == torch.float for g in graphs[:50])
+
+
+@pytest.mark.realdata
+def test_node_attributes_are_appended_on_request(real_location):
+    labels_only = load_dataset("ENZYMES", real_location)
+    with_attributes = DATASETS.get("ENZYMES")().with_node_attributes().load(real_location)
+    assert labels_only[0].x.shape[1] == 3 and with_attributes[0].x.shape[1] == 21
+    assert torch.equal(with_attributes[0].x[:, -3:], labels_only[0].x)
+
+
+def test_node_attributes_of_a_dataset_without_them_is_an_error():
+    with pytest.raises(ConfigError, match="no node attributes"):
+        DATASETS.get("NCI1")().with_node_attributes()
 
 
 @pytest.mark.realdata

@@ -9,6 +9,7 @@ are dropped: none of the victim models reads them.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import ClassVar
 
 import networkx as nx
@@ -18,6 +19,7 @@ from torch_geometric.datasets import TUDataset
 from torch_geometric.utils import degree, from_networkx
 
 from gnnbackdoor.datasets.base import DATASETS, DataLocation, GraphDataset
+from gnnbackdoor.errors import ConfigError
 
 
 class _TUGraphDataset(GraphDataset):
@@ -27,15 +29,30 @@ class _TUGraphDataset(GraphDataset):
     reference = "TUDataset (Morris et al., 2020), via torch_geometric.datasets.TUDataset"
     feature_note = "one-hot node labels (PyG's default)"
     optional_files: ClassVar[list[str]] = ["node_labels"]
-    use_node_attr: ClassVar[bool] = False
+    #: Whether PyG appends the continuous node attributes to the one-hot labels.
+    use_node_attr: bool = False
+    #: Whether the dataset ships node attributes (``data.node_attributes`` may add them).
+    has_node_attributes: ClassVar[bool] = False
 
-    @classmethod
-    def _files(cls) -> list[str]:
-        parts = ["A", "graph_indicator", "graph_labels", *cls.optional_files]
-        return [f"{cls.folder}_{part}.txt" for part in parts]
+    def with_node_attributes(self) -> _TUGraphDataset:
+        """This dataset with its continuous node attributes appended to ``x`` (PyG's
+        ``use_node_attr``); set by ``--set data.node_attributes=true``."""
+        if not self.has_node_attributes:
+            raise ConfigError(f"{self.registered_name} has no node attributes")
+        self.use_node_attr = True
+        return self
+
+    def _files(self) -> list[str]:
+        parts = ["A", "graph_indicator", "graph_labels", *self.optional_files]
+        if self.use_node_attr and "node_attributes" not in parts:
+            parts.append("node_attributes")
+        return [f"{self.folder}_{part}.txt" for part in parts]
 
     def stage(self, location: DataLocation):  # type: ignore[override]
-        type(self).raw_files = self._files()
+        self.raw_files = self._files()
+        if self.use_node_attr and "node_attributes" not in type(self).optional_files:
+            # processed files depend on the raw files present: keep them apart
+            location = replace(location, cache_dir=location.cache_dir / "node-attributes")
         return super().stage(location)
 
     def load(self, location: DataLocation) -> list[Data]:
@@ -71,16 +88,19 @@ def one_hot_degree(graphs: list[Data], max_degree: int | None = None) -> list[Da
 @DATASETS.register("AIDS")
 class AIDS(_TUGraphDataset):
     folder = "AIDS"
+    has_node_attributes = True
 
 
 @DATASETS.register("ENZYMES")
 class ENZYMES(_TUGraphDataset):
     folder = "ENZYMES"
+    has_node_attributes = True
 
 
 @DATASETS.register("DHFR")
 class DHFR(_TUGraphDataset):
     folder = "DHFR"
+    has_node_attributes = True
 
 
 @DATASETS.register("NCI1")
@@ -91,6 +111,7 @@ class NCI1(_TUGraphDataset):
 @DATASETS.register("PROTEINS")
 class PROTEINS(_TUGraphDataset):
     folder = "PROTEINS"
+    has_node_attributes = True
 
 
 @DATASETS.register("MUTAG")
@@ -115,6 +136,7 @@ class Fingerprint(_TUGraphDataset):
     folder = "Fingerprint"
     optional_files: ClassVar[list[str]] = ["node_attributes"]
     use_node_attr = True
+    has_node_attributes = True
     feature_note = "the 2 continuous node attributes (TU Fingerprint has no node labels)"
 
 

@@ -85,11 +85,17 @@ def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None
     }
     values = split_overrides(spec.overrides, sections)
     save_dir = save_root / spec.key() if save_root is not None else None
+    data_config = build(DataConfig, values["data"], "data")
+    dataset = dataset_cls()
+    if data_config.node_attributes:
+        if not hasattr(dataset, "with_node_attributes"):
+            raise ConfigError(f"data.node_attributes: {spec.dataset} has no node attributes")
+        dataset = dataset.with_node_attributes()
     return ResolvedRun(
         dataset_name=DATASETS.canonical(spec.dataset),
-        dataset=dataset_cls(),
+        dataset=dataset,
         model_spec=build(model_cls, values["model"], "model"),
-        data_config=build(DataConfig, values["data"], "data"),
+        data_config=data_config,
         train_config=build(pipeline_cls.train_config_cls, values["train"], "train"),
         attack=build(attack_cls, values["attack"], "attack") if attack_cls else None,
         defense=build(defense_cls, values["defense"], "defense") if defense_cls else None,

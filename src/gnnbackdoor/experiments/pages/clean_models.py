@@ -51,10 +51,18 @@ def render(records: list[dict[str, Any]]) -> str:
                     epochs,
                 ]
             )
+    with_attributes = [
+        r for r in unattacked if r.get("overrides") == {"data.node_attributes": "true"}
+    ]
     graph_body = []
-    for dataset in GRAPH_DATASETS:
+    variants = [(d, d, clean) for d in GRAPH_DATASETS]
+    variants.insert(
+        GRAPH_DATASETS.index("ENZYMES") + 1,
+        ("ENZYMES", "ENZYMES + node attributes", with_attributes),
+    )
+    for dataset, label, pool in variants:
         for model in GRAPH_MODELS:
-            runs = select(clean, task="graph", dataset=dataset, model=model)
+            runs = select(pool, task="graph", dataset=dataset, model=model)
             acc_text, acc = cell(runs, "clean_acc")
             paper = paper_value(graph_paper(dataset=dataset, model=model), "acc")
             epochs, _ = cell(runs, "clean_epochs", scale=1.0)
