@@ -9,6 +9,7 @@ OVERRIDES = {
     "data.train_fraction": "0.6667",
     "attack.trigger_size": "5",
     "train.max_epochs": "60",
+    "attack.target_class": "1",
 }
 
 
