@@ -310,8 +310,8 @@ def _training(records) -> str:
     caps: dict[str, set] = defaultdict(set)
     for r in records:
         train = (r.get("config") or {}).get("train") or {}
-        caps[r["dataset"]].add(
-            f"≤ {train.get('max_epochs', '?')} (patience {train.get('patience', '?')})"
+        epochs, patience = train.get("max_epochs", "?"), train.get("patience", "?")
+        caps[r["dataset"]].add(f"≤ {epochs} (patience {patience})")
         )
     if not caps:
         return ""
