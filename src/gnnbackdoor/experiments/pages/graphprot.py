@@ -312,7 +312,6 @@ def _training(records) -> str:
         train = (r.get("config") or {}).get("train") or {}
         epochs, patience = train.get("max_epochs", "?"), train.get("patience", "?")
         caps[r["dataset"]].add(f"≤ {epochs} (patience {patience})")
-        )
     if not caps:
         return ""
     text = "; ".join(f"{d}: {', '.join(sorted(c))}" for d, c in sorted(caps.items()))
