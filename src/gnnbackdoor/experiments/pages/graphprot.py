@@ -348,9 +348,28 @@ def _sensitivity(records) -> list[str]:
     index = _index(_ours(records, "0"))
     if not index:
         return []
-    body = []
+    body, summary = [], []
     for (model, attack, dataset), by_defense in sorted(index.items()):
         seeds = _per_seed(by_defense)
+        bd_asr, cl_acc, bd_acc = (
+            _stat(seeds, "asr")[0],
+            _stat(seeds, "clean_acc")[0],
+            _stat(seeds, "backdoored_acc")[0],
+        )
+        for defense in VARIANTS:
+            runs = by_defense.get(defense, [])
+            if runs:
+                summary.append(
+                    {
+                        "ours": (
+                            bd_asr,
+                            _stat(runs, "defended_asr")[0],
+                            cl_acc,
+                            bd_acc,
+                            _stat(runs, "defended_acc")[0],
+                        )
+                    }
+                )
         row = [
             dataset,
             model,
@@ -365,6 +384,7 @@ def _sensitivity(records) -> list[str]:
                 f"{_text(_stat(runs, 'defended_asr'))} / {_text(_stat(runs, 'defended_acc'))}"
             )
         body.append(row)
+    reduced = _reduction(summary, "ours")
     return [
         "## Sensitivity: target class 0",
         "",
@@ -385,5 +405,9 @@ def _sensitivity(records) -> list[str]:
             ],
             body,
         ),
+        "",
+        "Over these rows (same definitions as the summary): ASR reduction "
+        f"{num(reduced[0], 1)} %, accuracy drop {num(reduced[1], 2)} points vs the clean "
+        f"model ({reduced[3]} rows).",
         "",
     ]
