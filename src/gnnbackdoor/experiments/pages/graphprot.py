@@ -29,6 +29,7 @@ PROTOCOL = {
 PAPER_QUOTED_ASR_REDUCTION = 86.48
 PAPER_QUOTED_ACC_DROP = 3.49
 TARGET_ACC_DROP = 3.5
+MIN_SEEDS = 3
 
 
 def _ours(records: list[dict[str, Any]], target: str = "1") -> list[dict[str, Any]]:
@@ -137,7 +138,7 @@ def _block(index, paper_rows, model, attack, paper_keys, summary) -> list[list[s
                     num(removed[0], 1) if removed[2] else "—",
                 ]
             )
-            if runs and bd_asr[2]:
+            if len(runs) >= MIN_SEEDS and bd_asr[2] >= MIN_SEEDS:  # summary: full rows only
                 summary.append(
                     {
                         "variant": title,
@@ -257,7 +258,7 @@ def render(records: list[dict[str, Any]]) -> str:
         "",
         "The paper quotes an *average ASR reduction of 86.48 %* and an *average accuracy "
         "reduction of 3.49 %* without defining either. We define, over every (model, attack, "
-        "dataset, variant) row measured here: **ASR reduction** = mean of "
+        "dataset, variant) row measured here with at least 3 seeds: **ASR reduction** = mean of "
         "(ASR<sub>backdoored</sub> − ASR<sub>shielded</sub>) / ASR<sub>backdoored</sub>, in %; "
         "**accuracy drop** = mean of ACC<sub>clean model</sub> − ACC<sub>shielded</sub>, in "
         "points (also shown against the backdoored model's accuracy, which is what the shield "
