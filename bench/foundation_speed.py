@@ -52,8 +52,12 @@ def plain_pyg_gae_epoch_s(split, epochs: int) -> float:
     model = GAE(_PlainEncoder(train.num_features))
     optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
     pairs = torch.cat([val.pos_edge_label_index, val.neg_edge_label_index], 1)
-    labels = torch.cat([torch.ones(val.pos_edge_label_index.size(1)),
-                        torch.zeros(val.neg_edge_label_index.size(1))])
+    labels = torch.cat(
+        [
+            torch.ones(val.pos_edge_label_index.size(1)),
+            torch.zeros(val.neg_edge_label_index.size(1)),
+        ]
+    )
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -76,8 +80,9 @@ def toolkit_link_epoch_s(split, epochs: int) -> float:
     """Median seconds per epoch of the toolkit's trainer on GAE (fixed number of epochs)."""
     torch.manual_seed(0)
     model = MODELS.get("gae")().build(split.train.num_features)
-    report = train_link_model(model, split.train, split.val,
-                              LinkTrainConfig(max_epochs=epochs, patience=epochs))
+    report = train_link_model(
+        model, split.train, split.val, LinkTrainConfig(max_epochs=epochs, patience=epochs)
+    )
     return report.seconds / report.epochs
 
 
@@ -85,8 +90,9 @@ def toolkit_graph_epoch_s(graphs, epochs: int) -> float:
     split = split_graphs(graphs, seed=0)
     torch.manual_seed(0)
     model = MODELS.get("gin")().build(split.num_features, split.num_classes)
-    report = train_graph_model(model, split.train, split.val,
-                               GraphTrainConfig(max_epochs=epochs, patience=epochs), seed=0)
+    report = train_graph_model(
+        model, split.train, split.val, GraphTrainConfig(max_epochs=epochs, patience=epochs), seed=0
+    )
     return report.seconds / report.epochs
 
 
@@ -106,14 +112,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=50, help="epochs timed per model")
-    parser.add_argument("--skip-collab-full", action="store_true",
-                        help="time COLLAB epochs but not a full COLLAB run")
+    parser.add_argument(
+        "--skip-collab-full",
+        action="store_true",
+        help="time COLLAB epochs but not a full COLLAB run",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     set_quiet(True)
     location = DataLocation()
-    results: dict = {"threads": args.threads, "machine": platform.processor() or platform.machine(),
-                     "versions": versions(), "link": {}, "graph": {}}
+    results: dict = {
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "versions": versions(),
+        "link": {},
+        "graph": {},
+    }
     for dataset in ("Cora", "CS"):
         load_dataset(dataset, location)  # process once, outside the timings
         split = split_links(load_dataset(dataset, location), seed=0)
@@ -162,13 +176,20 @@ def render(results: dict) -> str:
         )
     for dataset, entry in results["graph"].items():
         full = entry.get("full_run")
-        full_text = (f"{full['total_s']:.1f} | {full['epochs']} | acc {100 * full['metric']:.2f}"
-                     if full else "not run | — | —")
-        lines.append(f"| graph | {dataset} | gin | — | {entry['toolkit_epoch_s']:.4f} | — | "
-                     f"{full_text} |")
-    lines += ["", "Per-epoch work, both columns: one training step with freshly sampled "
-              "negatives, then the validation AUC. A full run includes loading (from the "
-              "processed cache), the split, training with early stopping and evaluation."]
+        full_text = (
+            f"{full['total_s']:.1f} | {full['epochs']} | acc {100 * full['metric']:.2f}"
+            if full
+            else "not run | — | —"
+        )
+        lines.append(
+            f"| graph | {dataset} | gin | — | {entry['toolkit_epoch_s']:.4f} | — | {full_text} |"
+        )
+    lines += [
+        "",
+        "Per-epoch work, both columns: one training step with freshly sampled "
+        "negatives, then the validation AUC. A full run includes loading (from the "
+        "processed cache), the split, training with early stopping and evaluation.",
+    ]
     return "\n".join(lines) + "\n"
 
 

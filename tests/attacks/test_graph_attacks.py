@@ -31,7 +31,8 @@ IDS = [f"{name}-{'-'.join(map(str, params.values())) or 'default'}" for name, pa
 def test_every_graph_attack_has_a_case():
     covered = {name for name, _ in CASES}
     registered = {
-        n for n, c in ATTACKS.items()
+        n
+        for n, c in ATTACKS.items()
         if issubclass(c, GraphAttack) and not n.startswith("test-")  # test doubles
     }
     assert registered <= covered

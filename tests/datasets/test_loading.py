@@ -89,6 +89,14 @@ def test_every_graph_dataset_of_the_mirror_loads(real_location, name, num_graphs
 
 
 @pytest.mark.realdata
+def test_fingerprint4_has_gcleaners_class_counts(real_location):
+    graphs = load_dataset("Fingerprint4", real_location)
+    counts = torch.bincount(torch.tensor([int(g.y) for g in graphs])).tolist()
+    assert counts == [538, 517, 109, 497]
+    assert all(g.num_nodes > 0 for g in graphs)
+
+
+@pytest.mark.realdata
 def test_pubmed_is_reported_missing_from_the_mirror(real_location):
     if (Path(real_location.mirror_dir) / "PubMed").exists():
         pytest.skip("this mirror has PubMed")

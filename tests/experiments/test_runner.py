@@ -84,6 +84,10 @@ def test_link_run_writes_one_complete_record_per_seed_and_resumes(tmp_path, offl
     # a second call finds both runs recorded and runs nothing
     assert run_all(specs, tmp_path, offline_location) == []
     assert len(read_records(tmp_path)) == 2
+    # a duplicate line (two sweeps racing on one run) and a torn last line are ignored
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    (tmp_path / "records.jsonl").write_text("\n".join([*lines, lines[0], lines[1][:50]]))
+    assert [r["seed"] for r in read_records(tmp_path)] == [0, 1]
 
 
 def test_same_seed_gives_the_same_metrics(tmp_path, offline_location):

@@ -41,22 +41,30 @@ def run_key(
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """All records of a ``records.jsonl`` file, or of ``<dir>/records.jsonl``; a torn last
-    line (an interrupted write) is ignored."""
+    line (an interrupted write) is ignored, and so is a second record with a key already
+    read."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORDS_FILE
     if not path.exists():
         return []
     records = []
+    seen: set[str] = set()
     with path.open() as handle:
         for line in handle:
             line = line.strip()
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            key = record.get("key")
+            if key in seen:  # two sweeps raced on one run: keep the first record
+                continue
+            if key is not None:
+                seen.add(key)
+            records.append(record)
     return records
 
 

@@ -96,12 +96,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def order_metrics(names: Iterable[str]) -> list[str]:
-    names = set(names)
-    first = [m for m in PREFERRED_METRICS if m in names]
-    return first + sorted(names - set(first))
-
-
 # --- published tables -------------------------------------------------------------------
 
 
@@ -157,15 +151,8 @@ def generic_report(
         raise UserError("no records found")
     groups = aggregate(records)
     all_metrics = {m for g in groups.values() for m in g["metrics"]}
-    chosen = (
-        list(metrics)
-        if metrics
-        else [
-            m
-            for m in order_metrics(all_metrics)
-            if is_fraction(m) and not m.endswith("val_auc") and not m.endswith("val_acc")
-        ]
-    )
+    # by default the metrics every pipeline defines; component-specific extras on request
+    chosen = list(metrics) if metrics else [m for m in PREFERRED_METRICS if m in all_metrics]
     lookup = None
     paper_cols: list[str] = []
     if paper_csv is not None:

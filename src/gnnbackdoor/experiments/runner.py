@@ -109,7 +109,7 @@ def execute(spec: RunSpec, location: DataLocation, save_root: Path | None = None
     timer.seconds["total_s"] = time.perf_counter() - start
     config: dict[str, Any] = {
         "data": as_dict(resolved.data_config),
-        "train": _effective_train_config(resolved),
+        "train": as_dict(resolved.train_config),
         "model": as_dict(resolved.model_spec),
         "attack": resolved.attack.params() if resolved.attack else None,
         "defense": resolved.defense.params() if resolved.defense else None,
@@ -174,11 +174,3 @@ def _label(spec: RunSpec) -> str:
     ]
     parts += [f"{k}={v}" for k, v in sorted(spec.overrides.items())]
     return " ".join(parts)
-
-
-def _effective_train_config(resolved: ResolvedRun) -> dict[str, Any]:
-    """The training settings as used: an unset learning rate is the model's default."""
-    values = as_dict(resolved.train_config)
-    if values.get("lr", 0) is None:
-        values["lr"] = resolved.model_spec.default_lr
-    return values

@@ -25,8 +25,6 @@ class ModelSpec(ABC):
     task: ClassVar[str]
     reference: ClassVar[str] = ""
     registered_name: ClassVar[str]
-    #: Learning rate of the model's paper (used when ``train.lr`` is not set).
-    default_lr: ClassVar[float] = 0.01
 
     @abstractmethod
     def build(self, in_channels: int, out_channels: int | None = None) -> nn.Module:
@@ -44,8 +42,6 @@ class LinkPredictor(nn.Module, ABC):
     """
 
     has_discriminator: ClassVar[bool] = False
-    #: Learning rate used when the training config leaves ``lr`` unset.
-    default_lr: float = 0.01
 
     @abstractmethod
     def encode(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:

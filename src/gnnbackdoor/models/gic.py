@@ -94,7 +94,6 @@ class GICLinkPredictor(LinkPredictor):
         self.beta = beta
         self.alpha = alpha
         self.recon_weight = recon_weight
-        self.default_lr = 0.001  # the GIC paper's link-prediction learning rate
         self.register_buffer("centres", torch.rand(num_clusters, out))
         self._gae = GAE(nn.Identity())  # only for its recon_loss
 
@@ -140,7 +139,6 @@ class GICSpec(ModelSpec):
     alpha: float = 0.5
     recon_weight: float = 1.0
     task: ClassVar[str] = "link"
-    default_lr: ClassVar[float] = 0.001
     reference: ClassVar[str] = (
         "Mavromatis & Karypis, Graph InfoClust: Maximizing Coarse-Grain Mutual Information "
         "in Graphs, PAKDD 2021"

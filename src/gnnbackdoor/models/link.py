@@ -61,9 +61,8 @@ class AutoencoderLinkPredictor(LinkPredictor):
     adversarial ones.
     """
 
-    def __init__(self, autoencoder: GAE, default_lr: float = 0.01) -> None:
+    def __init__(self, autoencoder: GAE) -> None:
         super().__init__()
-        self.default_lr = default_lr
         self.autoencoder = autoencoder
         self.variational = isinstance(autoencoder, VGAE | ARGVA)
         self.adversarial = isinstance(autoencoder, ARGA)
@@ -134,11 +133,10 @@ class ARGASpec(_AutoencoderSpec):
 
     discriminator_hidden: int = 64
     reference: ClassVar[str] = "Pan et al., Adversarially Regularized Graph Autoencoder, 2018"
-    default_lr: ClassVar[float] = 0.001
 
     def build(self, in_channels: int, out_channels: int | None = None) -> LinkPredictor:
         disc = Discriminator(self.out_channels, self.discriminator_hidden)
-        return AutoencoderLinkPredictor(ARGA(self._encoder(in_channels), disc), self.default_lr)
+        return AutoencoderLinkPredictor(ARGA(self._encoder(in_channels), disc))
 
 
 @MODELS.register("arvga")
@@ -151,7 +149,7 @@ class ARVGASpec(ARGASpec):
 
     def build(self, in_channels: int, out_channels: int | None = None) -> LinkPredictor:
         disc = Discriminator(self.out_channels, self.discriminator_hidden)
-        return AutoencoderLinkPredictor(ARGVA(self._encoder(in_channels), disc), self.default_lr)
+        return AutoencoderLinkPredictor(ARGVA(self._encoder(in_channels), disc))
 
 
 def sample_negative_pairs(edge_index: Tensor, num_nodes: int, num: int) -> Tensor:

@@ -16,7 +16,9 @@ GRAPH_MODELS = ["gcn", "gat", "gin", "sage"]
 
 @PAGES.register("clean_models")
 def render(records: list[dict[str, Any]]) -> str:
-    clean = [r for r in records if not r.get("attack") and not r.get("defense")]
+    unattacked = [r for r in records if not r.get("attack") and not r.get("defense")]
+    clean = [r for r in unattacked if not r.get("overrides")]
+    slow_lr = [r for r in unattacked if r.get("overrides") == {"train.lr": "0.001"}]
     link_paper = paper_lookup(reference_table("link_backdoor_table3.csv"), ["dataset", "model"])
     graph_rows = [
         r
@@ -36,8 +38,18 @@ def render(records: list[dict[str, Any]]) -> str:
             if runs:
                 gaps.append(abs(gap))
             epochs, _ = cell(runs, "clean_epochs", scale=1.0)
+            val_text, _ = cell(runs, "clean_val_auc")
             link_body.append(
-                [dataset, model, auc_text, num(paper), num(gap, signed=True), ap_text, epochs]
+                [
+                    dataset,
+                    model,
+                    auc_text,
+                    num(paper),
+                    num(gap, signed=True),
+                    ap_text,
+                    val_text,
+                    epochs,
+                ]
             )
     graph_body = []
     for dataset in GRAPH_DATASETS:
@@ -50,6 +62,20 @@ def render(records: list[dict[str, Any]]) -> str:
                 [dataset, model, acc_text, num(paper), num(acc - paper, signed=True), epochs]
             )
     within = sum(g <= 2.0 for g in gaps if g == g)
+    lr_body = []
+    for dataset in LINK_DATASETS:
+        for model in ("gic", "arga", "arvga"):
+            runs = select(slow_lr, task="link", dataset=dataset, model=model)
+            if not runs:
+                continue
+            auc_text, auc = cell(runs, "clean_auc")
+            base_text, _ = cell(
+                select(clean, task="link", dataset=dataset, model=model), "clean_auc"
+            )
+            paper = paper_value(link_paper(dataset=dataset, model=model), "benign_auc")
+            lr_body.append(
+                [dataset, model, base_text, auc_text, num(paper), num(auc - paper, signed=True)]
+            )
     parts = [
         "# Clean victim models",
         "",
@@ -60,15 +86,38 @@ def render(records: list[dict[str, Any]]) -> str:
         "",
         "Split 85/5/10 of the edges with as many sampled non-edges for validation and test; "
         "two-layer GCN encoders 32→16 (GIC 32→32); Adam, learning rate 0.01; early stopping "
-        "on validation AUC with patience 100. Cora_ML is its largest connected component "
-        "(2,810 nodes), as in the paper.",
+        "on validation AUC with patience 100, keeping the best validation epoch. "
+        "Cora_ML is its largest connected component (2,810 nodes), as in the paper.",
         "",
         markdown_table(
-            ["dataset", "model", "AUC (ours)", "AUC (paper)", "gap", "AP (ours)", "epochs"],
+            [
+                "dataset",
+                "model",
+                "AUC (ours)",
+                "AUC (paper)",
+                "gap",
+                "AP (ours)",
+                "val AUC",
+                "epochs",
+            ],
             link_body,
         ),
         "",
-        f"{within} of {len(gaps)} measured rows are within 2 points of the paper.",
+        f"{within} of {len(gaps)} measured rows are within 2 points of the paper. "
+        "Where we are more than 2 points above it, our model selection is the reason we can "
+        "point to: we keep the epoch of best validation AUC, the paper stops on validation "
+        "loss; the column 'val AUC' shows the selected epochs' validation AUC.",
+        "",
+        "### Sensitivity: the ARGA and GIC papers' learning rate",
+        "",
+        "Every link victim above trains with learning rate 0.01, as Link-Backdoor trains "
+        "the five alike (and as our Link-Backdoor records do). The ARGA and GIC papers use "
+        "0.001; the same runs at 0.001 (`--set train.lr=0.001`):",
+        "",
+        markdown_table(
+            ["dataset", "model", "AUC, lr 0.01", "AUC, lr 0.001", "AUC (paper)", "gap at 0.001"],
+            lr_body,
+        ),
         "",
         "## Graph classification: test accuracy (GraphProt Table 1, 'Clean Model' ACC)",
         "",
