@@ -9,6 +9,7 @@ OVERRIDES = {
     "data.train_fraction": "0.6667",
     "attack.trigger_size": "5",
     "train.max_epochs": "60",
+    "attack.target_class": "1",
 }
 
 
@@ -33,6 +34,7 @@ def record(seed: int, defense: str, defended_asr: float) -> dict:
             "queried_graphs": 75,
             "filter_removed_node_fraction": 0.1,
         },
+        "config": {"train": {"max_epochs": 60, "patience": 20}},
         "versions": {"git_commit": "abc", "torch": "t", "torch_geometric": "p"},
     }
 
@@ -54,5 +56,6 @@ def test_page_rows_summary_and_coverage():
     assert "| 80.0 |" in summary  # (100 - mean(30, 20, 10)) / 100
     assert "| 5.00 |" in summary  # clean 90 - shielded 85
     assert "1 of 30 (model, attack, dataset) rows measured" in text
+    assert "AIDS: ≤ 60 (patience 20)" in text
     other = dict(records[0], overrides={"data.train_fraction": "0.8"})
     assert PAGES.get("graphprot")([*records, other]).count("(3)") == text.count("(3)")

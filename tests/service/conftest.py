@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+pytest.importorskip("fastapi", reason="the service extra is not installed")
 import uvicorn
 
 from gnnbackdoor.models import MODELS

@@ -21,7 +21,7 @@ TABLE2_ATTACKS = {"sba": "SBA", "motif-ba": "Motif"}
 PROTOCOL = {
     "data.train_fraction": "0.6667",
     "attack.trigger_size": "5",
-    "train.max_epochs": "60",
+    "attack.target_class": "1",
 }
 
 #: The paper's own summary (abstract and Sec. 1): "average reduction 86.48%" of the ASR and
@@ -29,15 +29,17 @@ PROTOCOL = {
 PAPER_QUOTED_ASR_REDUCTION = 86.48
 PAPER_QUOTED_ACC_DROP = 3.49
 TARGET_ACC_DROP = 3.5
+MIN_SEEDS = 3
 
 
-def _ours(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _ours(records: list[dict[str, Any]], target: str = "1") -> list[dict[str, Any]]:
+    protocol = {**PROTOCOL, "attack.target_class": target}
     return [
         r
         for r in records
         if r.get("task") == "graph"
         and r.get("defense") in VARIANTS
-        and all((r.get("overrides") or {}).get(k) == v for k, v in PROTOCOL.items())
+        and all((r.get("overrides") or {}).get(k) == v for k, v in protocol.items())
     ]
 
 
@@ -136,7 +138,7 @@ def _block(index, paper_rows, model, attack, paper_keys, summary) -> list[list[s
                     num(removed[0], 1) if removed[2] else "—",
                 ]
             )
-            if runs and bd_asr[2]:
+            if len(runs) >= MIN_SEEDS and bd_asr[2] >= MIN_SEEDS:  # summary: full rows only
                 summary.append(
                     {
                         "variant": title,
@@ -197,9 +199,10 @@ def render(records: list[dict[str, Any]]) -> str:
         "see Provenance.",
         "",
         "**Protocol.** 2/3 of the graphs train the victim (a tenth of them held out for early "
-        "stopping), 1/3 test it (`data.train_fraction=0.6667`); at most 60 epochs with "
-        "patience 20 (`train.max_epochs=60 train.patience=20`: the library's 200/40 did not "
-        "fit our CPU budget; the paper states none). Triggers of 5 nodes (SBA: "
+        "stopping), 1/3 test it (`data.train_fraction=0.6667`). Training (the paper states "
+        "none): the library default (at most 200 epochs, patience 40) on ENZYMES and DHFR; "
+        "at most 60 epochs with patience 20 on the larger datasets, to fit our CPU budget "
+        "(see *Training* below for what each dataset's records used). Triggers of 5 nodes (SBA: "
         "Erdős–Rényi; GTA: 20 bi-level epochs; Motif-BA: the rarest observed motif), "
         "injection ratio 0.1, target class 1 (the paper states neither ratio nor target). "
         "Shield: N = 5 subgraphs, p = 0.2, r = 0.8, filtering on, as in Sec. 5.2. ASR is "
@@ -255,7 +258,7 @@ def render(records: list[dict[str, Any]]) -> str:
         "",
         "The paper quotes an *average ASR reduction of 86.48 %* and an *average accuracy "
         "reduction of 3.49 %* without defining either. We define, over every (model, attack, "
-        "dataset, variant) row measured here: **ASR reduction** = mean of "
+        "dataset, variant) row measured here with at least 3 seeds: **ASR reduction** = mean of "
         "(ASR<sub>backdoored</sub> − ASR<sub>shielded</sub>) / ASR<sub>backdoored</sub>, in %; "
         "**accuracy drop** = mean of ACC<sub>clean model</sub> − ACC<sub>shielded</sub>, in "
         "points (also shown against the backdoored model's accuracy, which is what the shield "
@@ -284,10 +287,24 @@ def render(records: list[dict[str, Any]]) -> str:
         f"({num(ours_all[1], 2)} points). Paper tables over the same rows: "
         f"{num(paper_all[0], 1)} % and {num(paper_all[1], 2)} points.",
         "",
+        "**Reading the rows.** (1) AIDS: class 1 is the majority (1,600 of 2,000 graphs) and "
+        "the target; its active (class 0) molecules have almost four times as many nodes as the "
+        "others, and subgraphs of a fifth of the nodes look like small, inactive ones to a "
+        "mean-pooling GCN, so the shielded labels fall to class 1 and the shielded ASR stays "
+        "high whatever the trigger; the *Sensitivity* section attacks class 0 instead. "
+        "(2) GTA's trigger fools the clean victims as well (see the clean-model ASR): it acts "
+        "as an adversarial perturbation that survives subgraph sampling. (3) ENZYMES: our "
+        "loader keeps the 3 one-hot node labels only (not the 18 continuous attributes), so "
+        "every victim is far below the paper's accuracy; with d = 3, TF keeps ⌈0.8 · 3⌉ = 3 "
+        "dimensions, i.e. TF equals T there.",
+        "",
+        _training(ours),
+        "",
         _coverage(index),
         "",
+        *_sensitivity(records),
         provenance(
-            ours,
+            ours + _ours(records, "0"),
             [
                 "export GNNBACKDOOR_DATA_MIRROR=../shared/datasets",
                 "export GNNBACKDOOR_CLEAN_CACHE=/tmp/clean-cache  # optional",
@@ -299,6 +316,18 @@ def render(records: list[dict[str, Any]]) -> str:
         ),
     ]
     return "\n".join(parts) + "\n"
+
+
+def _training(records) -> str:
+    caps: dict[str, set] = defaultdict(set)
+    for r in records:
+        train = (r.get("config") or {}).get("train") or {}
+        epochs, patience = train.get("max_epochs", "?"), train.get("patience", "?")
+        caps[r["dataset"]].add(f"≤ {epochs} (patience {patience})")
+    if not caps:
+        return ""
+    text = "; ".join(f"{d}: {', '.join(sorted(c))}" for d, c in sorted(caps.items()))
+    return f"**Training** (epochs, from the records): {text}."
 
 
 def _coverage(index) -> str:
@@ -324,3 +353,73 @@ def _coverage(index) -> str:
             "Not run (CPU time; the sweep resumes where it stopped): " + ", ".join(missing) + "."
         )
     return "\n".join(lines)
+
+
+def _sensitivity(records) -> list[str]:
+    """Rows of the same protocol with target class 0 (AIDS: the minority class)."""
+    index = _index(_ours(records, "0"))
+    if not index:
+        return []
+    body, summary = [], []
+    for (model, attack, dataset), by_defense in sorted(index.items()):
+        seeds = _per_seed(by_defense)
+        bd_asr, cl_acc, bd_acc = (
+            _stat(seeds, "asr")[0],
+            _stat(seeds, "clean_acc")[0],
+            _stat(seeds, "backdoored_acc")[0],
+        )
+        for defense in VARIANTS:
+            runs = by_defense.get(defense, [])
+            if runs:
+                summary.append(
+                    {
+                        "ours": (
+                            bd_asr,
+                            _stat(runs, "defended_asr")[0],
+                            cl_acc,
+                            bd_acc,
+                            _stat(runs, "defended_acc")[0],
+                        )
+                    }
+                )
+        row = [
+            dataset,
+            model,
+            attack,
+            _text(_stat(seeds, "asr")),
+            _text(_stat(seeds, "clean_model_asr")),
+            _text(_stat(seeds, "backdoored_acc")),
+        ]
+        for defense in VARIANTS:
+            runs = by_defense.get(defense, [])
+            row.append(
+                f"{_text(_stat(runs, 'defended_asr'))} / {_text(_stat(runs, 'defended_acc'))}"
+            )
+        body.append(row)
+    reduced = _reduction(summary, "ours")
+    return [
+        "## Sensitivity: target class 0",
+        "",
+        "The same victims and triggers with `attack.target_class=0` (on AIDS the minority "
+        "class: 400 of 2,000 graphs). A shield whose subgraph votes fall to the majority "
+        "class scores a high ASR when the target is the majority class and a low one when it "
+        "is not; comparing the two tells that effect apart from removing the trigger.",
+        "",
+        markdown_table(
+            [
+                "dataset",
+                "model",
+                "attack",
+                "ASR backdoored",
+                "ASR clean model",
+                "ACC backdoored",
+                *(f"{t} ASR / ACC" for t in VARIANTS.values()),
+            ],
+            body,
+        ),
+        "",
+        "Over these rows (same definitions as the summary): ASR reduction "
+        f"{num(reduced[0], 1)} %, accuracy drop {num(reduced[1], 2)} points vs the clean "
+        f"model ({reduced[3]} rows).",
+        "",
+    ]
