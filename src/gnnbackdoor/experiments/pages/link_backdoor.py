@@ -302,7 +302,8 @@ def render(records: list[dict[str, Any]]) -> str:
         "adds on the backdoored model. The backdoored model is the clean one fine-tuned on the "
         "poisoned graph and early-stopped on clean validation AUC; its best epoch is often the "
         "first, so BPD and the no-trigger rate mostly measure how far one or a few Adam steps "
-        "move the model (see the p = 0.001 control below). ARGA/ARVGA/GIC train here with "
+        "move the model (the p = 0.001 control below measures this once its runs are "
+        "recorded). ARGA/ARVGA/GIC train here with "
         "learning rate 0.01 (this branch's foundation); ARGA's clean AUC is below the paper's "
         "and varies by seed, which also shrinks its eligible-link count.",
         "",
