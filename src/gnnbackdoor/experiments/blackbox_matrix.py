@@ -55,7 +55,8 @@ class BlackBoxMatrix:
         return sum(drops) / len(drops) if drops else float("nan")
 
     def cells(self) -> int:
-        return sum(1 for row in self.seeds for n in row if n)
+        """Off-diagonal cells with at least one record."""
+        return sum(1 for i, row in enumerate(self.seeds) for j, n in enumerate(row) if n and i != j)
 
 
 def _attack_records(records: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
@@ -150,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(matrix, args.png)
     for name, row in zip(matrix.models, matrix.asr, strict=True):
         print(name, " ".join(f"{100 * v:6.2f}" for v in row))
-    print(f"average drop vs white-box: {100 * matrix.drop():.2f} points ({matrix.cells()} cells)")
+    cells = matrix.cells()
+    print(
+        f"average drop vs white-box: {100 * matrix.drop():.2f} points ({cells} off-diagonal cells)"
+    )
     return 0
 
 
