@@ -14,7 +14,8 @@ take ``generator_steps`` Adam steps on the generators to make triggered non-targ
 classify as the target. Before the loop the generators are pre-trained against the clean model
 for ``pretrain_epochs`` if asked (GCleaner App. B: "train a topology generator and a feature
 generator ... for five epochs"; off by default, see the attribute); after it (GraphProt: 20
-bi-level epochs) the triggers are frozen and the victim keeps training on the final poisoned set with the run's early stopping.
+bi-level epochs) the triggers are frozen and the victim keeps training on the final poisoned
+set with the run's early stopping.
 
 Topology gradients reach the generator through edge weights, which GIN and GCN accept; GAT and
 GraphSAGE have none, so for them only the feature generator learns and the topology generator
