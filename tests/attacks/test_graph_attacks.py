@@ -158,3 +158,17 @@ def test_fit_does_not_modify_the_parameters(tiny_graph_dataset):
     params = copy.deepcopy(attack.params())
     attack.fit(ctx)
     assert attack.params() == params
+
+
+def test_explainer_scores_are_informative_for_a_saturated_model(tiny_graph_dataset):
+    from gnnbackdoor.attacks.importance import gnnexplainer_scores
+
+    ctx = make_context(tiny_graph_dataset)
+    model = ctx.clean_model
+    with torch.no_grad():  # make the classifier absurdly confident
+        model.head[-1].weight.mul_(1e4)
+    graph = ctx.split.test[0].clone()
+    noise = torch.Generator().manual_seed(0)
+    graph.x = torch.rand(graph.num_nodes, graph.x.size(1), generator=noise)
+    scores = gnnexplainer_scores(model, graph, 20, torch.Generator().manual_seed(0))
+    assert scores.unique().numel() > 1

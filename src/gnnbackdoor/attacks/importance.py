@@ -30,13 +30,25 @@ class Importance(StrEnum):
     NODE_DROP = "node_drop"  # drop in the predicted class's probability when the node goes
 
 
+#: Logits are scaled down to at most this magnitude before GNNExplainer sees them.
+MAX_LOGIT = 5.0
+
+
 class _Wrapped(torch.nn.Module):
+    """``model`` as ``(x, edge_index) -> logits`` for ``Explainer``, with the logits scaled
+    (per graph, by a constant that keeps the prediction) to at most ``MAX_LOGIT`` in
+    magnitude: a confident model (GIN's sum readout gives logits in the hundreds) saturates
+    the softmax, GNNExplainer's loss then has no gradient and every node gets the same
+    score."""
+
     def __init__(self, model: GraphClassifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.model(x, edge_index, None)
+        logits = self.model(x, edge_index, None)
+        scale = MAX_LOGIT / logits.detach().abs().max().clamp(min=MAX_LOGIT)
+        return logits * scale
 
 
 def gnnexplainer_scores(
@@ -63,7 +75,11 @@ def gnnexplainer_scores(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         explanation = explainer(graph.x, graph.edge_index)
-    return explanation.node_mask.detach().view(-1)
+    scores = explanation.node_mask.detach().view(-1)
+    if scores.numel() > 1 and bool((scores == scores[0]).all()):
+        # still no signal (e.g. a prediction saturated even at MAX_LOGIT): use gradients
+        return saliency_scores(model, graph)
+    return scores
 
 
 def saliency_scores(model: GraphClassifier, graph: Data) -> Tensor:
