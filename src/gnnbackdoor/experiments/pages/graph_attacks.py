@@ -119,6 +119,13 @@ def render(records: list[dict[str, Any]]) -> str:
         f"within {ASR_SLACK:.0f} points of the paper's or higher, backdoored accuracy within "
         f"{ACC_SLACK:.0f} points of clean. '—': not run (see Coverage at the end).",
         "",
+        "Poisoning: `injection_ratio` × the training graphs are poisoned, drawn from the "
+        "non-target classes first (target-class graphs only when too few others can carry "
+        "the trigger); the trigger replaces every edge among its nodes. GTA writes generated "
+        "features in [0, 1] onto its trigger nodes and learns its topology through edge "
+        "weights, which GIN and GCN accept; for GAT and SAGE only its feature generator "
+        "learns.",
+        "",
         "Victims: three message-passing layers of width 64, mean pooling (GIN: sum), MLP head; "
         "Adam, learning rate 0.005, batch 64, at most 200 epochs, early stopping on "
         "validation accuracy (a tenth of the training graphs) with patience 40.",
