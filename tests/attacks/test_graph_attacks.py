@@ -140,7 +140,7 @@ def test_motif_ba_picks_the_rarest_motif(tiny_graph_dataset):
     ctx = make_context(tiny_graph_dataset, train_clean=False)
     params = {"trigger_size": 4, "target_class": 1, "placement": "degree", "max_graphs": 30}
     # 4-node connected subgraphs of cycles are paths, of stars are stars
-    observed = ATTACKS.get("motif-ba")(**params).fit(ctx)
+    observed = ATTACKS.get("motif-ba")(motif_rule="rarest_observed", **params).fit(ctx)
     counts = observed.motif_counts_
     assert set(counts) and counts[observed.trigger_.name] == min(counts.values())
     shape = observed.trigger_.to_networkx()
