@@ -131,9 +131,15 @@ def markdown(results: dict) -> str:
                 f"| {attack} | {a['fit_s']:.2f} | {a['poison_s']:.2f} ({a['num_poisoned']}) "
                 f"| {a['backdoor_train_s']:.1f} ({a['backdoored_epochs']}) |"
             )
+    lines += [""] + [
+        f"- {ds['dataset']}: max epochs {ds['max_epochs']}, GTA bi-level epochs "
+        f"{ds['gta_bilevel_epochs']}, injection ratio {ds.get('injection_ratio', 0.1)}, "
+        "trigger 5 nodes, target class 1."
+        for ds in results["datasets"]
+    ]
     lines += [
         "",
-        "fit: draw or learn the trigger (GTA: generator pre-training against the clean model; "
+        "fit: draw or learn the trigger (GTA: generator pre-training, off by default; "
         "Motif-BA: motif counting). poison: embed triggers into the training set (Exp-BA: "
         "GNNExplainer per poisoned graph; Motif-BA: node-drop scoring; GTA: its whole bi-level "
         "loop, which trains victim and generators together and yields the poisoned set). "

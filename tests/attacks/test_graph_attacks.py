@@ -172,3 +172,13 @@ def test_explainer_scores_are_informative_for_a_saturated_model(tiny_graph_datas
     graph.x = torch.rand(graph.num_nodes, graph.x.size(1), generator=noise)
     scores = gnnexplainer_scores(model, graph, 20, torch.Generator().manual_seed(0))
     assert scores.unique().numel() > 1
+
+
+def test_node_drop_scores_do_not_depend_on_chunking(tiny_graph_dataset, monkeypatch):
+    from gnnbackdoor.attacks import importance
+
+    ctx = make_context(tiny_graph_dataset)
+    graph = ctx.split.test[0]
+    whole = importance.node_drop_scores(ctx.clean_model, graph)
+    monkeypatch.setattr(importance, "MAX_BATCH_EDGES", 1)
+    assert torch.allclose(importance.node_drop_scores(ctx.clean_model, graph), whole, atol=1e-6)

@@ -30,6 +30,9 @@ class Importance(StrEnum):
     NODE_DROP = "node_drop"  # drop in the predicted class's probability when the node goes
 
 
+#: Edges per forward pass when scoring node drops.
+MAX_BATCH_EDGES = 500_000
+
 #: Logits are scaled down to at most this magnitude before GNNExplainer sees them.
 MAX_LOGIT = 5.0
 
@@ -108,8 +111,16 @@ def node_drop_scores(model: GraphClassifier, graph: Data) -> Tensor:
         keep[v] = False
         edge_index, _ = subgraph(keep, graph.edge_index, relabel_nodes=True, num_nodes=n)
         reduced.append(Data(x=graph.x[keep], edge_index=edge_index, num_nodes=n - 1))
-    batch = Batch.from_data_list(reduced)
-    dropped = torch.softmax(model(batch.x, batch.edge_index, batch.batch), dim=-1)[:, predicted]
+    # chunk so that one forward pass holds at most ~MAX_BATCH_EDGES edges (a 500-node COLLAB
+    # graph would otherwise put 500 copies of 80k edges through the model at once)
+    per_copy = max(int(graph.edge_index.size(1)), 1)
+    chunk = max(1, MAX_BATCH_EDGES // per_copy)
+    dropped_parts = []
+    for start in range(0, n, chunk):
+        batch = Batch.from_data_list(reduced[start : start + chunk])
+        logits = model(batch.x, batch.edge_index, batch.batch)
+        dropped_parts.append(torch.softmax(logits, dim=-1)[:, predicted])
+    dropped = torch.cat(dropped_parts)
     model.train(was_training)
     return probs[predicted] - dropped
 
