@@ -40,7 +40,13 @@ ATTACK_PARAMS = {"trigger_size": 5, "injection_ratio": 0.1, "target_class": 1}
 
 
 def bench_dataset(
-    name: str, seed: int, max_epochs: int, bilevel_epochs: int, train_fraction: float
+    name: str,
+    seed: int,
+    max_epochs: int,
+    bilevel_epochs: int,
+    train_fraction: float,
+    injection_ratio: float,
+    on_progress,
 ) -> dict:
     graphs = DATASETS.get(name)().load(DataLocation())
     split = split_graphs(graphs, seed, train_fraction, 0.1)
@@ -57,6 +63,7 @@ def bench_dataset(
         "num_train": len(split.train),
         "max_epochs": max_epochs,
         "gta_bilevel_epochs": bilevel_epochs,
+        "injection_ratio": injection_ratio,
         "clean_train_s": time.perf_counter() - start,
         "clean_epochs": report.epochs,
         "clean_epoch_s": report.seconds_per_epoch,
@@ -73,7 +80,7 @@ def bench_dataset(
     for attack_name in ATTACK_NAMES:
         ctx.generator = torch.Generator().manual_seed(seed)
         ctx.timings = {}
-        params = dict(ATTACK_PARAMS)
+        params = {**ATTACK_PARAMS, "injection_ratio": injection_ratio}
         if attack_name == "gta":
             params["bilevel_epochs"] = bilevel_epochs
         attack = ATTACKS.get(attack_name)(**params)
@@ -98,6 +105,7 @@ def bench_dataset(
             "attack_timings": dict(ctx.timings),
         }
         print(name, attack_name, json.dumps(result["attacks"][attack_name]), flush=True)
+        on_progress(result)
     return result
 
 
@@ -112,7 +120,7 @@ def markdown(results: dict) -> str:
         "absolute figures are pessimistic; ratios between attacks are the useful part.",
         "",
         "| dataset | graphs (train) | max epochs | clean train s (epochs, s/epoch) | attack | "
-        "fit s | poison s | backdoor train s (epochs) |",
+        "fit s | poison s (graphs poisoned) | backdoor train s (epochs) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for ds in results["datasets"]:
@@ -120,12 +128,18 @@ def markdown(results: dict) -> str:
             lines.append(
                 f"| {ds['dataset']} | {ds['num_graphs']} ({ds['num_train']}) | {ds['max_epochs']} "
                 f"| {ds['clean_train_s']:.1f} ({ds['clean_epochs']}, {ds['clean_epoch_s']:.2f}) "
-                f"| {attack} | {a['fit_s']:.2f} | {a['poison_s']:.2f} "
+                f"| {attack} | {a['fit_s']:.2f} | {a['poison_s']:.2f} ({a['num_poisoned']}) "
                 f"| {a['backdoor_train_s']:.1f} ({a['backdoored_epochs']}) |"
             )
+    lines += [""] + [
+        f"- {ds['dataset']}: max epochs {ds['max_epochs']}, GTA bi-level epochs "
+        f"{ds['gta_bilevel_epochs']}, injection ratio {ds.get('injection_ratio', 0.1)}, "
+        "trigger 5 nodes, target class 1."
+        for ds in results["datasets"]
+    ]
     lines += [
         "",
-        "fit: draw or learn the trigger (GTA: generator pre-training against the clean model; "
+        "fit: draw or learn the trigger (GTA: generator pre-training, off by default; "
         "Motif-BA: motif counting). poison: embed triggers into the training set (Exp-BA: "
         "GNNExplainer per poisoned graph; Motif-BA: node-drop scoring; GTA: its whole bi-level "
         "loop, which trains victim and generators together and yields the poisoned set). "
@@ -154,6 +168,17 @@ def main() -> None:
         help="per-dataset GTA bi-level epochs, NAME=N (default: COLLAB=5; others 20)",
     )
     parser.add_argument(
+        "--injection-ratio",
+        nargs="*",
+        default=[],
+        help="per-dataset injection ratio, NAME=R (default 0.1)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other datasets already in the results file",
+    )
+    parser.add_argument(
         "--max-epochs",
         nargs="*",
         default=["COLLAB=20"],
@@ -164,6 +189,7 @@ def main() -> None:
     set_quiet(True)
     caps = dict(item.split("=") for item in args.max_epochs)
     bilevel = dict(item.split("=") for item in args.bilevel_epochs)
+    ratios = dict(item.split("=") for item in args.injection_ratio)
     results = {
         "machine": platform.processor() or platform.machine(),
         "threads": args.threads,
@@ -173,18 +199,32 @@ def main() -> None:
         "datasets": [],
     }
     OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "graph_attacks_speed.json"
+    kept = []
+    if args.merge and path.is_file():
+        kept = [
+            d for d in json.loads(path.read_text())["datasets"] if d["dataset"] not in args.datasets
+        ]
+
+    def write(partial: list[dict]) -> None:
+        results["datasets"] = kept + partial
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        (OUT / "graph_attacks_speed.md").write_text(markdown(results))
+
+    done: list[dict] = []
     for name in args.datasets:
-        results["datasets"].append(
+        done.append(
             bench_dataset(
                 name,
                 args.seed,
                 int(caps.get(name, 200)),
                 int(bilevel.get(name, 20)),
                 args.train_fraction,
+                float(ratios.get(name, ATTACK_PARAMS["injection_ratio"])),
+                lambda current, _done=done: write([*_done, current]),
             )
         )
-        (OUT / "graph_attacks_speed.json").write_text(json.dumps(results, indent=2) + "\n")
-        (OUT / "graph_attacks_speed.md").write_text(markdown(results))
+        write(done)
 
 
 if __name__ == "__main__":

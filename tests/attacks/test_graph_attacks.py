@@ -144,7 +144,7 @@ def test_motif_ba_picks_the_rarest_motif(tiny_graph_dataset):
     ctx = make_context(tiny_graph_dataset, train_clean=False)
     params = {"trigger_size": 4, "target_class": 1, "placement": "degree", "max_graphs": 30}
     # 4-node connected subgraphs of cycles are paths, of stars are stars
-    observed = ATTACKS.get("motif-ba")(**params).fit(ctx)
+    observed = ATTACKS.get("motif-ba")(motif_rule="rarest_observed", **params).fit(ctx)
     counts = observed.motif_counts_
     assert set(counts) and counts[observed.trigger_.name] == min(counts.values())
     shape = observed.trigger_.to_networkx()
@@ -162,3 +162,27 @@ def test_fit_does_not_modify_the_parameters(tiny_graph_dataset):
     params = copy.deepcopy(attack.params())
     attack.fit(ctx)
     assert attack.params() == params
+
+
+def test_explainer_scores_are_informative_for_a_saturated_model(tiny_graph_dataset):
+    from gnnbackdoor.attacks.importance import gnnexplainer_scores
+
+    ctx = make_context(tiny_graph_dataset)
+    model = ctx.clean_model
+    with torch.no_grad():  # make the classifier absurdly confident
+        model.head[-1].weight.mul_(1e4)
+    graph = ctx.split.test[0].clone()
+    noise = torch.Generator().manual_seed(0)
+    graph.x = torch.rand(graph.num_nodes, graph.x.size(1), generator=noise)
+    scores = gnnexplainer_scores(model, graph, 20, torch.Generator().manual_seed(0))
+    assert scores.unique().numel() > 1
+
+
+def test_node_drop_scores_do_not_depend_on_chunking(tiny_graph_dataset, monkeypatch):
+    from gnnbackdoor.attacks import importance
+
+    ctx = make_context(tiny_graph_dataset)
+    graph = ctx.split.test[0]
+    whole = importance.node_drop_scores(ctx.clean_model, graph)
+    monkeypatch.setattr(importance, "MAX_BATCH_EDGES", 1)
+    assert torch.allclose(importance.node_drop_scores(ctx.clean_model, graph), whole, atol=1e-6)

@@ -72,3 +72,6 @@ def test_position_helpers():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.9])
     assert ranked_positions(scores, 2).tolist() == [1, 3]
     assert ranked_positions(scores, 2, most=False).tolist() == [0, 2]
+    ties = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    secondary = torch.tensor([0.1, 0.0, 0.2, 0.9])
+    assert ranked_positions(ties, 2, tie_break=secondary).tolist() == [1, 3]

@@ -67,7 +67,14 @@ class ExpBA(SBA):
             self.generator_,
             self.explainer_epochs,
         )
-        return ranked_positions(scores, self.size_, most=self.placement == "most")
+        # GNNExplainer's hard mask zeroes every node whose gradient vanished (often most of
+        # a molecule under GIN): break its ties by gradient saliency, not by node id.
+        tie_break = None
+        if self.explainer == Importance.GNNEXPLAINER.value:
+            tie_break = node_scores(Importance.SALIENCY, graph, self.model_)
+        return ranked_positions(
+            scores, self.size_, most=self.placement == "most", tie_break=tie_break
+        )
 
     def trigger_info(self) -> dict[str, Any]:
         info = super().trigger_info()

@@ -30,13 +30,28 @@ class Importance(StrEnum):
     NODE_DROP = "node_drop"  # drop in the predicted class's probability when the node goes
 
 
+#: Edges per forward pass when scoring node drops.
+MAX_BATCH_EDGES = 500_000
+
+#: Logits are scaled down to at most this magnitude before GNNExplainer sees them.
+MAX_LOGIT = 5.0
+
+
 class _Wrapped(torch.nn.Module):
+    """``model`` as ``(x, edge_index) -> logits`` for ``Explainer``, with the logits scaled
+    (per graph, by a constant that keeps the prediction) to at most ``MAX_LOGIT`` in
+    magnitude: a confident model (GIN's sum readout gives logits in the hundreds) saturates
+    the softmax, GNNExplainer's loss then has no gradient and every node gets the same
+    score."""
+
     def __init__(self, model: GraphClassifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.model(x, edge_index, None)
+        logits = self.model(x, edge_index, None)
+        scale = MAX_LOGIT / logits.detach().abs().max().clamp(min=MAX_LOGIT)
+        return logits * scale
 
 
 def gnnexplainer_scores(
@@ -63,7 +78,11 @@ def gnnexplainer_scores(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         explanation = explainer(graph.x, graph.edge_index)
-    return explanation.node_mask.detach().view(-1)
+    scores = explanation.node_mask.detach().view(-1)
+    if scores.numel() > 1 and bool((scores == scores[0]).all()):
+        # still no signal (e.g. a prediction saturated even at MAX_LOGIT): use gradients
+        return saliency_scores(model, graph)
+    return scores
 
 
 def saliency_scores(model: GraphClassifier, graph: Data) -> Tensor:
@@ -92,8 +111,16 @@ def node_drop_scores(model: GraphClassifier, graph: Data) -> Tensor:
         keep[v] = False
         edge_index, _ = subgraph(keep, graph.edge_index, relabel_nodes=True, num_nodes=n)
         reduced.append(Data(x=graph.x[keep], edge_index=edge_index, num_nodes=n - 1))
-    batch = Batch.from_data_list(reduced)
-    dropped = torch.softmax(model(batch.x, batch.edge_index, batch.batch), dim=-1)[:, predicted]
+    # chunk so that one forward pass holds at most ~MAX_BATCH_EDGES edges (a 500-node COLLAB
+    # graph would otherwise put 500 copies of 80k edges through the model at once)
+    per_copy = max(int(graph.edge_index.size(1)), 1)
+    chunk = max(1, MAX_BATCH_EDGES // per_copy)
+    dropped_parts = []
+    for start in range(0, n, chunk):
+        batch = Batch.from_data_list(reduced[start : start + chunk])
+        logits = model(batch.x, batch.edge_index, batch.batch)
+        dropped_parts.append(torch.softmax(logits, dim=-1)[:, predicted])
+    dropped = torch.cat(dropped_parts)
     model.train(was_training)
     return probs[predicted] - dropped
 

@@ -153,10 +153,17 @@ def random_positions(num_nodes: int, size: int, generator: torch.Generator) -> T
     return torch.randperm(num_nodes, generator=generator)[:size]
 
 
-def ranked_positions(scores: Tensor, size: int, most: bool = True) -> Tensor:
-    """The ``size`` nodes with the highest (``most``) or lowest scores; ties by node id."""
-    order = torch.sort(scores.detach().view(-1).float(), descending=most, stable=True).indices
-    return order[:size]
+def ranked_positions(
+    scores: Tensor, size: int, most: bool = True, tie_break: Tensor | None = None
+) -> Tensor:
+    """The ``size`` nodes with the highest (``most``) or lowest scores; ties by
+    ``tie_break`` (same direction), then by node id."""
+    order = torch.arange(scores.numel())
+    if tie_break is not None:
+        secondary = tie_break.detach().view(-1).float()
+        order = torch.sort(secondary, descending=most, stable=True).indices
+    primary = scores.detach().view(-1).float()[order]
+    return order[torch.sort(primary, descending=most, stable=True).indices][:size]
 
 
 def average_nodes(graphs: Sequence[Data]) -> float:

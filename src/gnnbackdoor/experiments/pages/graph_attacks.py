@@ -119,6 +119,13 @@ def render(records: list[dict[str, Any]]) -> str:
         f"within {ASR_SLACK:.0f} points of the paper's or higher, backdoored accuracy within "
         f"{ACC_SLACK:.0f} points of clean. '—': not run (see Coverage at the end).",
         "",
+        "Poisoning: `injection_ratio` × the training graphs are poisoned, drawn from the "
+        "non-target classes first (target-class graphs only when too few others can carry "
+        "the trigger); the trigger replaces every edge among its nodes. GTA writes generated "
+        "features in [0, 1] onto its trigger nodes and learns its topology through edge "
+        "weights, which GIN and GCN accept; for GAT and SAGE only its feature generator "
+        "learns.",
+        "",
         "Victims: three message-passing layers of width 64, mean pooling (GIN: sum), MLP head; "
         "Adam, learning rate 0.005, batch 64, at most 200 epochs, early stopping on "
         "validation accuracy (a tenth of the training graphs) with patience 40.",
@@ -131,9 +138,12 @@ def render(records: list[dict[str, Any]]) -> str:
         "Train on 2/3 of the graphs (stratified), test on 1/3; trigger of 5 nodes; injection "
         "ratio 0.1; target class 1 (GraphProt states neither ratio nor target). SBA: "
         "Erdős–Rényi trigger, p = 0.8, random nodes. GTA: 20 bi-level epochs. Motif: the "
-        "rarest 5-node motif, placed on the nodes whose removal most lowers the clean model's "
+        "rarest 5-node motif (never-seen motifs included, ties to the densest), placed on "
+        "the nodes whose removal most lowers the clean model's "
         "confidence. Exp-BA: Erdős–Rényi trigger on the 5 nodes GNNExplainer ranks most "
-        "important. Paper columns: GTA rows from Table 1 (GCN, SAGE, GAT; no GIN), SBA and "
+        "important (its ties broken by gradient saliency); logits are scaled to at most 5 "
+        "for the explainer, whose loss saturates otherwise. Paper columns: GTA rows from "
+        "Table 1 (GCN, SAGE, GAT; no GIN), SBA and "
         "Motif rows from Table 2, which does not name its victim model, so its figures are "
         "shown beside every model; Exp-BA is not in GraphProt.",
         "",
