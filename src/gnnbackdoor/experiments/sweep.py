@@ -31,6 +31,11 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _text(value: Any) -> str:
+    """An override value as the command line would spell it (YAML ``true`` -> ``"true"``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def expand_block(block: dict[str, Any]) -> list[RunSpec]:
     unknown = set(block) - _BLOCK_KEYS
     if unknown:
@@ -40,7 +45,7 @@ def expand_block(block: dict[str, Any]) -> list[RunSpec]:
     for required in ("task", "datasets", "models"):
         if required not in block:
             raise ConfigError(f"sweep block lacks {required!r}")
-    fixed = {str(k): str(v) for k, v in (block.get("set") or {}).items()}
+    fixed = {str(k): _text(v) for k, v in (block.get("set") or {}).items()}
     grid = block.get("grid") or {}
     grid_keys = list(grid)
     grid_values = [_as_list(grid[k]) for k in grid_keys]
@@ -54,7 +59,7 @@ def expand_block(block: dict[str, Any]) -> list[RunSpec]:
         _as_list(block.get("seeds", [0])),
     ):
         overrides = dict(fixed)
-        overrides.update({k: str(v) for k, v in zip(grid_keys, combo, strict=True)})
+        overrides.update({k: _text(v) for k, v in zip(grid_keys, combo, strict=True)})
         specs.append(
             RunSpec(
                 str(block["task"]), str(dataset), str(model), attack, defense, int(seed), overrides
