@@ -107,7 +107,8 @@ def main() -> None:
         "is shared, so these are upper bounds. Recovery includes the explainer; unlearning "
         "includes the teacher's fine-tuning. Defaults: GNNExplainer 100 epochs, n = 3, 20 "
         "recovery epochs, 10 teacher epochs, 20 unlearning epochs (SGD 0.05, λ = 3); the "
-        f"defender holds 3 % of the dataset. Target: whole purification under {TARGET_SECONDS:.0f} s on AIDS.",
+        "defender holds 3 % of the dataset. "
+        f"Target: whole purification under {TARGET_SECONDS:.0f} s on AIDS.",
         "",
         "| dataset | defender graphs | avg nodes | avg edges | explain s | recovery s | "
         "unlearning s | purification s | target |",
