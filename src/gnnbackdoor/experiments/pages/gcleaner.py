@@ -15,6 +15,7 @@ DATASETS = {"Bitcoin": "Bitcoin", "AIDS": "AIDS", "COLLAB": "COLLAB", "Fingerpri
 PROTOCOL = {"data.train_fraction": "0.8", "attack.trigger_fraction": "0.2"}
 ASR_TARGET = 7.0  # points
 ACC_TARGET = 2.0  # points below the backdoored model
+WEAK_ATTACK = 50.0  # points: below this ASR before the defense, a row tests little
 
 EXPLAINERS = {
     "random": "Random",
@@ -83,13 +84,13 @@ def _table3(records) -> tuple[str, list[str]]:
     paper = paper_lookup(
         reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
     )
-    body, verdicts, missing = [], [], []
+    body, verdicts, missing, weak = [], [], [], []
     for dataset, paper_name in DATASETS.items():
         for attack in ATTACKS:
             runs = select(_runs(records), dataset=dataset, attack=attack)
             before = paper(dataset=paper_name, attack=attack, defense="Before (no defense)")
             after = paper(dataset=paper_name, attack=attack, defense="GCleaner")
-            asr_b, _ = cell(runs, "asr")
+            asr_b, asr_b_mean = cell(runs, "asr")
             acc_b, acc_b_mean = cell(runs, "backdoored_acc")
             asr_d, asr_d_mean = cell(runs, "defended_asr")
             acc_d, acc_d_mean = cell(runs, "defended_acc")
@@ -97,11 +98,12 @@ def _table3(records) -> tuple[str, list[str]]:
             if runs:
                 ok_asr = asr_d_mean <= ASR_TARGET
                 ok_acc = acc_b_mean - acc_d_mean <= ACC_TARGET
-                failed = [
-                    text for ok, text in [(ok_asr, "ASR > 7"), (ok_acc, "acc drop > 2")] if not ok
-                ]
+                failed = [t for ok, t in [(ok_asr, "ASR > 7"), (ok_acc, "acc drop > 2")] if not ok]
                 verdict = ", ".join(failed) if failed else "met"
                 verdicts.append(verdict)
+                if asr_b_mean < WEAK_ATTACK:
+                    weak.append(f"{dataset}/{attack}")
+                    verdict += " (weak attack)"
             else:
                 missing.append(f"{dataset}/{attack}")
             body.append(
@@ -140,6 +142,8 @@ def _table3(records) -> tuple[str, list[str]]:
         f"the backdoored model's) met on {met} of {len(verdicts)} measured rows; "
         f"{len(missing)} of {len(body)} rows have no records"
         + (f" ({', '.join(missing)})." if missing else ".")
+        + f" Rows marked 'weak attack' ({len(weak)}) had an ASR below {WEAK_ATTACK:.0f} % before "
+        "the defense: the attack barely implanted a backdoor, so they test little."
     )
     return markdown_table(header, body), [summary]
 
