@@ -86,9 +86,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     set_quiet(True)
-    rows = [
-        bench_dataset(d, args.seed, args.max_epochs, args.attack or None) for d in args.datasets
-    ]
+    rows: list[dict] = []
+    for dataset in args.datasets:  # written after each dataset, so a cut-off run keeps some
+        rows.append(bench_dataset(dataset, args.seed, args.max_epochs, args.attack or None))
+        _write(args, rows)
+
+
+def _write(args: argparse.Namespace, rows: list[dict]) -> None:
     meta = {
         "threads": args.threads,
         "cpu": platform.processor() or platform.machine(),
