@@ -77,9 +77,10 @@ class GCleaner(ModelRepairDefense):
         recovery_lr: Generator Adam learning rate.
         recovery_batch_size: ``B`` of Eq. 8.
         similarity_threshold: ``τ`` of Eq. 8 (loss ``max(0, τ - S̄)``).
-        trigger_features: How the generator writes trigger features: ``auto`` (structure
-            only for one-hot node labels, range-bounded values for continuous attributes),
-            ``keep``, ``onehot``, ``simplex`` or ``range``.
+        trigger_features: How the generator writes trigger features: ``range`` (default:
+            each feature within its range on the clean graphs), ``onehot``, ``simplex``,
+            ``keep`` (structure only) or ``auto`` (``keep`` for one-hot labels, else
+            ``range``); see :class:`~gnnbackdoor.defenses.trigger_recovery.TriggerGenerator`.
         center_embeddings: Centre Eq. 7's embeddings on the clean mean embedding.
         generator_hidden: Generator hidden width.
         teacher_epochs: Fine-tuning epochs of the teacher on the clean set.
@@ -112,16 +113,16 @@ class GCleaner(ModelRepairDefense):
     recovery_lr: float = 0.01
     recovery_batch_size: int = 32
     similarity_threshold: float = 0.9
-    trigger_features: str = "auto"
+    trigger_features: str = "range"
     center_embeddings: bool = True
     generator_hidden: int = 64
     teacher_epochs: int = 10
     unlearn_epochs: int = 20
-    unlearn_lr: float = 0.01
+    unlearn_lr: float = 0.05
     unlearn_batch_size: int = 32
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    heatmap_weight: float = 1.0
+    heatmap_weight: float = 3.0
     heatmap: str = "gradcam"
     heatmap_reference: str = "teacher"
     student_term: bool = True

@@ -24,10 +24,9 @@ below are reconstructed from the surrounding prose and say so where a choice was
    "average similarity at least τ"; once a batch reaches it, it stops pulling. (The paper
    states the threshold but not the exact loss; a hinge is the simplest form of it.)
 
-Choices where the paper is silent: trigger features are kept realistic — with continuous
-attributes they pass through a sigmoid scaled to each feature's range on the clean graphs
-(a trigger cannot win by blowing up magnitudes); with one-hot node labels the slots keep
-their labels and only the structure is generated (see :func:`infer_feature_mode`); the
+Choices where the paper is silent: trigger features pass through a sigmoid scaled to each
+feature's range on the clean graphs (a trigger cannot win by blowing up magnitudes; other
+modes: :class:`TriggerGenerator`); the
 generator reads the ``n`` slot features in ascending order of importance, flattened; the
 embeddings of Eq. 7 are centred on the clean graphs' mean embedding (``center``).
 """
@@ -270,13 +269,13 @@ FEATURE_MODES: tuple[str, ...] = ("auto", "onehot", "simplex", "range", "keep")
 
 def infer_feature_mode(x: Tensor) -> str:
     """``keep`` when every clean node's features are a one-hot row (atom types, degrees,
-    tags), else ``range``.
+    tags), else ``range`` (the ``auto`` mode; GCleaner's default is ``range``).
 
-    Why not ``onehot`` for one-hot data: against a sum-pooled GIN the feature head learns
-    to write the rarest labels (rare atom types), which pushes every graph to one class by
-    itself; that shortcut is a property of the model, not of the attacker's trigger (SBA,
-    Exp-BA and Motif-BA only rewire nodes), and unlearning it leaves the real backdoor
-    intact. A structure-only trigger over the least important nodes does not have it."""
+    On ``onehot``: against a sum-pooled GIN the feature head learns to write the rarest
+    labels (rare atom types), which pushes every graph to one class by itself; that shortcut
+    is a property of the model rather than of the attacker's trigger, and unlearning it
+    left the real backdoor intact in our AIDS trials. ``range`` (values between a feature's
+    clean minimum and maximum, not one-hot) did not show the shortcut there."""
     is_binary = bool(((x == 0) | (x == 1)).all())
     return "keep" if is_binary and bool((x.sum(-1) == 1).all()) else "range"
 
@@ -472,7 +471,7 @@ def recover_trigger(
     hidden: int = 64,
     generator: torch.Generator | None = None,
     center: bool = True,
-    feature_mode: str = "auto",
+    feature_mode: str = "range",
 ) -> RecoveryResult:
     """Train a :class:`TriggerGenerator` against the frozen ``model`` (Eq. 6-8).
 

@@ -248,6 +248,9 @@ def unlearn(
 ) -> UnlearningReport:
     """Purify ``student`` in place with Eq. 14 on aligned ``clean`` / ``triggered`` pairs.
 
+    The student runs without dropout: with it, ``‖S(G_t) − S(G_c)‖`` is non-zero even for
+    identical inputs and minimising it drives the student to a constant output.
+
     Args:
         student: The backdoored model (modified in place; left in eval mode).
         teacher: The frozen fine-tuned teacher (never updated).
@@ -265,7 +268,7 @@ def unlearn(
     teacher_rec = LayerRecorder(teacher)
     try:
         for _ in range(config.epochs):
-            student.train()
+            student.eval()  # no dropout: it would make S(G_t) and S(G_c) differ on equal inputs
             order = torch.randperm(len(clean), generator=generator).tolist()
             epoch_loss, seen = 0.0, 0
             for start in range(0, len(clean), config.batch_size):
