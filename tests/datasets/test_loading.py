@@ -134,3 +134,20 @@ def test_registered_dataset_tasks():
         "Bitcoin",
     ):
         assert DATASETS.get(name).task == "graph"
+
+
+def test_a_failed_download_is_one_line_naming_the_mirror(offline_location):
+    from gnnbackdoor.datasets.base import GraphDataset
+
+    class Unreachable(GraphDataset):
+        task = "graph"
+        registered_name = "Unreachable"
+
+        def load(self, location):
+            raise OSError("Cannot connect to host example.invalid:443")
+
+    with pytest.raises(DatasetNotFoundError) as info:
+        Unreachable().fetch(offline_location)
+    message = str(info.value)
+    assert "Unreachable" in message and "GNNBACKDOOR_DATA_MIRROR" in message
+    assert "\n" not in message

@@ -99,8 +99,14 @@ def test_expand_block_is_the_product_of_its_lists():
     )
     assert len(specs) == 2 * 1 * 2 * 2 * 2
     assert specs[0].overrides == {"train.patience": "5", "attack.trigger_size": "3"}
-    flagged = expand_block({"task": "graph", "datasets": "AIDS", "models": "gin",
-                            "set": {"data.node_attributes": True}})
+    flagged = expand_block(
+        {
+            "task": "graph",
+            "datasets": "AIDS",
+            "models": "gin",
+            "set": {"data.node_attributes": True},
+        }
+    )
     assert flagged[0].overrides == {"data.node_attributes": "true"}  # as the CLI spells it
     with pytest.raises(ConfigError, match="unknown keys"):
         expand_block({"task": "graph", "datasets": ["AIDS"], "models": ["gin"], "sed": [0]})

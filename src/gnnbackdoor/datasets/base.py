@@ -14,7 +14,13 @@ from typing import ClassVar
 
 from torch_geometric.data import Data
 
-from gnnbackdoor.datasets.mirror import default_cache_dir, default_mirror_dir, stage_raw_files
+from gnnbackdoor.datasets.mirror import (
+    MIRROR_ENV,
+    default_cache_dir,
+    default_mirror_dir,
+    stage_raw_files,
+)
+from gnnbackdoor.errors import DatasetNotFoundError
 from gnnbackdoor.registry import Registry
 
 
@@ -73,6 +79,18 @@ class GraphDataset(ABC):
     def load(self, location: DataLocation) -> Data | list[Data]:
         """Load the dataset (see the module docstring for what each task returns)."""
 
+    def fetch(self, location: DataLocation) -> Data | list[Data]:
+        """:meth:`load`, with a failed download (no network, unknown host) reported as one
+        line that names the mirror variable."""
+        try:
+            return self.load(location)
+        except OSError as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DatasetNotFoundError(
+                f"could not load {self.registered_name} ({reason}); set {MIRROR_ENV} to an "
+                "offline mirror of PyG raw files"
+            ) from None
+
 
 DATASETS: Registry[type[GraphDataset]] = Registry("dataset")
 
@@ -80,4 +98,4 @@ DATASETS: Registry[type[GraphDataset]] = Registry("dataset")
 def load_dataset(name: str, location: DataLocation | None = None) -> Data | list[Data]:
     """Load the registered dataset ``name`` (matched without regard to case)."""
     dataset_cls = DATASETS.get(name)
-    return dataset_cls().load(location or DataLocation())
+    return dataset_cls().fetch(location or DataLocation())

@@ -21,6 +21,7 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.registry import Registry
 
 if TYPE_CHECKING:
+    from gnnbackdoor.datasets.base import DataLocation
     from gnnbackdoor.experiments.context import GraphContext
     from gnnbackdoor.models.base import GraphClassifier
 
@@ -58,7 +59,11 @@ class ModelRepairDefense(Defense):
             raise ConfigError(f"holding_rate must be in (0, 1), got {self.holding_rate}")
 
     def split_defender_data(
-        self, test: Sequence[Data], generator: torch.Generator, dataset_size: int | None = None
+        self,
+        test: Sequence[Data],
+        generator: torch.Generator,
+        dataset_size: int | None = None,
+        location: DataLocation | None = None,
     ) -> tuple[list[int], list[int]]:
         """Positions in ``test`` for the defender's clean set and for evaluation (disjoint).
 

@@ -49,6 +49,7 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.train_graph import predict_graphs
 
 if TYPE_CHECKING:
+    from gnnbackdoor.datasets.base import DataLocation
     from gnnbackdoor.experiments.context import GraphContext
     from gnnbackdoor.models.base import GraphClassifier
 
@@ -191,7 +192,11 @@ class GCleaner(ModelRepairDefense):
         return max(1, round(self.holding_rate * base))
 
     def split_defender_data(
-        self, test: Sequence[Data], generator: torch.Generator, dataset_size: int | None = None
+        self,
+        test: Sequence[Data],
+        generator: torch.Generator,
+        dataset_size: int | None = None,
+        location: DataLocation | None = None,
     ) -> tuple[list[int], list[int]]:
         """Draw the defender's clean graphs; fails fast on impossible settings (before any
         model is trained): ``n`` larger than every graph, an auxiliary dataset of another
@@ -199,7 +204,7 @@ class GCleaner(ModelRepairDefense):
         width = int(test[0].x.size(1))
         count = self._count(len(test), dataset_size)
         if self.auxiliary_dataset:
-            pool = self._load_auxiliary(width)
+            pool = self._load_auxiliary(width, location)
             order = torch.randperm(len(pool), generator=generator).tolist()
             self.auxiliary_graphs_ = [pool[i] for i in order[: min(count, len(pool))]]
             self._check_sizes(self.auxiliary_graphs_, f"auxiliary dataset {self.auxiliary_dataset}")
@@ -222,10 +227,10 @@ class GCleaner(ModelRepairDefense):
                 f"{what} (largest: {largest} nodes)"
             )
 
-    def _load_auxiliary(self, width: int) -> list[Data]:
+    def _load_auxiliary(self, width: int, location: DataLocation | None) -> list[Data]:
         from gnnbackdoor.datasets import load_dataset
 
-        graphs = load_dataset(self.auxiliary_dataset or "")
+        graphs = load_dataset(self.auxiliary_dataset or "", location)
         if not isinstance(graphs, list) or not graphs or graphs[0].y is None:
             raise ConfigError(
                 f"auxiliary_dataset {self.auxiliary_dataset} is not a graph-classification dataset"

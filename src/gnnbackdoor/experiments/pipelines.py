@@ -108,7 +108,7 @@ class LinkPipeline(TaskPipeline):
 
     def execute(self, run: ResolvedRun, timer: PhaseTimer) -> PipelineOutput:
         with timer.phase("load_s"):
-            graph = run.dataset.load(run.location)
+            graph = run.dataset.fetch(run.location)
             data_config = run.data_config
             split = split_links(graph, run.seed, data_config.link_val, data_config.link_test)
         generator = seed_everything(run.seed)
@@ -182,7 +182,7 @@ class GraphPipeline(TaskPipeline):
 
     def execute(self, run: ResolvedRun, timer: PhaseTimer) -> PipelineOutput:
         with timer.phase("load_s"):
-            graphs = run.dataset.load(run.location)
+            graphs = run.dataset.fetch(run.location)
             split = split_graphs(
                 graphs, run.seed, run.data_config.train_fraction, run.data_config.val_fraction
             )
@@ -194,7 +194,7 @@ class GraphPipeline(TaskPipeline):
         eval_graphs = split.test
         if isinstance(defense, ModelRepairDefense):
             defender_pos, eval_pos = defense.split_defender_data(
-                split.test, generator, dataset_size=len(graphs)
+                split.test, generator, dataset_size=len(graphs), location=run.location
             )
             defender_graphs = [split.test[i] for i in defender_pos]
             eval_graphs = [split.test[i] for i in eval_pos]
