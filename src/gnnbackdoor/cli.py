@@ -24,6 +24,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable), collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=help_text,
+    )
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-mirror",
@@ -53,15 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--attack", default=None)
     run.add_argument("--defense", default=None)
     run.add_argument("--seeds", type=int, nargs="+", default=[0])
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. train.patience=50",
-    )
+    _add_set_option(run, "override a setting, e.g. train.patience=50")
     run.add_argument("--out", type=Path, required=True, help="folder of records.jsonl")
     run.add_argument(
         "--save-model",
@@ -107,15 +112,7 @@ def _add_service_commands(commands) -> None:
     target.add_argument("--model", type=Path, help="folder written by --save-model")
     target.add_argument("--upstream", help="base URL of an endpoint answering /v1/predict")
     serve.add_argument("--defense", default="graphprot-tf", help="an input shield")
-    serve.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="shield parameter, e.g. num_subgraphs=7",
-    )
+    _add_set_option(serve, "shield parameter, e.g. num_subgraphs=7")
     serve.add_argument("--api-keys", type=Path, required=True, help="file of key hashes")
     serve.add_argument("--upstream-timeout", type=float, default=5.0, help="seconds")
     serve.add_argument(

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from gnnbackdoor.utils.seeding import global_rng_states, restore_global_rng_states
 
 ENV = "GNNBACKDOOR_CLEAN_CACHE"
 
@@ -50,9 +50,7 @@ def save(path: Path, model: torch.nn.Module, report: Any) -> None:
             "seconds": report.seconds,
             "history": list(report.history),
         },
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state(),
-        "python_rng": random.getstate(),
+        **global_rng_states(),
     }
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -72,7 +70,5 @@ def load(path: Path, model: torch.nn.Module, report: Any) -> bool:
     model.eval()
     for name, value in payload["report"].items():
         setattr(report, name, value)
-    torch.set_rng_state(payload["torch_rng"])
-    np.random.set_state(payload["numpy_rng"])
-    random.setstate(payload["python_rng"])
+    restore_global_rng_states(payload)
     return True

@@ -21,14 +21,14 @@ import hashlib
 import inspect
 import json
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch_geometric.data import Data
+
+from gnnbackdoor.utils.seeding import global_rng_states, restore_global_rng_states
 
 ENV = "GNNBACKDOOR_STAGE_CACHE"
 
@@ -87,9 +87,7 @@ def save(path: Path, stage: Stage, generator: torch.Generator) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "stage": stage,
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state(),
-        "python_rng": random.getstate(),
+        **global_rng_states(),
         "generator": generator.get_state(),
     }
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -106,7 +104,5 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def restore_random_states(payload: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(payload["torch_rng"])
-    np.random.set_state(payload["numpy_rng"])
-    random.setstate(payload["python_rng"])
+    restore_global_rng_states(payload)
     generator.set_state(payload["generator"])

@@ -81,9 +81,7 @@ def link_scores(model: LinkPredictor, graph: Data, pairs: Tensor) -> Tensor:
         model.train(was_training)
 
 
-def evaluate_links(
-    model: LinkPredictor, split: Data, with_ap: bool = True
-) -> dict[str, float]:
+def evaluate_links(model: LinkPredictor, split: Data, with_ap: bool = True) -> dict[str, float]:
     """AUC (and AP unless ``with_ap`` is false) on ``split.pos_edge_label_index`` vs
     ``split.neg_edge_label_index``."""
     pairs = torch.cat([split.pos_edge_label_index, split.neg_edge_label_index], dim=1)
