@@ -51,7 +51,9 @@ def bench_dataset(name: str, seed: int, max_epochs: int, attack: str | None) -> 
     ctx.clean_model = ctx.train_new_model(split.train, desc=f"{name} clean")
     victim = ctx.clean_model
     if attack:
-        attacker = ATTACKS.get(attack)(trigger_fraction=0.2, injection_ratio=0.1, target_class=1)
+        attacker = ATTACKS.get(attack)(
+            trigger_fraction=0.3, injection_ratio=0.1, target_class=1, poison_validation=True
+        )
         attacker.fit(ctx)
         victim = attacker.backdoor(ctx)
     victim_s = time.perf_counter() - start

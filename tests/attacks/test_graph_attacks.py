@@ -120,6 +120,40 @@ def test_backdoor_returns_a_trained_model(name, params, tiny_graph_dataset):
     assert len(attack.poisoned_index_) == round(0.2 * len(ctx.split.train))
 
 
+@pytest.mark.parametrize(("name", "params"), [CASES[0], CASES[-1]], ids=[IDS[0], IDS[-1]])
+def test_poison_validation_poisons_the_validation_graphs_only_when_asked(
+    name, params, tiny_graph_dataset, monkeypatch
+):
+    seen = {}
+
+    def fake_train(self, model, graphs, callback=None, desc="train", val=None):
+        seen[desc] = (list(graphs), val)
+
+    monkeypatch.setattr(type(make_context(tiny_graph_dataset, train_clean=False)), "train_model",
+                        fake_train)  # fmt: skip
+    runs = {}
+    for flag in (False, True):
+        ctx = make_context(tiny_graph_dataset, train_clean=False)
+        attack = build(name, params, poison_validation=flag).fit(ctx)
+        snap = snapshot(ctx.split.val)
+        attack.backdoor(ctx)
+        train, val = seen["backdoored"]
+        assert unchanged(ctx.split.val, snap)  # the split itself is never modified
+        runs[flag] = (attack, train, val, ctx)
+    attack, train, val, ctx = runs[False]
+    assert unchanged(val, snapshot(ctx.split.val))
+    assert attack.describe()["num_val_poisoned"] == 0
+    attack, train_on, val_on, ctx = runs[True]
+    changed = [i for i, (a, b) in enumerate(zip(val_on, ctx.split.val, strict=True)) if a is not b]
+    assert len(changed) == max(1, round(0.2 * len(ctx.split.val)))
+    assert all(int(val_on[i].y) == 1 for i in changed)
+    assert attack.describe()["num_val_poisoned"] == len(changed)
+    # switching it on leaves the training graphs' poisoning as it was
+    assert runs[True][0].poisoned_index_ == runs[False][0].poisoned_index_
+    for a, b in zip(train_on, runs[False][1], strict=True):
+        assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.y, b.y)
+
+
 def test_trigger_fraction_follows_the_average_graph_size(tiny_graph_dataset):
     ctx = make_context(tiny_graph_dataset, train_clean=False)
     attack = ATTACKS.get("sba")(trigger_fraction=0.5, target_class=1).fit(ctx)

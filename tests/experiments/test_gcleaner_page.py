@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from gnnbackdoor.experiments.pages import PAGES, load_pages
 
-PROTOCOL = {"data.train_fraction": "0.8", "attack.trigger_fraction": "0.2"}
+PROTOCOL = {
+    "data.train_fraction": "0.8",
+    "attack.trigger_fraction": "0.3",
+    "attack.poison_validation": "true",
+}
 
 
 def record(seed: int, defended_asr: float, **defense: str) -> dict:

@@ -303,7 +303,7 @@ class GTA(SubgraphTriggerAttack):
         self.poisoned_index_ = index
         self.num_train_graphs_ = len(train)
         self.poison_positions_ = {i: positions[i].tolist() for i in index}
-        ctx.train_model(model, final, desc="backdoored")
+        ctx.train_model(model, final, desc="backdoored", val=self.validation_graphs(ctx))
         return model
 
     def trigger_info(self) -> dict[str, Any]:

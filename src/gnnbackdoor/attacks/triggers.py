@@ -206,10 +206,17 @@ class SubgraphTriggerAttack(GraphAttack):
         trigger_size: Trigger nodes (GraphProt: 5). Ignored when ``trigger_fraction`` is set.
         trigger_fraction: Trigger nodes as a fraction of the training graphs' average node
             count, rounded, at least 2 (GCleaner's convention); ``None`` uses ``trigger_size``.
+        poison_validation: Poison the victim's validation graphs too, at the same injection
+            ratio, before training the backdoored victim. Off (the default), the backdoored
+            victim early-stops on clean validation graphs, i.e. the victim owns clean held-out
+            data, which keeps the epoch before the backdoor sets in whenever learning the
+            trigger costs clean accuracy. On, the poisoning reaches the whole labelled pool the
+            victim trains from (validation included), the plain data-poisoning threat model.
     """
 
     trigger_size: int = 5
     trigger_fraction: float | None = None
+    poison_validation: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.injection_ratio <= 1:
@@ -288,12 +295,30 @@ class SubgraphTriggerAttack(GraphAttack):
         return PoisonResult(out, index)
 
     def backdoor(self, ctx: GraphContext) -> GraphClassifier:
-        """Poison the training graphs and train a fresh victim on them; the poisoning time
-        goes to ``ctx.timings["poison_s"]``."""
+        """Poison the training graphs (and, with ``poison_validation``, the validation
+        graphs) and train a fresh victim on them; the poisoning time goes to
+        ``ctx.timings["poison_s"]``."""
         start = time.perf_counter()
         poisoned = self.poison(ctx.split.train)
+        val = self.validation_graphs(ctx)
         ctx.timings["poison_s"] = time.perf_counter() - start
-        return ctx.train_new_model(poisoned.graphs, desc="backdoored")
+        return ctx.train_new_model(poisoned.graphs, desc="backdoored", val=val)
+
+    def validation_graphs(self, ctx: GraphContext) -> list[Data]:
+        """The backdoored victim's validation graphs: ``ctx.split.val`` as is, or with
+        ``poison_validation`` a copy where ``injection_ratio`` of them (chosen as for the
+        training graphs) carry the trigger and the target label. Call after the training
+        graphs are poisoned, so that switching it on leaves their poisoning unchanged."""
+        val = list(ctx.split.val)
+        self.num_val_poisoned_ = 0
+        if not self.poison_validation or not val:
+            return val
+        for i in self.choose_poison_index(val):
+            triggered, _ = self._embed(val[i])
+            triggered.y = torch.tensor([self.target_class], dtype=torch.long)
+            val[i] = triggered
+            self.num_val_poisoned_ += 1
+        return val
 
     def activate(self, graphs: Sequence[Data]) -> list[Data]:
         """Triggered copies of the graphs that have at least ``size_`` nodes (labels kept)."""
@@ -327,6 +352,8 @@ class SubgraphTriggerAttack(GraphAttack):
             "target_class": self.target_class,
             "num_poisoned": len(poisoned),
             "poisoned_fraction": len(poisoned) / max(getattr(self, "num_train_graphs_", 1), 1),
+            "poison_validation": self.poison_validation,
+            "num_val_poisoned": getattr(self, "num_val_poisoned_", 0),
             "num_activated": len(self.activation_positions_),
             "activation_skipped_small_graphs": self.activation_skipped_,
         }

@@ -102,15 +102,17 @@ class GraphContext:
         graphs: Sequence[Data],
         callback: GraphEpochCallback | None = None,
         desc: str = "train",
+        val: Sequence[Data] | None = None,
     ) -> TrainReport:
-        """Train ``model`` on ``graphs`` with the run's settings, early-stopping on the clean
-        validation graphs."""
-        return train_graph_model(
-            model, graphs, self.split.val, self.train_config, self.seed, callback, desc
-        )
+        """Train ``model`` on ``graphs`` with the run's settings, early-stopping on ``val``
+        (default: the clean validation graphs)."""
+        val = self.split.val if val is None else val
+        return train_graph_model(model, graphs, val, self.train_config, self.seed, callback, desc)
 
-    def train_new_model(self, graphs: Sequence[Data], desc: str = "train") -> GraphClassifier:
-        """A fresh victim trained on ``graphs``."""
+    def train_new_model(
+        self, graphs: Sequence[Data], desc: str = "train", val: Sequence[Data] | None = None
+    ) -> GraphClassifier:
+        """A fresh victim trained on ``graphs``, early-stopping on ``val`` (default: clean)."""
         model = self.build_model()
-        self.train_model(model, graphs, desc=desc)
+        self.train_model(model, graphs, desc=desc, val=val)
         return model
