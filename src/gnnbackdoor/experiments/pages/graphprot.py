@@ -306,8 +306,9 @@ def render(records: list[dict[str, Any]]) -> str:
         "as an adversarial perturbation that survives subgraph sampling. (3) ENZYMES: the "
         "victims see the 3 one-hot node labels and the 18 node attributes, standardised "
         "(`data.node_attributes=true`; with the labels alone they stayed near 30 % "
-        "accuracy, records in `results/archive/graphprot_enzymes_labels_only.jsonl`). (4) The *Diagnosis* section below measures "
-        "what the shield does to the trigger and to the victims, run by run.",
+        "accuracy, records in `results/archive/graphprot_enzymes_labels_only.jsonl`). "
+        "(4) The *Diagnosis* section below measures what the shield does to the trigger and "
+        "to the victims, run by run.",
         "",
         *_diagnosis(records),
         _training(ours),
