@@ -43,3 +43,24 @@ def test_target_class_0_runs_get_their_own_table():
     assert "60.00 ± 14.14 (2)" in rest and "60.00" not in main
     assert "| GTA | AIDS | gcn | 90.00" in rest
     assert "99.00 ± 1.00 (3)" in main
+
+
+def defended(seed: int, asr: float, defense: str, model: str = "sage") -> dict:
+    return {**record(seed, asr), "model": model, "defense": defense}
+
+
+def test_cells_without_attack_records_use_a_defended_sweep_once_per_seed():
+    load_pages()
+    runs = [record(0, 1.0), record(1, 0.98), record(2, 0.99)]
+    # three shield variants share each seed's attack stage: counted once per seed
+    runs += [
+        defended(s, a, d) for s, a in ((0, 0.5), (1, 0.7)) for d in ("graphprot-r", "graphprot-t")
+    ]
+    # a GCN cell that has its own records ignores the defended ones
+    runs += [defended(0, 0.0, "graphprot-r", model="gcn")]
+    text = PAGES.get("graph_attacks")(runs)
+    sage = next(line for line in text.splitlines() if line.startswith("| AIDS | sageᴾ |"))
+    assert "60.00 ± 14.14 (2)" in sage
+    gta_gcn = [line for line in text.splitlines() if line.startswith("| AIDS | gcn")]
+    assert [line for line in gta_gcn if "99.00 ± 1.00 (3)" in line]
+    assert not [line for line in gta_gcn if "0.00 ± " in line or "gcnᴾ" in line]
