@@ -75,19 +75,19 @@ def _defended_stage(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _source(attack_only, defended, **cell_key) -> tuple[list[dict[str, Any]], str]:
-    """The runs of one cell and their mark: the attack sweep's own records when it has
-    some, otherwise the undefended figures of a defended sweep (GraphProt's first, as its
-    evaluation set is the whole test split; GCleaner's defender holds 3 % of the data out)."""
-    runs = select(attack_only, **cell_key)
-    if runs:
-        return runs, ""
+    """The runs of one cell and their mark: of the attack sweep's own records and the
+    undefended figures of each defended sweep, the source with the most seeds (ties: the
+    attack sweep, then GraphProt's, whose evaluation set is the whole test split, then
+    GCleaner's, whose defender holds 3 % of the data out)."""
+    best: tuple[list[dict[str, Any]], str] = (select(attack_only, **cell_key), "")
     for family, mark in SOURCE_MARKS.items():
-        family_runs = [
-            r for r in select(defended, **cell_key) if str(r.get("defense", "")).startswith(family)
-        ]
-        if family_runs:
-            return _defended_stage(family_runs), mark
-    return [], ""
+        runs = select(defended, **cell_key)
+        family_runs = _defended_stage(
+            [r for r in runs if str(r.get("defense", "")).startswith(family)]
+        )
+        if len(family_runs) > len(best[0]):
+            best = (family_runs, mark)
+    return best
 
 
 def _row(runs, dataset, model, paper_bd, paper_clean, tally) -> list[str]:
@@ -180,7 +180,8 @@ def render(records: list[dict[str, Any]]) -> str:
         "validation accuracy (a tenth of the training graphs) with patience 40.",
         "",
         "Sources: cells without a mark come from this page's own sweep "
-        "(`experiments/graph_attacks.yaml`). Cells marked ᴾ come from the GraphProt sweep "
+        "(`experiments/graph_attacks.yaml`); where another sweep has more seeds of a cell, "
+        "the cell comes from it. Cells marked ᴾ come from the GraphProt sweep "
         "(`experiments/graphprot.yaml`) and ᴳ from the GCleaner sweep "
         "(`experiments/gcleaner.yaml`): a defended run measures clean accuracy, backdoored "
         "accuracy, ASR and clean-model ASR before its defense acts, with the same attack "
