@@ -263,6 +263,25 @@ def test_auxiliary_dataset_feeds_the_defender(tiny_graph_dataset):
     assert len(defense.auxiliary_graphs_) == 10
 
 
+class _ConstantModel(torch.nn.Module):
+    """Predicts class 1 for every graph."""
+
+    def forward(self, x, edge_index, batch):
+        size = int(batch.max()) + 1 if batch.numel() else 0
+        return torch.tensor([[0.0, 1.0]]).repeat(size, 1) + 0 * x.sum()
+
+
+def test_auxiliary_graphs_take_the_models_labels_not_their_own(tiny_graph_dataset):
+    defense = GCleaner(auxiliary_dataset="Motifs")
+    graphs = [g.clone() for g in tiny_graph_dataset[:6]]
+    for g in graphs:
+        g.y = torch.tensor([0])  # the auxiliary task's own labels
+    labelled = defense.pseudo_labelled(_ConstantModel(), graphs)
+    assert [int(g.y) for g in labelled] == [1] * 6
+    assert [int(g.y) for g in graphs] == [0] * 6  # the inputs are untouched
+    assert defense.auxiliary_label_counts_ == [0, 6]
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [

@@ -16,7 +16,11 @@ of clean data samples to the total data size", drawn from the test split; so by 
 ``holding_rate`` is a share of the whole dataset (3 % of AIDS's 2,000 graphs = 60 of its
 400 test graphs), with ``holding_basis=test`` it is a share of the test split instead. With
 ``auxiliary_dataset`` the clean graphs come from another dataset of the same feature width
-(Table V), as many as the holding rate would give, and every test graph is evaluated.
+(Table V), as many as the holding rate would give, and every test graph is evaluated. Their
+own labels belong to another task (NCI1's anti-cancer screen is not AIDS's activity), so
+they are relabelled with the backdoored model's predictions, the only labels in the
+victim's label space the defender has; a clean graph carries no trigger, so these are the
+model's clean behaviour, which the teacher's fine-tuning then distils.
 """
 
 from __future__ import annotations
@@ -273,12 +277,27 @@ class GCleaner(ModelRepairDefense):
             output_space=self.output_space,
         )
 
+    def pseudo_labelled(self, model: GraphClassifier, graphs: Sequence[Data]) -> list[Data]:
+        """Copies of auxiliary ``graphs`` labelled with ``model``'s predictions (their own
+        labels are another task's); the class counts go to the record."""
+        predicted = predict_graphs(model, graphs)[0]
+        out = []
+        for graph, label in zip(graphs, predicted.tolist(), strict=True):
+            copy = graph.clone()
+            copy.y = torch.tensor([int(label)], dtype=torch.long)
+            out.append(copy)
+        counts = torch.bincount(predicted, minlength=int(predicted.max()) + 1).tolist()
+        self.auxiliary_label_counts_ = counts
+        return out
+
     def repair(
         self, model: GraphClassifier, clean_graphs: Sequence[Data], ctx: GraphContext
     ) -> GraphClassifier:
         clean = list(self.auxiliary_graphs_ if self.auxiliary_dataset else clean_graphs)
         if self.auxiliary_dataset and self.auxiliary_graphs_ is None:
             raise ConfigError("auxiliary_dataset is set but split_defender_data was not called")
+        if self.auxiliary_dataset:
+            clean = self.pseudo_labelled(model, clean)
         n = self.num_trigger_nodes
         usable = [g for g in clean if g.num_nodes >= n]
         if not usable:
@@ -344,6 +363,12 @@ class GCleaner(ModelRepairDefense):
             "gc_teacher_loss_last": teacher_losses[-1] if teacher_losses else float("nan"),
             "gc_weighted_structure": float(model.supports_edge_weight),
         }
+        if self.auxiliary_dataset:
+            counts = getattr(self, "auxiliary_label_counts_", [])
+            for c in range(ctx.num_classes):
+                info[f"gc_auxiliary_pseudo_labels_c{c}"] = float(
+                    counts[c] if c < len(counts) else 0
+                )
         for c in range(ctx.num_classes):
             info[f"gc_recovery_asr_c{c}"] = before[c]
             info[f"gc_unlearned_recovery_asr_c{c}"] = after[c]
