@@ -102,7 +102,10 @@ def _add_server_options(parser: argparse.ArgumentParser, default_max_graphs: int
     parser.add_argument("--max-graphs", type=int, default=default_max_graphs)
     parser.add_argument("--max-nodes", type=int, default=1_000)
     parser.add_argument("--max-edges", type=int, default=20_000)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the port (default 1)"
+    )
     parser.add_argument("--quiet", action="store_true", help="warnings only")
 
 
@@ -283,11 +286,29 @@ def _service_settings(args: argparse.Namespace, **extra):
         raise UserError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def _run_server(app, args: argparse.Namespace) -> int:
+def _run_server(app, args: argparse.Namespace, factory: str, settings) -> int:
+    """Serve ``app``; with ``--workers N > 1``, N processes that each build the app with
+    ``factory`` (an import path) from ``settings`` handed over as environment variables."""
     import uvicorn
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    log_level = "warning" if args.quiet else "info"
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers == 1:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=log_level)
+        return 0
+    from gnnbackdoor.service.settings import export_to_environment
+
+    export_to_environment(settings)
+    uvicorn.run(
+        factory,
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level=log_level,
+    )
     return 0
 
 
@@ -318,7 +339,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     build_shield(settings)
     if args.model is not None:
         build_backend(settings)
-    return _run_server(create_app(settings), args)
+    return _run_server(create_app(settings), args, "gnnbackdoor.service.app:create_app", settings)
 
 
 def _cmd_serve_model(args: argparse.Namespace) -> int:
@@ -330,7 +351,9 @@ def _cmd_serve_model(args: argparse.Namespace) -> int:
     if args.api_keys is not None:
         KeyStore.load(args.api_keys)
     build_backend(settings)
-    return _run_server(create_model_app(settings), args)
+    return _run_server(
+        create_model_app(settings), args, "gnnbackdoor.service.app:create_model_app", settings
+    )
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:

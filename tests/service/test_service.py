@@ -241,3 +241,42 @@ def test_concurrent_requests_are_answered_as_if_alone(client):
         )
     assert all(r.status_code == 200 for r in together)
     assert [r.json()["predictions"][0] for r in together] == alone * 3
+
+
+def test_serve_with_two_workers_answers_like_one(model_dir, api_key):
+    """``serve --workers 2``: worker processes rebuild the settings from the environment."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    keys, key = api_key
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "gnnbackdoor", "serve", "--model", str(model_dir),
+               "--api-keys", str(keys), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "2", "--max-graphs", "3", "--quiet"]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        auth = {"Authorization": f"Bearer {key}"}
+        ok = httpx.post(f"{base}/v1/predict", json={"graphs": [triangle()]}, headers=auth)
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
+        too_many = httpx.post(f"{base}/v1/predict", json={"graphs": [triangle()] * 4}, headers=auth)
+        assert too_many.status_code == 413  # --max-graphs reached the workers
+        assert httpx.post(f"{base}/v1/predict", json={"graphs": [triangle()]}).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(20)

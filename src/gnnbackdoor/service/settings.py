@@ -3,6 +3,8 @@ prefixed ``GNNBACKDOOR_SERVICE_`` (e.g. ``GNNBACKDOOR_SERVICE_MAX_GRAPHS=32``)."
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,15 @@ class ServiceSettings(BaseSettings):
     max_edges: int = Field(20_000, ge=0)
     max_batch_graphs: int = Field(256, ge=1)
     torch_threads: int = Field(1, ge=1)
+
+
+def export_to_environment(settings: ServiceSettings) -> None:
+    """Put ``settings`` into ``GNNBACKDOOR_SERVICE_*`` environment variables, so that worker
+    processes started by uvicorn rebuild the same settings with ``ServiceSettings()``."""
+    prefix = settings.model_config.get("env_prefix", "")
+    for name, value in settings.model_dump(mode="json").items():
+        key = f"{prefix}{name}".upper()
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value if isinstance(value, str) else json.dumps(value)
