@@ -48,3 +48,14 @@ def test_cache_hit_reproduces_the_uncached_run(tmp_path, monkeypatch):
     assert plain["metrics"] == miss["metrics"] == hit["metrics"]
     assert hit["attack_info"].get("stage_cached") is True
     assert "stage_cached" not in miss["attack_info"]
+
+
+def test_the_key_covers_the_attacks_base_classes():
+    from gnnbackdoor.attacks import ATTACKS
+    from gnnbackdoor.attacks.base import GraphAttack
+    from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack
+    from gnnbackdoor.experiments.stage_cache import _own_classes
+
+    classes = _own_classes(ATTACKS.get("sba"))
+    assert SubgraphTriggerAttack in classes and GraphAttack in classes
+    assert object not in classes

@@ -12,7 +12,8 @@ stage's timings are the stored ones (the record's ``attack_info`` says
 
 The key hashes the dataset, model, data and training settings, the attack and its
 parameters, the seed, the defender's positions in the test split (so holding rates never
-share an entry) and the source of the modules that shape the stage.
+share an entry) and the source of the modules that shape the stage (the attack's class and
+its base classes in this package, the pipeline, the models and their training).
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def _source_digest(objects: list[Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _own_classes(cls: type) -> list[type]:
+    """``cls`` and its base classes defined in this package (their modules' sources go into
+    the key, so a change to a shared base class, e.g. the trigger attacks' poisoning,
+    invalidates the stages it shaped)."""
+    return [c for c in cls.__mro__ if c.__module__.startswith("gnnbackdoor.")]
+
+
 def cache_path(run: Any, defender_positions: list[int], num_eval: int) -> Path | None:
     """The cache file of ``run``'s attack stage, or ``None`` when the cache is off."""
     root = os.environ.get(ENV)
@@ -78,7 +86,7 @@ def cache_path(run: Any, defender_positions: list[int], num_eval: int) -> Path |
         "defender": defender_positions,
         "num_eval": num_eval,
         "versions": [__version__, torch.__version__, torch_geometric.__version__],
-        "source": _source_digest([type(attack), pipelines, graph, train_graph]),
+        "source": _source_digest([*_own_classes(type(attack)), pipelines, graph, train_graph]),
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return Path(root) / f"stage-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pt"
