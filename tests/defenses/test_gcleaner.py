@@ -28,6 +28,7 @@ from gnnbackdoor.defenses.trigger_recovery import (
 from gnnbackdoor.defenses.unlearning import (
     LayerRecorder,
     UnlearningConfig,
+    _normalise,
     attention_maps,
     fine_tune_teacher,
     unlearn,
@@ -213,6 +214,29 @@ def test_teacher_is_frozen_and_unchanged_by_unlearning(tiny_graph_dataset):
     unlearn(student, teacher, graphs, triggered, config)
     assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())
     assert any(not torch.equal(student_before[k], v) for k, v in student.state_dict().items())
+
+
+def test_an_all_zero_heat_map_keeps_finite_gradients():
+    heat = torch.tensor([0.0, 0.0, 3.0, 4.0], requires_grad=True)
+    batch = torch.tensor([0, 0, 1, 1])
+    normalised = _normalise(heat, batch, 2)
+    assert torch.allclose(normalised, torch.tensor([0.0, 0.0, 0.6, 0.8]))
+    (normalised * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert torch.isfinite(heat.grad).all()
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "guided_backprop"])
+def test_input_level_heat_maps_keep_a_feature_blind_model_finite(tiny_graph_dataset, method):
+    """A model whose output ignores the node features has all-zero input gradients: the
+    heat-map term must not turn its weights into NaN (it did, through sqrt at 0)."""
+    student = _model(3)
+    graphs = [Data(x=torch.zeros_like(g.x), edge_index=g.edge_index, y=g.y)
+              for g in tiny_graph_dataset[:8]]  # fmt: skip
+    config = UnlearningConfig(epochs=2, teacher_epochs=1, batch_size=4, heatmap=method)
+    teacher, _ = fine_tune_teacher(student, graphs, config)
+    report = unlearn(student, teacher, graphs, graphs, config)
+    assert all(torch.isfinite(p).all() for p in student.parameters())
+    assert all(torch.isfinite(torch.tensor(report.losses)))
 
 
 @pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "guided_backprop"])

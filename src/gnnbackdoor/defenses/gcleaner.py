@@ -357,6 +357,7 @@ class GCleaner(ModelRepairDefense):
             "gc_recovery_similarity": recovery.similarity,
             "gc_clean_similarity": recovery.clean_similarity,
             "gc_unlearn_loss_last": report.losses[-1] if report.losses else float("nan"),
+            "gc_unlearn_skipped_steps": float(report.skipped_steps),
             "gc_recovery_similarity_first": recovery.history[0]
             if recovery.history
             else float("nan"),

@@ -94,6 +94,7 @@ class UnlearningConfig:
 class UnlearningReport:
     losses: list[float] = field(default_factory=list)
     teacher_losses: list[float] = field(default_factory=list)
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite
 
 
 class LayerRecorder:
@@ -116,8 +117,11 @@ class LayerRecorder:
 
 
 def _normalise(heat: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    norm = scatter(heat.pow(2), batch, dim=0, dim_size=num_graphs, reduce="sum").sqrt()
-    return heat / (norm[batch] + 1e-8)
+    """Each graph's map divided by its L2 norm. The small constant sits inside the square
+    root: an all-zero map (a model whose input gradients vanish on that graph) then stays
+    zero with a finite gradient, where ``sqrt`` at 0 would give NaN."""
+    norm = (scatter(heat.pow(2), batch, dim=0, dim_size=num_graphs, reduce="sum") + 1e-16).sqrt()
+    return heat / norm[batch]
 
 
 def grad_cam_maps(
@@ -198,9 +202,18 @@ def _sgd(model: GraphClassifier, config: UnlearningConfig) -> torch.optim.Optimi
     )
 
 
-def _clip(model: GraphClassifier, config: UnlearningConfig) -> None:
+def _clip(model: GraphClassifier, config: UnlearningConfig) -> bool:
+    """Clip the gradient norm (when ``max_grad_norm`` > 0); ``False`` if it is not finite."""
+    params = [p for p in model.parameters() if p.grad is not None]
     if config.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    else:
+        norm = (
+            torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+            if params
+            else torch.zeros(())
+        )
+    return bool(torch.isfinite(norm))
 
 
 def fine_tune_teacher(
@@ -291,7 +304,9 @@ def unlearn(
                     continue
                 optimiser.zero_grad()
                 loss.backward()
-                _clip(student, config)
+                if not (torch.isfinite(loss) and _clip(student, config)):
+                    report.skipped_steps += 1  # one bad batch must not poison the weights
+                    continue
                 optimiser.step()
                 epoch_loss += float(loss.detach()) * len(index)
                 seen += len(index)
