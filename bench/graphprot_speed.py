@@ -43,6 +43,7 @@ from gnnbackdoor.models.io import save_model
 from gnnbackdoor.models.train_graph import predict_graphs
 from gnnbackdoor.service.backends import ModelBackend
 from gnnbackdoor.service.keys import add_key
+from gnnbackdoor.service.process import wait_until_healthy
 from gnnbackdoor.utils.progress import set_quiet
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -163,16 +164,7 @@ def bench_service(requests: int, concurrency: int, workers: int = 1) -> dict:
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {server.stderr.read().decode()}")
-                time.sleep(0.2)
+            wait_until_healthy(url, server)
             asyncio.run(load(url, key, bodies, 50, concurrency))  # warm-up
             load_avg = os.getloadavg()[0]
             latencies, errors, wall = asyncio.run(load(url, key, bodies, requests, concurrency))

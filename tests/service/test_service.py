@@ -249,7 +249,7 @@ def test_serve_with_two_workers_answers_like_one(model_dir, api_key):
     import subprocess
     import sys
 
-    import httpx
+    from gnnbackdoor.service.process import wait_until_healthy
 
     keys, key = api_key
     with socket.socket() as probe:
@@ -261,16 +261,7 @@ def test_serve_with_two_workers_answers_like_one(model_dir, api_key):
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(base, server)
         auth = {"Authorization": f"Bearer {key}"}
         ok = httpx.post(f"{base}/v1/predict", json={"graphs": [triangle()]}, headers=auth)
         assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
