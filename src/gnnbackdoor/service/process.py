@@ -22,9 +22,9 @@ def wait_until_healthy(base_url: str, server: subprocess.Popen, timeout_s: float
                 return
         except httpx.HTTPError:
             pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            detail = (
-                server.stderr.read().decode() if server.stderr and server.poll() is not None else ""
-            )
-            raise RuntimeError(f"server at {base_url} did not start: {detail}".rstrip(": "))
+        exited = server.poll() is not None
+        if exited or time.monotonic() > deadline:
+            detail = server.stderr.read().decode().strip() if exited and server.stderr else ""
+            reason = f": {detail}" if detail else ""
+            raise RuntimeError(f"server at {base_url} did not start{reason}")
         time.sleep(0.2)
