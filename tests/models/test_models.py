@@ -166,3 +166,54 @@ def test_weighted_gin_linear_first_matches_aggregate_first(path_graph):
     assert torch.allclose(grad_fast, grad_slow, atol=1e-6)
     # a narrow input keeps the plain rule
     assert conv._projectable_first_linear(4) is None
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_sparse_adjacency_path_matches_edge_index_path(name):
+    """Unweighted passes go through one sparse adjacency where the layers take it (not GAT):
+    logits and parameter gradients must equal the per-edge message path, directed edges
+    included."""
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 1, 1, 2, 3, 4, 0], [1, 0, 2, 1, 4, 0, 3]])
+    x = torch.rand(5, 7)
+    model = MODELS.get(name)(dropout=0.0).build(7, 3)
+    assert model.sparse_adjacency == (name != "gat")
+    fast = model(x, edge_index)
+    fast_grads = torch.autograd.grad(fast.square().sum(), list(model.parameters()))
+    model.sparse_adjacency = False
+    slow = model(x, edge_index)
+    slow_grads = torch.autograd.grad(slow.square().sum(), list(model.parameters()))
+    assert torch.allclose(fast, slow, atol=1e-5)
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_explainer_mode_keeps_edge_index_order(path_graph):
+    """In PyG's explain mode (edge masks in ``edge_index`` order) the sparse form is not used."""
+    model = MODELS.get("gcn")().build(4, 2)
+    assert not model._explaining()
+    model.encoder.convs[0].explain = True
+    assert model._explaining()
+    seen = []
+    model.encoder.convs[0].register_forward_pre_hook(lambda _, args: seen.append(args[1]))
+    model.encoder.convs[0].explain = False
+    model(path_graph.x, path_graph.edge_index)
+    assert seen[-1].layout != torch.strided
+
+
+@pytest.mark.parametrize(
+    "edge_index", [[[0, 1, 1, 3], [1, 0, 0, 4]], [[0, 1, 2], [1, 0, 2]]], ids=["repeat", "loop"]
+)
+def test_repeated_edges_and_self_loops_keep_the_edge_path(edge_index):
+    """GCN counts a repeated edge and an explicit self-loop differently in sparse form, so
+    such graphs are not converted and the logits stay exactly PyG's."""
+    from gnnbackdoor.models.base import sparse_adjacency
+
+    edge_index = torch.tensor(edge_index)
+    assert sparse_adjacency(edge_index, 5) is None
+    torch.manual_seed(0)
+    x = torch.rand(5, 7)
+    model = MODELS.get("gcn")(dropout=0.0).build(7, 3)
+    fast = model(x, edge_index)
+    model.sparse_adjacency = False
+    assert torch.equal(fast, model(x, edge_index))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, MessagePassing
@@ -29,6 +30,9 @@ class WeightedGINConv(MessagePassing):
     """GIN layer ``x_i' = MLP((1 + eps) x_i + sum_j w_ji x_j)`` with an optional edge weight
     ``w`` (ones by default, which is exactly PyG's ``GINConv`` with ``eps=0``, not trained).
 
+    ``edge_index`` may also be a ``torch.sparse`` adjacency ``adj_t`` (no edge weights then),
+    as PyG's own layers accept.
+
     When the MLP's first linear layer narrows the input (one-hot degrees on COLLAB: 492
     columns into 64), the layer is applied before the sum, which is the same function up to
     float rounding and moves 64 instead of 492 numbers per edge.
@@ -46,16 +50,25 @@ class WeightedGINConv(MessagePassing):
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         first = self._projectable_first_linear(x.size(-1))
         if first is None:
-            out = self.propagate(edge_index, x=x, edge_weight=edge_weight)
+            out = self._neighbour_sum(x, edge_index, edge_weight)
             return self.nn(out + (1 + self.eps) * x)
         # Linear-first: W((1+eps) x_i + sum_j w_ji x_j) + b = (1+eps) W x_i + sum_j w_ji W x_j + b,
         # so messages carry the narrow W x instead of the wide input (COLLAB: 492 -> 64 columns).
         projected = F.linear(x, first.weight)
-        out = self.propagate(edge_index, x=projected, edge_weight=edge_weight)
+        out = self._neighbour_sum(projected, edge_index, edge_weight)
         hidden = out + (1 + self.eps) * projected
         if first.bias is not None:
             hidden = hidden + first.bias
         return self.nn.lins[1](self.nn.act(hidden))
+
+    def _neighbour_sum(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """``sum_j w_ji x_j`` for every node ``i``, ``[N, F]``. ``edge_index`` may be a
+        ``torch.sparse`` adjacency ``adj_t`` (unweighted), summed as one product ``adj_t @ x``."""
+        if edge_index.layout != torch.strided:
+            if edge_weight is not None:
+                raise ValueError("edge weights need edge_index, not a sparse adjacency")
+            return edge_index @ x
+        return self.propagate(edge_index, x=x, edge_weight=edge_weight)
 
     def _projectable_first_linear(self, in_width: int) -> nn.Module | None:
         """The MLP's first linear layer when aggregating after it is exact and cheaper: a
@@ -94,6 +107,8 @@ class _GraphClassifierSpec(ModelSpec):
     pool: str = "mean"
     task: ClassVar[str] = "graph"
     encoder_cls: ClassVar[type[BasicGNN]]
+    #: Whether the encoder's layers take a sparse adjacency (see ``GraphClassifier``).
+    sparse_adjacency: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.pool not in _POOLS:
@@ -113,7 +128,12 @@ class _GraphClassifierSpec(ModelSpec):
             in_channels, self.hidden_channels, self.num_layers, **self.encoder_kwargs()
         )
         return GraphClassifier(
-            encoder, _POOLS[self.pool](), self.hidden_channels, out_channels, self.dropout
+            encoder,
+            _POOLS[self.pool](),
+            self.hidden_channels,
+            out_channels,
+            self.dropout,
+            sparse_adjacency=self.sparse_adjacency,
         )
 
 
@@ -133,6 +153,7 @@ class GATSpec(_GraphClassifierSpec):
 
     heads: int = 4
     encoder_cls: ClassVar[type[BasicGNN]] = GAT
+    sparse_adjacency: ClassVar[bool] = False  # attention is computed per edge
     reference: ClassVar[str] = "Veličković et al., Graph Attention Networks, 2018"
 
     def encoder_kwargs(self) -> dict:
