@@ -178,6 +178,7 @@ def test_sparse_adjacency_path_matches_edge_index_path(name):
     x = torch.rand(5, 7)
     model = MODELS.get(name)(dropout=0.0).build(7, 3)
     assert model.sparse_adjacency == (name != "gat")
+    model.sparse_min_mean_degree = 0.0  # convert this sparse toy graph too
     fast = model(x, edge_index)
     fast_grads = torch.autograd.grad(fast.square().sum(), list(model.parameters()))
     model.sparse_adjacency = False
@@ -191,6 +192,7 @@ def test_sparse_adjacency_path_matches_edge_index_path(name):
 def test_explainer_mode_keeps_edge_index_order(path_graph):
     """In PyG's explain mode (edge masks in ``edge_index`` order) the sparse form is not used."""
     model = MODELS.get("gcn")().build(4, 2)
+    model.sparse_min_mean_degree = 0.0
     assert not model._explaining()
     model.encoder.convs[0].explain = True
     assert model._explaining()
@@ -214,6 +216,16 @@ def test_repeated_edges_and_self_loops_keep_the_edge_path(edge_index):
     torch.manual_seed(0)
     x = torch.rand(5, 7)
     model = MODELS.get("gcn")(dropout=0.0).build(7, 3)
+    model.sparse_min_mean_degree = 0.0
     fast = model(x, edge_index)
     model.sparse_adjacency = False
     assert torch.equal(fast, model(x, edge_index))
+
+
+def test_sparse_graphs_keep_the_edge_path(path_graph):
+    """Batches under the mean-degree threshold (molecules) are not converted."""
+    model = MODELS.get("gin")().build(4, 2)
+    seen = []
+    model.encoder.convs[0].register_forward_pre_hook(lambda _, args: seen.append(args[1]))
+    model(path_graph.x, path_graph.edge_index)
+    assert seen[-1] is path_graph.edge_index
