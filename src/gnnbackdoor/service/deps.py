@@ -1,5 +1,10 @@
 """Dependencies as ``Annotated`` aliases; tests override ``get_backend`` (a tiny model) or
-``get_settings``."""
+``get_settings``.
+
+They are ``async`` because none of them blocks (attribute reads, one SHA-256 per key check):
+FastAPI runs a plain ``def`` dependency on its thread pool, which cost a thread hand-off per
+dependency and request.
+"""
 
 from __future__ import annotations
 
@@ -16,22 +21,22 @@ from gnnbackdoor.service.settings import ServiceSettings
 Backend = ModelBackend | UpstreamBackend
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
-def get_backend(request: Request) -> Backend:
+async def get_backend(request: Request) -> Backend:
     backend = getattr(request.app.state, "backend", None)
     if backend is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model configured")
     return backend
 
 
-def get_shield(request: Request) -> InputShield:
+async def get_shield(request: Request) -> InputShield:
     return request.app.state.shield
 
 
-def get_batcher(request: Request) -> ShieldBatcher:
+async def get_batcher(request: Request) -> ShieldBatcher:
     return request.app.state.batcher
 
 
@@ -52,7 +57,7 @@ UNAUTHORIZED = HTTPException(
 )
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     if not check_api_key(request):
         raise UNAUTHORIZED
 
