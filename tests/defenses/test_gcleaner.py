@@ -406,3 +406,21 @@ def test_no_backdoor_loses_little_accuracy(tmp_path):
     assert metrics["num_eval_graphs"] == 60 - 30
     assert metrics["defended_acc"] >= metrics["clean_acc"] - 0.05
     assert record["timings"]["gcleaner_recovery_s"] > 0
+
+
+def test_teacher_learning_rate_is_its_own(tiny_graph_dataset):
+    """``teacher_lr`` drives the teacher's fine-tuning alone: at 0 the teacher keeps the
+    backdoored weights (weight decay included) while ``lr`` stays the unlearning's."""
+    student = _model(3)
+    graphs = tiny_graph_dataset[:8]
+    config = UnlearningConfig(lr=0.5, teacher_epochs=2, batch_size=4, teacher_lr=0.0)
+    teacher, _ = fine_tune_teacher(student, graphs, config)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(teacher.state_dict().values(), student.state_dict().values(), strict=True)
+    )
+    moved, _ = fine_tune_teacher(student, graphs, UnlearningConfig(lr=0.5, teacher_epochs=2))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(moved.state_dict().values(), student.state_dict().values(), strict=True)
+    )

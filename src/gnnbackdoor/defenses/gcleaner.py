@@ -93,7 +93,8 @@ class GCleaner(ModelRepairDefense):
         unlearn_epochs: Unlearning epochs (default 60: with 3 % of AIDS, 60 graphs, an
             epoch is two SGD steps; after 20 epochs the loss was still falling and the real
             trigger's ASR after the defense swung between runs).
-        unlearn_lr: SGD learning rate (teacher fine-tuning and unlearning).
+        unlearn_lr: SGD learning rate of the unlearning.
+        teacher_lr: SGD learning rate of the teacher's fine-tuning (``None``: ``unlearn_lr``).
         unlearn_batch_size: Graphs per unlearning step.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
@@ -127,6 +128,7 @@ class GCleaner(ModelRepairDefense):
     teacher_epochs: int = 10
     unlearn_epochs: int = 60
     unlearn_lr: float = 0.05
+    teacher_lr: float | None = None
     unlearn_batch_size: int = 32
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -273,6 +275,7 @@ class GCleaner(ModelRepairDefense):
             heatmap=self.heatmap,
             heatmap_reference=self.heatmap_reference,
             teacher_epochs=self.teacher_epochs,
+            teacher_lr=self.teacher_lr,
             max_grad_norm=self.max_grad_norm,
             output_space=self.output_space,
         )

@@ -68,7 +68,8 @@ class UnlearningConfig:
         heatmap_reference: ``teacher`` or ``student``: whose clean heat map the student's
             triggered heat map is pulled to.
         teacher_epochs: Epochs of fine-tuning the teacher on the clean set (cross-entropy,
-            SGD with ``lr``/``momentum``/``weight_decay``).
+            SGD with ``teacher_lr``/``momentum``/``weight_decay``).
+        teacher_lr: SGD learning rate of the teacher's fine-tuning (``None``: ``lr``).
         max_grad_norm: Clip each step's gradient to this L2 norm (0: no clipping). Sum
             pooling (GIN) gives logits in the hundreds on larger graphs, so the raw logit
             distances of Eq. 9 are badly scaled; clipping keeps SGD stable.
@@ -86,6 +87,7 @@ class UnlearningConfig:
     heatmap: str = "gradcam"
     heatmap_reference: str = "teacher"
     teacher_epochs: int = 10
+    teacher_lr: float | None = None
     max_grad_norm: float = 1.0
     output_space: str = "logits"
 
@@ -196,9 +198,14 @@ def heatmap_distance(
     return total
 
 
-def _sgd(model: GraphClassifier, config: UnlearningConfig) -> torch.optim.Optimizer:
+def _sgd(
+    model: GraphClassifier, config: UnlearningConfig, lr: float | None = None
+) -> torch.optim.Optimizer:
     return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        model.parameters(),
+        lr=config.lr if lr is None else lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
     )
 
 
@@ -219,7 +226,7 @@ def fine_tune_teacher(
     mode, ``requires_grad`` off on every parameter)."""
     teacher = copy.deepcopy(model)
     teacher.train()
-    optimiser = _sgd(teacher, config)
+    optimiser = _sgd(teacher, config, config.teacher_lr)
     losses = []
     graphs = list(clean)
     for _ in range(config.teacher_epochs):
