@@ -3,6 +3,8 @@ plus training, determinism and the safe save/load round trip."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -229,3 +231,35 @@ def test_sparse_graphs_keep_the_edge_path(path_graph):
     model.encoder.convs[0].register_forward_pre_hook(lambda _, args: seen.append(args[1]))
     model(path_graph.x, path_graph.edge_index)
     assert seen[-1] is path_graph.edge_index
+
+
+def test_random_node_subgraph_is_induced_on_the_kept_share(path_graph):
+    from gnnbackdoor.models.train_graph import random_node_subgraph
+
+    sub = random_node_subgraph(path_graph, 0.5, torch.Generator().manual_seed(0))
+    assert sub.num_nodes == 3 and torch.equal(sub.y, path_graph.y)
+    # each kept row is one of the path's rows, in the original order
+    rows = [int(torch.nonzero((path_graph.x == r).all(1))[0]) for r in sub.x]
+    assert rows == sorted(rows)
+    # an edge survives exactly when both ends were kept (path: consecutive ids)
+    expected = sum(1 for a, b in itertools.pairwise(rows) if b == a + 1) * 2
+    assert sub.edge_index.size(1) == expected
+    assert random_node_subgraph(path_graph, 0.01, torch.Generator()).num_nodes == 1
+
+
+def test_subgraph_augmentation_changes_training_deterministically(tiny_graph_dataset):
+    def train_once(p: float) -> torch.Tensor:
+        torch.manual_seed(3)
+        model = MODELS.get("gcn")().build(3, 2)
+        config = GraphTrainConfig(max_epochs=3, batch_size=8, subgraph_augmentation=p)
+        train_graph_model(model, tiny_graph_dataset[:30], tiny_graph_dataset[30:], config, seed=3)
+        return predict_graphs(model, tiny_graph_dataset)[1]
+
+    assert torch.equal(train_once(0.5), train_once(0.5))
+    assert not torch.equal(train_once(0.5), train_once(0.0))
+
+
+@pytest.mark.parametrize("values", [{"subgraph_augmentation": 1.5}, {"subgraph_keep": 0.0}])
+def test_subgraph_augmentation_validation(values):
+    with pytest.raises(ConfigError):
+        GraphTrainConfig(**values)

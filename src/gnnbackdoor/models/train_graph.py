@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
+from torch_geometric.utils import subgraph
 
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import GraphClassifier
@@ -34,6 +35,12 @@ class GraphTrainConfig:
         batch_size: Graphs per mini-batch.
         weight_decay: Adam weight decay.
         eval_batch_size: Graphs per batch when predicting.
+        subgraph_augmentation: Probability that a training graph is replaced, for one epoch,
+            by a random induced subgraph (:func:`random_node_subgraph`); 0 (default) trains
+            on whole graphs. Not in any paper's protocol: a sensitivity setting that makes a
+            victim robust to the node-sampled subgraphs GraphProt votes with.
+        subgraph_keep: Share of a graph's nodes such a subgraph keeps (default 0.2,
+            GraphProt's sample rate).
     """
 
     lr: float = 0.005
@@ -42,10 +49,44 @@ class GraphTrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     eval_batch_size: int = 512
+    subgraph_augmentation: float = 0.0
+    subgraph_keep: float = 0.2
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ConfigError("train: lr must be > 0; max_epochs, patience, batch_size >= 1")
+        if not 0 <= self.subgraph_augmentation <= 1:
+            raise ConfigError(
+                f"train.subgraph_augmentation must be in [0, 1], got {self.subgraph_augmentation}"
+            )
+        if not 0 < self.subgraph_keep <= 1:
+            raise ConfigError(f"train.subgraph_keep must be in (0, 1], got {self.subgraph_keep}")
+
+
+def random_node_subgraph(graph: Data, keep: float, generator: torch.Generator) -> Data:
+    """The subgraph induced by ``max(1, floor(keep * N))`` nodes drawn uniformly without
+    replacement (GraphProt's random sampler, Eq. 3-4), with the graph's label; node order kept.
+    Only ``x``, ``edge_index`` and ``y`` are carried over."""
+    n = graph.num_nodes
+    count = max(1, int(keep * n))
+    nodes = torch.randperm(n, generator=generator)[:count].sort().values
+    edge_index, _ = subgraph(nodes, graph.edge_index, relabel_nodes=True, num_nodes=n)
+    return Data(x=graph.x[nodes], edge_index=edge_index, y=graph.y)
+
+
+def _augmented(
+    graphs: list[Data], config: GraphTrainConfig, generator: torch.Generator
+) -> list[Data]:
+    """One epoch's training graphs under ``subgraph_augmentation`` (see the config)."""
+    if config.subgraph_augmentation <= 0:
+        return graphs
+    draws = torch.rand(len(graphs), generator=generator).tolist()
+    return [
+        random_node_subgraph(g, config.subgraph_keep, generator)
+        if u < config.subgraph_augmentation
+        else g
+        for g, u in zip(graphs, draws, strict=True)
+    ]
 
 
 @torch.no_grad()
@@ -108,7 +149,10 @@ def train_graph_model(
     start = time.perf_counter()
     for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
         model.train()
-        loader = DataLoader(graphs, batch_size=config.batch_size, shuffle=True, generator=generator)
+        epoch_graphs = _augmented(graphs, config, generator)
+        loader = DataLoader(
+            epoch_graphs, batch_size=config.batch_size, shuffle=True, generator=generator
+        )
         for batch in loader:
             optimiser.zero_grad()
             loss = F.cross_entropy(model(batch.x, batch.edge_index, batch.batch), batch.y.view(-1))
