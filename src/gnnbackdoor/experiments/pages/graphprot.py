@@ -451,6 +451,13 @@ def _sensitivity(records) -> list[str]:
     ]
 
 
+def _variant_sorted(groups: dict[tuple, list]) -> list[tuple[tuple, list]]:
+    """Items of ``{(..., defense): runs}`` sorted by the key's other parts, then with the
+    variants in :data:`VARIANTS` order."""
+    order = list(VARIANTS)
+    return sorted(groups.items(), key=lambda kv: (*kv[0][:-1], order.index(kv[0][-1])))
+
+
 AUGMENTED_COLUMNS = [
     ("clean_acc", "ACC clean model"),
     ("backdoored_acc", "ACC backdoored"),
@@ -480,11 +487,8 @@ def _augmented_victims(records) -> list[str]:
         if row in rows:
             share = r["overrides"].get(AUGMENTATION, "0")
             groups[(*row, share, r["defense"])].append(r)
-    order = list(VARIANTS)
     body = []
-    for (dataset, model, attack, target, share, defense), runs in sorted(
-        groups.items(), key=lambda kv: (*kv[0][:5], order.index(kv[0][5]))
-    ):
+    for (dataset, model, attack, target, share, defense), runs in _variant_sorted(groups):
         body.append(
             [
                 dataset,
@@ -552,11 +556,8 @@ def _diagnosis(records) -> list[str]:
     for r in rows:
         target = r["overrides"]["attack.target_class"]
         groups[(r["dataset"], r["model"], r["attack"], target, r["defense"])].append(r)
-    order = list(VARIANTS)
     body = []
-    for (dataset, model, attack, target, defense), runs in sorted(
-        groups.items(), key=lambda kv: (*kv[0][:4], order.index(kv[0][4]))
-    ):
+    for (dataset, model, attack, target, defense), runs in _variant_sorted(groups):
         mean_nodes = _stat(runs, "trigger_subgraph_trigger_nodes")
         body.append(
             [
