@@ -95,8 +95,14 @@ def standardize_columns(graphs: list[Data], columns: range) -> None:
 
 
 def _strip(graph: Data) -> Data:
-    """Keep only ``x``, ``edge_index`` and ``y``; make ``y`` a ``[1]`` long tensor."""
-    return Data(x=graph.x, edge_index=graph.edge_index, y=graph.y.view(1).long())
+    """Keep only ``x``, ``edge_index`` and ``y``; make ``y`` a ``[1]`` long tensor.
+
+    A graph without ``x`` (COLLAB) also keeps its node count, which the edges alone cannot
+    give (isolated nodes), until a feature hook sets ``x``."""
+    stripped = Data(x=graph.x, edge_index=graph.edge_index, y=graph.y.view(1).long())
+    if graph.x is None:
+        stripped.num_nodes = graph.num_nodes
+    return stripped
 
 
 def one_hot_degree(graphs: list[Data], max_degree: int | None = None) -> list[Data]:
@@ -108,6 +114,8 @@ def one_hot_degree(graphs: list[Data], max_degree: int | None = None) -> list[Da
         cap = max(int(d.max()) for d in degrees if len(d))
     for graph, deg in zip(graphs, degrees, strict=True):
         graph.x = torch.nn.functional.one_hot(deg.clamp(max=cap), cap + 1).float()
+        if "num_nodes" in graph:
+            del graph.num_nodes  # ``x`` holds the count now; a stored one would go stale
     return graphs
 
 
