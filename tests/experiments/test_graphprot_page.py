@@ -92,3 +92,35 @@ def test_diagnosis_table_only_from_records_that_carry_the_diagnostics():
     assert "ranges over +5.0 to +5.0 points across 1 rows, so the shield's ASR is" in text
     gta = [dict(r, attack="gta") for r in diagnosed]
     assert "In 1 of 1 rows" not in PAGES.get("graphprot")(plain + gta)  # findings: SBA/Motif
+
+
+def ablated(seed: int, defense: str, defended_asr: float, **overrides: str) -> dict:
+    r = record(seed, defense, defended_asr)
+    r["overrides"] = {**OVERRIDES, **overrides}
+    return r
+
+
+def test_ablation_records_stay_out_of_the_paper_tables_and_fill_their_own_page():
+    load_pages()
+    protocol = [record(seed, "graphprot-r", 0.3) for seed in range(3)]
+    n_one = [ablated(s, "graphprot-r", 0.9, **{"defense.num_subgraphs": "1"}) for s in range(3)]
+    p_one = [ablated(s, "graphprot-r", 0.5, **{"defense.sample_rate": "1.0"}) for s in range(2)]
+    main = PAGES.get("graphprot")(protocol)
+    assert PAGES.get("graphprot")([*protocol, *n_one, *p_one]) == main
+
+    page = PAGES.get("graphprot-ablations")([*protocol, *n_one, *p_one])
+    panel_n = page.split("### (a)")[1].split("###")[0]
+    rows = [line for line in panel_n.splitlines() if line.startswith("| 1 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["1", "5 (protocol)"]
+    assert "90.0 ± 0.0 (3)" in rows[0] and "30.0 ± 0.0 (3)" in rows[1]
+    panel_p = page.split("### (d) Sample rate")[1].split("###")[0]
+    assert "50.0 ± 0.0 (2)" in panel_p and "0.2 (protocol)" in panel_p
+    assert "### (b)" not in page  # the protocol's size alone is no ablation
+    assert "from 8 records" in page
+
+
+def test_ablation_page_without_records_says_so():
+    load_pages()
+    assert "No ablation records." in PAGES.get("graphprot-ablations")(
+        [record(0, "graphprot-r", 0.3)]
+    )
