@@ -113,6 +113,8 @@ def test_ablation_records_stay_out_of_the_paper_tables_and_fill_their_own_page()
     rows = [line for line in panel_n.splitlines() if line.startswith("| 1 |")]
     assert [row.split(" | ")[1] for row in rows] == ["1", "5 (protocol)"]
     assert "90.0 ± 0.0 (3)" in rows[0] and "30.0 ± 0.0 (3)" in rows[1]
+    ends = "Target 1, from `defense.num_subgraphs` = 1 to 5: GraphProt-R ASR 90.0 → 30.0"
+    assert ends in panel_n
     panel_p = page.split("### (d) Sample rate")[1].split("###")[0]
     assert "50.0 ± 0.0 (2)" in panel_p and "0.2 (protocol)" in panel_p
     assert "### (b)" not in page  # the protocol's size alone is no ablation

@@ -108,7 +108,38 @@ def _panel(records: list[dict[str, Any]], axis: Axis) -> tuple[list[str], list[d
             runs = by_defense.get(defense, [])
             row += [_text(_stat(runs, "defended_asr")), _text(_stat(runs, "defended_acc"))]
         body.append(row)
-    return [f"### {axis.title}", "", markdown_table(header, body), ""], used
+    lines = [f"### {axis.title}", "", markdown_table(header, body), ""]
+    return lines + _ends(groups, axis), used
+
+
+def _ends(groups: dict[tuple[str, str], dict[str, list]], axis: Axis) -> list[str]:
+    """One sentence per target: each variant's shielded ASR and ACC at the first and the
+    last value of a numeric axis (mean over seeds, points)."""
+    lines = []
+    for target in sorted({t for t, _ in groups}):
+        values = sorted((v for t, v in groups if t == target), key=_sort_key)
+        first, last = values[0], values[-1]
+        if _sort_key(first)[0] or _sort_key(last)[0]:
+            return []  # a categorical axis has no direction
+        changes = []
+        for defense in axis.variants:
+            runs_first = groups[(target, first)].get(defense, [])
+            runs_last = groups[(target, last)].get(defense, [])
+            if not (runs_first and runs_last):
+                continue
+            asr = [_stat(runs, "defended_asr")[0] for runs in (runs_first, runs_last)]
+            acc = [_stat(runs, "defended_acc")[0] for runs in (runs_first, runs_last)]
+            changes.append(
+                f"{VARIANTS[defense]} ASR {asr[0]:.1f} → {asr[1]:.1f}, "
+                f"ACC {acc[0]:.1f} → {acc[1]:.1f}"
+            )
+        if changes:
+            lines.append(
+                f"Target {target}, from `{axis.key}` = {first} to {last}: "
+                + "; ".join(changes)
+                + "."
+            )
+    return [*lines, ""] if lines else []
 
 
 @PAGES.register("graphprot-ablations")
