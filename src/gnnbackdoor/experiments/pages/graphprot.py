@@ -482,6 +482,7 @@ AUGMENTED_COLUMNS = [
     ("backdoored_acc", "ACC backdoored"),
     ("subgraph_acc", "ACC per subgraph"),
     ("defended_acc", "ACC shielded"),
+    ("clean_model_asr", "ASR clean model"),
     ("asr", "ASR backdoored"),
     ("defended_asr", "ASR shielded"),
     ("defended_target_no_trigger", "no-trigger rate shielded"),
@@ -528,7 +529,10 @@ def _augmented_victims(records) -> list[str]:
         "training graph is replaced with probability 0.5 by the subgraph induced on a random "
         "20 % of its nodes (GraphProt's sample rate). Not the paper's protocol: it asks "
         "whether a victim that has seen such subgraphs can classify them, and what that does "
-        "to the backdoor. *augmentation* 0 rows are the plain victims of the same rows.",
+        "to the backdoor. *augmentation* 0 rows are the plain victims of the same rows. "
+        "Read *ASR shielded* against *ASR clean model*: a trigger that also fools a victim "
+        "never poisoned acts as an adversarial perturbation, which no vote over clean-looking "
+        "subgraphs is meant to remove.",
         "",
         markdown_table(
             [
