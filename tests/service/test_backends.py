@@ -11,7 +11,7 @@ from gnnbackdoor.service.backends import ModelBackend, chunks
 
 def path(n: int) -> Data:
     edges = torch.tensor([list(range(n - 1)), list(range(1, n))])
-    return Data(x=torch.eye(n, 4)[:, :4] + 0.1 * n, edge_index=torch.cat([edges, edges.flip(0)], 1))
+    return Data(x=torch.eye(n, 4) + 0.1 * n, edge_index=torch.cat([edges, edges.flip(0)], 1))
 
 
 def test_chunks_respect_the_budget_keep_order_and_isolate_big_graphs():

@@ -10,10 +10,10 @@ from typing import Any
 from gnnbackdoor.experiments.pages import PAGES
 from gnnbackdoor.experiments.pages.common import provenance
 from gnnbackdoor.experiments.pages.graphprot import (
-    ABLATION_KEYS,
     AUGMENTATION,
     PROTOCOL,
     VARIANTS,
+    _ablated,
     _per_seed,
     _stat,
     _text,
@@ -65,7 +65,7 @@ def _on_axis(record: dict[str, Any], axis: Axis) -> str | None:
     for key, value in PROTOCOL.items():
         if key not in (axis.key, "attack.target_class") and overrides.get(key) != value:
             return None
-    if any(k in overrides for k in ABLATION_KEYS if k != axis.key):
+    if set(_ablated(record)) - {axis.key}:
         return None
     if float(overrides.get(AUGMENTATION, 0)) > 0:
         return None
@@ -82,19 +82,16 @@ def _sort_key(value: str) -> tuple[int, float, str]:
 def _panel(records: list[dict[str, Any]], axis: Axis) -> tuple[list[str], list[dict]]:
     """Markdown lines of one panel and the records it used."""
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    used: list[dict] = []
     for r in records:
         value = _on_axis(r, axis)
         if value is not None:
-            target = r["overrides"]["attack.target_class"]
-            groups[(target, value)][r["defense"]].append(r)
-            used.append(r)
+            groups[(r["overrides"]["attack.target_class"], value)][r["defense"]].append(r)
     # a target whose only point is the protocol's is no ablation
     targets = {t for t, _ in groups if len({v for u, v in groups if u == t}) > 1}
     groups = {k: v for k, v in groups.items() if k[0] in targets}
-    used = [r for r in used if r["overrides"]["attack.target_class"] in targets]
     if not groups:
         return [], []
+    used = [r for by_defense in groups.values() for runs in by_defense.values() for r in runs]
     header = ["target", axis.key, "ASR backdoored", "ACC backdoored"]
     for defense in axis.variants:
         header += [f"{VARIANTS[defense]} ASR", f"{VARIANTS[defense]} ACC"]
@@ -115,12 +112,12 @@ def _panel(records: list[dict[str, Any]], axis: Axis) -> tuple[list[str], list[d
 def _ends(groups: dict[tuple[str, str], dict[str, list]], axis: Axis) -> list[str]:
     """One sentence per target: each variant's shielded ASR and ACC at the first and the
     last value of a numeric axis (mean over seeds, points)."""
+    if any(_sort_key(v)[0] for _, v in groups):
+        return []  # a categorical axis has no direction
     lines = []
     for target in sorted({t for t, _ in groups}):
         values = sorted((v for t, v in groups if t == target), key=_sort_key)
         first, last = values[0], values[-1]
-        if _sort_key(first)[0] or _sort_key(last)[0]:
-            return []  # a categorical axis has no direction
         changes = []
         for defense in axis.variants:
             runs_first = groups[(target, first)].get(defense, [])
