@@ -14,7 +14,6 @@ from gnnbackdoor.cli import main
 from gnnbackdoor.defenses import DEFENSES
 from gnnbackdoor.defenses.gcleaner import GCleaner
 from gnnbackdoor.defenses.trigger_recovery import (
-    TriggerGenerator,
     TriggerSlots,
     embed_trigger,
     infer_feature_mode,
@@ -22,6 +21,7 @@ from gnnbackdoor.defenses.trigger_recovery import (
     mean_pairwise_cosine,
     node_importance,
     recover_trigger,
+    recovery_generator,
     straight_through_adjacency,
     triggered_graphs,
 )
@@ -58,7 +58,7 @@ def test_adjacency_is_binary_symmetric_zero_diagonal_and_passes_gradients():
 
 def test_generator_adjacency_gradient_reaches_its_weights(path_graph):
     x = path_graph.x
-    gen = TriggerGenerator(3, 4, 8, x.min(0).values, x.max(0).values, feature_mode="range")
+    gen = recovery_generator(3, 4, 8, x.min(0).values, x.max(0).values, feature_mode="range")
     feats, adjacency = gen(x[:3].unsqueeze(0))
     assert feats.shape == (1, 3, 4) and adjacency.shape == (1, 3, 3)
     assert torch.all(feats >= x.min(0).values - 1e-6) and torch.all(feats <= x.max(0).values + 1e-6)

@@ -15,6 +15,8 @@ keeps generated rows valid:
   ``sigmoid(raw) > 0.5`` with the sigmoid's gradient (straight-through).
 - ``range``: continuous values; feature ``f`` is ``low_f + (high_f - low_f) * sigmoid(raw)``
   with ``[low_f, high_f]`` its clean minimum and maximum.
+- ``simplex``: ``softmax(raw)`` over the labels seen in the clean graphs (a soft label row;
+  GCleaner's ``simplex`` trigger features).
 - ``unit``: ``sigmoid(raw)`` in ``[0, 1]`` regardless of the data (the original behaviour,
   kept to reproduce it).
 
@@ -37,6 +39,7 @@ class FeatureKind(StrEnum):
     ONEHOT = "onehot"
     BINARY = "binary"
     RANGE = "range"
+    SIMPLEX = "simplex"
     UNIT = "unit"
 
 
@@ -69,8 +72,8 @@ class FeatureDomain(nn.Module):
             raise ValueError("low and high must be [F] tensors of the same shape")
         if seen is None:
             seen = torch.ones_like(low, dtype=torch.bool)
-        if kind is FeatureKind.ONEHOT and not bool(seen.any()):
-            raise ValueError("a one-hot domain needs at least one label")
+        if kind in (FeatureKind.ONEHOT, FeatureKind.SIMPLEX) and not bool(seen.any()):
+            raise ValueError(f"a {kind.value} domain needs at least one label")
         self.kind = kind
         self.register_buffer("low", low.detach().float().clone())
         self.register_buffer("span", (high - low).detach().float().clone())
@@ -93,6 +96,8 @@ class FeatureDomain(nn.Module):
             soft = torch.softmax(masked, dim=-1)
             hard = F.one_hot(soft.argmax(dim=-1), raw.size(-1)).to(soft.dtype)
             return hard + (soft - soft.detach())  # exactly ``hard`` in value
+        if self.kind is FeatureKind.SIMPLEX:
+            return torch.softmax(raw.masked_fill(~self.seen, float("-inf")), dim=-1)
         soft = torch.sigmoid(raw)
         if self.kind is FeatureKind.BINARY:
             return (soft > 0.5).to(soft.dtype) + (soft - soft.detach())

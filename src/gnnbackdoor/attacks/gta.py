@@ -24,6 +24,10 @@ set with the run's early stopping.
 Topology gradients reach the generator through edge weights, which GIN and GCN accept; GAT and
 GraphSAGE have none, so for them only the feature generator learns and the topology generator
 keeps its (input-dependent) initial mapping. ``describe()`` records which was the case.
+
+The generator, the differentiable trigger embedding and the straight-through adjacency are
+the shared :mod:`~gnnbackdoor.attacks.trigger_layer` (GCleaner's trigger recovery uses them
+too).
 """
 
 from __future__ import annotations
@@ -35,12 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from gnnbackdoor.attacks.base import ATTACKS
 from gnnbackdoor.attacks.feature_domain import FeatureDomain, FeatureKind
+from gnnbackdoor.attacks.trigger_layer import (
+    TriggerGenerator,
+    TriggerSlots,
+    embed_trigger,
+    seed_from,
+)
 from gnnbackdoor.attacks.triggers import (
     SubgraphTriggerAttack,
     Trigger,
@@ -53,52 +63,6 @@ from gnnbackdoor.utils.progress import progress
 
 if TYPE_CHECKING:
     from gnnbackdoor.experiments.context import GraphContext
-
-
-class TriggerGenerator(nn.Module):
-    """GTA's two generators over the chosen nodes' ``[k, k]`` sub-adjacency and ``[k, F]``
-    features: topology logits ``[k, k]`` (symmetric, no self-loops) and features ``[k, F]``
-    projected into ``domain`` (the clean node features' domain, see
-    :mod:`~gnnbackdoor.attacks.feature_domain`)."""
-
-    def __init__(self, size: int, num_features: int, hidden: int, domain: FeatureDomain) -> None:
-        super().__init__()
-        self.size = size
-        self.num_features = num_features
-        self.domain = domain
-        width = size * size + size * num_features
-        self.topology = nn.Sequential(
-            nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, size * size)
-        )
-        self.features = nn.Sequential(
-            nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, size * num_features)
-        )
-        self.register_buffer("off_diagonal", 1 - torch.eye(size))
-
-    def forward(self, adjacency: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``adjacency [B, k, k]``, ``x [B, k, F]`` -> soft edges ``[B, k, k]`` (hard values,
-        straight-through gradients) and features ``[B, k, F]``."""
-        batch = adjacency.size(0)
-        inputs = torch.cat([adjacency.reshape(batch, -1), x.reshape(batch, -1)], dim=1)
-        logits = self.topology(inputs).view(batch, self.size, self.size)
-        probs = torch.sigmoid((logits + logits.transpose(1, 2)) / 2) * self.off_diagonal
-        hard = (probs > 0.5).float()
-        edges = hard + probs - probs.detach()
-        raw = self.features(inputs).view(batch, self.size, self.num_features)
-        features = self.domain(raw)
-        return edges, features
-
-
-def sub_adjacency(graph: Data, positions: Tensor) -> Tensor:
-    """The ``[k, k]`` 0/1 adjacency among ``positions`` (in their order)."""
-    k = positions.numel()
-    local = torch.full((int(graph.num_nodes),), -1, dtype=torch.long)
-    local[positions] = torch.arange(k)
-    src, dst = local[graph.edge_index[0]], local[graph.edge_index[1]]
-    inside = (src >= 0) & (dst >= 0)
-    adjacency = torch.zeros(k, k)
-    adjacency[src[inside], dst[inside]] = 1.0
-    return adjacency
 
 
 @ATTACKS.register("gta")
@@ -153,12 +117,21 @@ class GTA(SubgraphTriggerAttack):
     # -- fitting ---------------------------------------------------------------------------
 
     def _fit_trigger(self, ctx: GraphContext) -> None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
+        seed = seed_from(ctx.generator)
         train = ctx.split.train
         self.domain_ = FeatureDomain.from_graphs(train, self.feature_domain)
+        # nn.Linear initialises from torch's global RNG only: seed it from ctx.generator in
+        # a forked state (the caller's global state is restored)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.net_ = TriggerGenerator(self.size_, ctx.num_features, self.hidden, self.domain_)
+            self.net_ = TriggerGenerator(
+                self.size_,
+                ctx.num_features,
+                self.hidden,
+                self.domain_,
+                reads_structure=True,  # GTA's generators read the sub-adjacency too
+                shared_body=False,  # separate topology and feature generators
+            )
         self.optimiser_ = torch.optim.Adam(self.net_.parameters(), lr=self.generator_lr)
         # The generator pool: non-target training graphs that can carry the trigger, each
         # with its own fixed positions.
@@ -210,34 +183,12 @@ class GTA(SubgraphTriggerAttack):
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """One batch of triggered graphs whose trigger edges (as weights) and features keep
         their graph to the generators."""
-        k = self.size_
-        adjacency = torch.stack([sub_adjacency(g, pos) for g, pos in items])
-        x_in = torch.stack([g.x[pos] for g, pos in items])
-        edges, features = self.net_(adjacency, x_in)
-        rows, cols = torch.triu_indices(k, k, offset=1)
-        use_weight = model.supports_edge_weight
-        xs, indices, weights, batches = [], [], [], []
-        offset = 0
-        for b, (graph, pos) in enumerate(items):
-            n = int(graph.num_nodes)
-            chosen = torch.zeros(n, dtype=torch.bool)
-            chosen[pos] = True
-            ei = graph.edge_index
-            keep = ei[:, ~(chosen[ei[0]] & chosen[ei[1]])]
-            pair_w = edges[b, rows, cols]
-            if use_weight:
-                src, dst, w = pos[rows], pos[cols], pair_w
-            else:
-                on = pair_w.detach() > 0.5
-                src, dst, w = pos[rows[on]], pos[cols[on]], pair_w[on]
-            trig = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
-            indices.append(torch.cat([keep, trig], dim=1) + offset)
-            weights.append(torch.cat([torch.ones(keep.size(1)), w, w]))
-            xs.append(graph.x.index_put((pos,), features[b].to(graph.x.dtype)))
-            batches.append(torch.full((n,), b, dtype=torch.long))
-            offset += n
-        weight = torch.cat(weights) if use_weight else None
-        return torch.cat(xs), torch.cat(indices, dim=1), weight, torch.cat(batches)
+        slots = TriggerSlots.build([g for g, _ in items], [pos for _, pos in items])
+        features, adjacency = self.net_(slots.slot_features(), slots.slot_adjacency())
+        x, edge_index, weight = embed_trigger(
+            slots, features, adjacency, weighted=model.supports_edge_weight
+        )
+        return x, edge_index, weight, slots.batch.batch
 
     # -- triggers --------------------------------------------------------------------------
 
@@ -245,9 +196,9 @@ class GTA(SubgraphTriggerAttack):
     def trigger_for(self, graph: Data, positions: Tensor) -> Trigger:
         """The generators' trigger for ``graph`` at ``positions`` (hard edges)."""
         self.net_.eval()
-        adjacency = sub_adjacency(graph, positions).unsqueeze(0)
-        edges, features = self.net_(adjacency, graph.x[positions].unsqueeze(0))
-        return Trigger.from_dense(edges[0].detach(), features[0].detach(), name="gta")
+        slots = TriggerSlots.build([graph], [positions])
+        features, adjacency = self.net_(slots.slot_features(), slots.slot_adjacency())
+        return Trigger.from_dense(adjacency[0].detach(), features[0].detach(), name="gta")
 
     def _embed_at(self, graph: Data, positions: Tensor) -> Data:
         return self.trigger_for(graph, positions).apply(graph, positions)
@@ -258,10 +209,19 @@ class GTA(SubgraphTriggerAttack):
 
     # -- the bi-level loop -----------------------------------------------------------------
 
+    @torch.no_grad()
     def _materialise(self, graphs: Sequence[Data], index: list[int], positions: dict) -> list:
+        """Copies of ``graphs`` where those of ``index`` carry their current trigger (one
+        generator pass for all of them) and the target label."""
         out = list(graphs)
-        for i in index:
-            triggered = self._embed_at(graphs[i], positions[i])
+        if not index:
+            return out
+        self.net_.eval()
+        slots = TriggerSlots.build([graphs[i] for i in index], [positions[i] for i in index])
+        features, adjacency = self.net_(slots.slot_features(), slots.slot_adjacency())
+        for b, i in enumerate(index):
+            trigger = Trigger.from_dense(adjacency[b], features[b], name="gta")
+            triggered = trigger.apply(graphs[i], positions[i])
             triggered.y = torch.tensor([self.target_class], dtype=torch.long)
             out[i] = triggered
         return out
@@ -280,7 +240,9 @@ class GTA(SubgraphTriggerAttack):
         optimiser = torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        shuffle = torch.Generator().manual_seed(ctx.seed)
+        # the victim's shuffling: its own stream, seeded from the attack's generator (so the
+        # later draws of activation positions do not depend on the number of batches)
+        shuffle = torch.Generator().manual_seed(seed_from(self.generator_))
         start = time.perf_counter()
         for _ in progress(range(self.bilevel_epochs), desc="gta bi-level"):
             poisoned = self._materialise(train, index, positions)

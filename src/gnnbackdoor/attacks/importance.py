@@ -7,6 +7,7 @@ confidence. All functions return one score per node, ``[num_nodes]``, higher = m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 import networkx as nx
@@ -14,9 +15,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.explain import Explainer
-from torch_geometric.explain.algorithm import GNNExplainer
+from torch_geometric.explain.algorithm import GNNExplainer, PGExplainer
 from torch_geometric.utils import degree, subgraph, to_networkx
 
+from gnnbackdoor.attacks.trigger_layer import seed_from
 from gnnbackdoor.attacks.triggers import uninformative
 from gnnbackdoor.models.base import GraphClassifier
 
@@ -38,52 +40,139 @@ MAX_BATCH_EDGES = 500_000
 MAX_LOGIT = 5.0
 
 
-class _Wrapped(torch.nn.Module):
-    """``model`` as ``(x, edge_index) -> logits`` for ``Explainer``, with the logits scaled
-    (per graph, by a constant that keeps the prediction) to at most ``MAX_LOGIT`` in
-    magnitude: a confident model (GIN's sum readout gives logits in the hundreds) saturates
-    the softmax, GNNExplainer's loss then has no gradient and every node gets the same
-    score."""
+class ExplainAlgorithm(StrEnum):
+    """The ``torch_geometric.explain`` algorithms :func:`explain_node_scores` adapts."""
 
-    def __init__(self, model: GraphClassifier) -> None:
+    GNNEXPLAINER = "gnnexplainer"  # object-level node mask (Ying et al. 2019)
+    PGEXPLAINER = "pgexplainer"  # edge masks (Luo et al. 2020); a node: mean of its edges'
+
+
+class _Wrapped(torch.nn.Module):
+    """``model`` as ``(x, edge_index, batch) -> logits`` for ``Explainer``.
+
+    With ``max_logit`` each graph's logits are scaled (by a constant that keeps the
+    prediction) to at most ``max_logit`` in magnitude: a confident model (GIN's sum readout
+    gives logits in the hundreds) saturates the softmax, GNNExplainer's loss then has no
+    gradient and every node gets the same score. ``None`` passes the logits unchanged."""
+
+    def __init__(self, model: GraphClassifier, max_logit: float | None = MAX_LOGIT) -> None:
         super().__init__()
         self.model = model
+        self.max_logit = max_logit
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        logits = self.model(x, edge_index, None)
-        scale = MAX_LOGIT / logits.detach().abs().max().clamp(min=MAX_LOGIT)
-        return logits * scale
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None) -> Tensor:
+        logits = self.model(x, edge_index, batch)
+        if self.max_logit is None:
+            return logits
+        peak = logits.detach().abs().amax(dim=-1, keepdim=True)
+        return logits * (self.max_logit / peak.clamp(min=self.max_logit))
+
+
+_MODEL_CONFIG = {
+    "mode": "multiclass_classification",
+    "task_level": "graph",
+    "return_type": "raw",
+}
+
+
+def explain_node_scores(
+    model: GraphClassifier,
+    graphs: Sequence[Data],
+    algorithm: ExplainAlgorithm | str,
+    epochs: int,
+    generator: torch.Generator,
+    max_logit: float | None = MAX_LOGIT,
+    pg_lr: float = 0.003,
+) -> list[Tensor]:
+    """Node importance of each of ``graphs`` by a ``torch_geometric.explain`` algorithm,
+    explaining the model's own predictions, all graphs in one batch (the explainers' losses
+    decompose over graphs; GNNExplainer's mask penalties are means, so batching only
+    rescales them uniformly). The one adapter over ``torch_geometric.explain`` for Exp-BA
+    (placement) and GCleaner (trigger recovery).
+
+    Args:
+        model: The graph classifier; left in the training mode it came in.
+        graphs: Graphs to explain (``x``, ``edge_index``).
+        algorithm: ``gnnexplainer``: GNNExplainer with an object-level node mask, ``epochs``
+            optimisation steps; ``pgexplainer``: PGExplainer (phenomenon explanations of the
+            predicted class) trained ``epochs`` epochs at ``pg_lr``, a node scores the mean
+            mask of its outgoing edges.
+        epochs: Optimisation epochs of the explainer.
+        generator: The random source. GNNExplainer initialises its mask, PGExplainer its
+            MLP, from torch's global generator only: the explainer runs inside
+            ``torch.random.fork_rng()`` seeded from one value drawn from ``generator`` (the
+            caller's global state is restored).
+        max_logit: Scale each graph's logits to at most this magnitude first (see
+            :class:`_Wrapped`); ``None``: raw logits.
+
+    Returns:
+        One score tensor ``[num_nodes]`` per graph, higher = more important.
+    """
+    algorithm = ExplainAlgorithm(algorithm)
+    batch = Batch.from_data_list([Data(x=g.x, edge_index=g.edge_index) for g in graphs])
+    sizes = [int(g.num_nodes) for g in graphs]
+    was_training = model.training
+    # eval mode: ``Explainer`` restores the wrapper's own mode afterwards, which would
+    # otherwise leave ``model`` in training mode (dropout on) for whoever uses it next
+    wrapped = _Wrapped(model, max_logit).eval()
+    seed = seed_from(generator)
+    try:
+        with torch.random.fork_rng():  # the explainers draw from the global RNG only
+            torch.manual_seed(seed)
+            if algorithm is ExplainAlgorithm.GNNEXPLAINER:
+                scores = _gnnexplainer_mask(wrapped, batch, epochs)
+            else:
+                scores = _pgexplainer_scores(wrapped, batch, epochs, pg_lr)
+    finally:
+        model.train(was_training)
+    return list(scores.split(sizes))
+
+
+def _gnnexplainer_mask(wrapped: _Wrapped, batch: Batch, epochs: int) -> Tensor:
+    explainer = Explainer(
+        model=wrapped,
+        algorithm=GNNExplainer(epochs=epochs),
+        explanation_type="model",
+        node_mask_type="object",
+        edge_mask_type=None,
+        model_config=_MODEL_CONFIG,
+    )
+    explanation = explainer(batch.x, batch.edge_index, batch=batch.batch)
+    return explanation.node_mask.detach().view(-1)
+
+
+def _pgexplainer_scores(wrapped: _Wrapped, batch: Batch, epochs: int, lr: float) -> Tensor:
+    with torch.no_grad():
+        target = wrapped(batch.x, batch.edge_index, batch.batch).argmax(-1)
+    explainer = Explainer(
+        model=wrapped,
+        algorithm=PGExplainer(epochs=epochs, lr=lr),
+        explanation_type="phenomenon",
+        edge_mask_type="object",
+        model_config=_MODEL_CONFIG,
+    )
+    for epoch in range(epochs):
+        explainer.algorithm.train(
+            epoch, wrapped, batch.x, batch.edge_index, target=target, batch=batch.batch
+        )
+    explanation = explainer(batch.x, batch.edge_index, target=target, batch=batch.batch)
+    edge_mask = explanation.edge_mask.detach()
+    total = torch.zeros(batch.num_nodes).index_add_(0, batch.edge_index[0], edge_mask)
+    count = torch.zeros(batch.num_nodes).index_add_(
+        0, batch.edge_index[0], torch.ones_like(edge_mask)
+    )
+    return total / count.clamp_min(1)
 
 
 def gnnexplainer_scores(
     model: GraphClassifier, graph: Data, epochs: int, generator: torch.Generator
 ) -> Tensor:
-    """GNNExplainer's object-level node mask for the model's own prediction on ``graph``.
-
-    The explainer initialises its mask from torch's global RNG; it is re-seeded from
-    ``generator`` (and restored afterwards) so that the run stays reproducible.
-    """
-    was_training = model.training
-    # eval mode: ``Explainer`` restores the wrapper's own mode afterwards, which would
-    # otherwise leave ``model`` in training mode (dropout on) for whoever uses it next
-    explainer = Explainer(
-        model=_Wrapped(model).eval(),
-        algorithm=GNNExplainer(epochs=epochs),
-        explanation_type="model",
-        node_mask_type="object",
-        edge_mask_type=None,
-        model_config={
-            "mode": "multiclass_classification",
-            "task_level": "graph",
-            "return_type": "raw",
-        },
+    """GNNExplainer's object-level node mask for the model's own prediction on ``graph``
+    (:func:`explain_node_scores` with logits scaled to ``MAX_LOGIT``), falling back to
+    gradient saliency when every node scores alike."""
+    (scores,) = explain_node_scores(
+        model, [graph], ExplainAlgorithm.GNNEXPLAINER, epochs, generator, MAX_LOGIT
     )
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        explanation = explainer(graph.x, graph.edge_index)
-    model.train(was_training)
-    scores = explanation.node_mask.detach().view(-1)
     if uninformative(scores):
         # still no signal (e.g. a prediction saturated even at MAX_LOGIT): use gradients
         return saliency_scores(model, graph)
@@ -151,5 +240,5 @@ def node_scores(
     if kind is Importance.NODE_DROP:
         return node_drop_scores(model, graph)
     if generator is None:
-        generator = torch.Generator().manual_seed(0)
+        raise ValueError(f"importance {kind.value!r} needs a generator")
     return gnnexplainer_scores(model, graph, explainer_epochs, generator)

@@ -6,7 +6,7 @@ below are reconstructed from the surrounding prose and say so where a choice was
 
 1. **Where.** An explainer scores the nodes of each clean graph (:func:`node_importance`);
    the ``n`` *least* important nodes are the trigger's slots (:class:`TriggerSlots`).
-2. **What.** A generator MLP (Eq. 6, :class:`TriggerGenerator`) maps the features of those
+2. **What.** A generator MLP (Eq. 6, :func:`recovery_generator`) maps the features of those
    ``n`` nodes, ``X_s ∈ R^{n×F}``, to trigger features ``X_t = MLP_f(X_s) ∈ R^{n×F}`` and a
    trigger adjacency ``A_t = MLP_a(X_s) ∈ {0, 1}^{n×n}``. ``A_t`` is binarised in the forward
    pass and differentiated as if continuous (straight-through estimator, as in binary
@@ -27,9 +27,13 @@ below are reconstructed from the surrounding prose and say so where a choice was
 Choices where the paper is silent: trigger features are one-hot rows (binarised forward,
 straight-through backward, like the adjacency) when the clean graphs' node features are
 one-hot, else a sigmoid scaled to each feature's range on the clean graphs (a trigger cannot
-win by blowing up magnitudes; other modes: :class:`TriggerGenerator`); the
+win by blowing up magnitudes; other modes: :func:`recovery_generator`); the
 generator reads the ``n`` slot features in ascending order of importance, flattened; the
 embeddings of Eq. 7 are centred on the clean graphs' mean embedding (``center``).
+
+The generator, the Montage and the straight-through adjacency are GTA's too: they live in
+:mod:`gnnbackdoor.attacks.trigger_layer` (re-exported here); the explainers go through
+:func:`gnnbackdoor.attacks.importance.explain_node_scores`.
 """
 
 from __future__ import annotations
@@ -45,8 +49,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from gnnbackdoor.attacks.feature_domain import FeatureKind, infer_kind
+from gnnbackdoor.attacks.feature_domain import FeatureDomain, FeatureKind, infer_kind
+from gnnbackdoor.attacks.importance import explain_node_scores
+from gnnbackdoor.attacks.trigger_layer import (
+    TriggerGenerator,
+    TriggerSlots,
+    embed_trigger,
+    seed_from,
+    straight_through_adjacency,
+    triggered_graphs,
+)
 from gnnbackdoor.models.base import GraphClassifier
+
+__all__ = [
+    "EXPLAINERS",
+    "FEATURE_MODES",
+    "RecoveryResult",
+    "TriggerGenerator",
+    "TriggerSlots",
+    "embed_trigger",
+    "gradient_node_scores",
+    "infer_feature_mode",
+    "least_important",
+    "mean_pairwise_cosine",
+    "node_importance",
+    "recover_trigger",
+    "recovery_generator",
+    "straight_through_adjacency",
+    "triggered_graphs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -167,13 +198,18 @@ def node_importance(
         model: The (backdoored) classifier being explained; put in eval mode meanwhile.
         graphs: Clean graphs.
         method: One of :data:`EXPLAINERS`. ``gnnexplainer`` and ``pgexplainer`` run
-            ``torch_geometric.explain`` (GNNExplainer with an object-level node mask;
-            PGExplainer learns edge masks, a node scores the mean mask of its incident
-            edges); ``integrated_gradients`` and ``guided_backprop`` are computed here
-            (``captum`` is not installable in this environment); ``random`` draws uniform
-            scores from ``generator``.
+            ``torch_geometric.explain`` through
+            :func:`~gnnbackdoor.attacks.importance.explain_node_scores` (GNNExplainer with
+            an object-level node mask; PGExplainer learns edge masks, a node scores the mean
+            mask of its incident edges); ``integrated_gradients`` and ``guided_backprop``
+            are computed here (``captum`` is not installable in this environment);
+            ``random`` draws uniform scores from ``generator``.
         epochs: Optimisation epochs of GNNExplainer / PGExplainer (default 100).
-        generator: Random source for ``random``.
+        generator: The random source of ``gnnexplainer``, ``pgexplainer`` and ``random``
+            (required for them; the explainers' own global-RNG draws are seeded from it).
+
+    Raises:
+        ValueError: an unknown ``method``, or no ``generator`` for one that draws.
 
     Returns:
         One score tensor ``[num_nodes]`` per graph. All graphs are explained in one batch
@@ -187,60 +223,20 @@ def node_importance(
     was_training = model.training
     model.eval()
     try:
-        if method == "random":
-            scores = torch.rand(batch.num_nodes, generator=generator)
-        elif method in ("integrated_gradients", "guided_backprop"):
+        if method in ("integrated_gradients", "guided_backprop"):
             target = _predicted(model, batch)
             scores = gradient_node_scores(
                 model, batch.x, batch.edge_index, batch.batch, target, method
             ).detach()
-        else:
-            scores = _pyg_explainer_scores(model, batch, method, epochs)
+            return list(scores.split(sizes))
+        if generator is None:
+            raise ValueError(f"explainer {method!r} draws random numbers: pass a generator")
+        if method == "random":
+            return list(torch.rand(batch.num_nodes, generator=generator).split(sizes))
+        # raw logits (no scaling): the backdoored model's own confidence is what is explained
+        return explain_node_scores(model, graphs, method, epochs, generator, max_logit=None)
     finally:
         model.train(was_training)
-    return list(scores.split(sizes))
-
-
-def _pyg_explainer_scores(model: GraphClassifier, batch: Batch, method: str, epochs: int) -> Tensor:
-    from torch_geometric.explain import Explainer
-    from torch_geometric.explain.algorithm import GNNExplainer, PGExplainer
-
-    model_config = {
-        "mode": "multiclass_classification",
-        "task_level": "graph",
-        "return_type": "raw",
-    }
-    if method == "gnnexplainer":
-        explainer = Explainer(
-            model,
-            algorithm=GNNExplainer(epochs=epochs),
-            explanation_type="model",
-            node_mask_type="object",
-            edge_mask_type=None,
-            model_config=model_config,
-        )
-        explanation = explainer(batch.x, batch.edge_index, batch=batch.batch)
-        return explanation.node_mask.detach().view(-1)
-    # PGExplainer: phenomenon explanations of the model's own predictions, edge masks only.
-    target = _predicted(model, batch)
-    explainer = Explainer(
-        model,
-        algorithm=PGExplainer(epochs=epochs, lr=0.003),
-        explanation_type="phenomenon",
-        edge_mask_type="object",
-        model_config=model_config,
-    )
-    for epoch in range(epochs):
-        explainer.algorithm.train(
-            epoch, model, batch.x, batch.edge_index, target=target, batch=batch.batch
-        )
-    explanation = explainer(batch.x, batch.edge_index, target=target, batch=batch.batch)
-    edge_mask = explanation.edge_mask.detach()
-    total = torch.zeros(batch.num_nodes).index_add_(0, batch.edge_index[0], edge_mask)
-    count = torch.zeros(batch.num_nodes).index_add_(
-        0, batch.edge_index[0], torch.ones_like(edge_mask)
-    )
-    return total / count.clamp_min(1)
 
 
 def least_important(scores: Tensor, n: int) -> Tensor:
@@ -250,20 +246,6 @@ def least_important(scores: Tensor, n: int) -> Tensor:
 
 
 # --------------------------------------------------------------------------- generator
-
-
-def straight_through_adjacency(logits: Tensor) -> Tensor:
-    """A binary, symmetric, zero-diagonal adjacency ``[..., n, n]`` from real ``logits``,
-    with the straight-through gradient of ``sigmoid((L + Lᵀ) / 2)``.
-
-    Forward: ``1[p > 0.5]`` off the diagonal; backward: ``∂/∂p`` passes through unchanged.
-    """
-    sym = (logits + logits.transpose(-1, -2)) / 2
-    prob = torch.sigmoid(sym)
-    hard = (prob > 0.5).to(prob.dtype)
-    n = logits.size(-1)
-    off_diagonal = 1 - torch.eye(n, dtype=prob.dtype, device=prob.device)
-    return (hard + (prob - prob.detach())) * off_diagonal  # exactly 0/1 forward
 
 
 FEATURE_MODES: tuple[str, ...] = ("auto", "onehot", "simplex", "range", "keep")
@@ -284,8 +266,17 @@ def infer_feature_mode(x: Tensor) -> str:
     return "onehot" if infer_kind(x) is FeatureKind.ONEHOT else "range"
 
 
-class TriggerGenerator(nn.Module):
-    """Eq. 6: ``X_t = MLP_f(X_s)``, ``A_t = MLP_a(X_s)`` from the ``n`` slot features.
+def recovery_generator(
+    num_nodes: int,
+    num_features: int,
+    hidden: int,
+    low: Tensor,
+    high: Tensor,
+    feature_mode: str = "range",
+) -> TriggerGenerator:
+    """Eq. 6's generator, ``X_t = MLP_f(X_s)``, ``A_t = MLP_a(X_s)`` from the ``n`` slot
+    features: the shared :class:`~gnnbackdoor.attacks.trigger_layer.TriggerGenerator` with
+    one hidden layer feeding both heads, reading features only.
 
     Args:
         num_nodes: ``n``, nodes of the trigger.
@@ -298,133 +289,16 @@ class TriggerGenerator(nn.Module):
             forward pass with a straight-through softmax gradient, like the adjacency
             (for one-hot node labels); ``simplex`` — a softmax row; ``range`` — each feature
             in ``[low, high]`` by a scaled sigmoid (continuous attributes); ``keep`` — the
-            slots keep their own features and only the structure is generated.
+            slots keep their own features and only the structure is generated. Every label
+            may be written (unlike GTA's domain, which keeps to the labels seen).
+
+    Raises:
+        ValueError: an unknown ``feature_mode`` (``auto`` is resolved by the caller).
     """
-
-    def __init__(
-        self,
-        num_nodes: int,
-        num_features: int,
-        hidden: int,
-        low: Tensor,
-        high: Tensor,
-        feature_mode: str = "range",
-    ):
-        super().__init__()
-        self.n, self.f = num_nodes, num_features
-        self.feature_mode = feature_mode
-        self.body = nn.Sequential(nn.Linear(num_nodes * num_features, hidden), nn.ReLU())
-        self.feature_head = nn.Linear(hidden, num_nodes * num_features)
-        self.structure_head = nn.Linear(hidden, num_nodes * num_nodes)
-        self.register_buffer("low", low.clone().float())
-        self.register_buffer("span", (high - low).clone().float())
-
-    def forward(self, slot_features: Tensor) -> tuple[Tensor, Tensor]:
-        """``[B, n, F]`` slot features -> trigger features ``[B, n, F]`` and binary
-        adjacency ``[B, n, n]`` (straight-through)."""
-        h = self.body(slot_features.reshape(slot_features.size(0), -1))
-        raw = self.feature_head(h).view(-1, self.n, self.f)
-        if self.feature_mode == "keep":
-            feats = slot_features + 0 * raw  # structure-only trigger (keeps the graph in autograd)
-        elif self.feature_mode in ("onehot", "simplex"):
-            soft = torch.softmax(raw, dim=-1)
-            if self.feature_mode == "onehot":
-                hard = F.one_hot(soft.argmax(-1), self.f).to(soft.dtype)
-                feats = hard + (soft - soft.detach())
-            else:
-                feats = soft
-        else:
-            feats = self.low + self.span * torch.sigmoid(raw)
-        adjacency = straight_through_adjacency(self.structure_head(h).view(-1, self.n, self.n))
-        return feats, adjacency
-
-
-# --------------------------------------------------------------------------- montage
-
-
-@dataclass
-class TriggerSlots:
-    """Graphs batched together with the ``n`` node positions their trigger replaces.
-
-    Attributes:
-        batch: The clean graphs as one PyG ``Batch``.
-        slots: ``[B, n]`` batch-level node indices, ascending importance per graph.
-        base_edge_index: The batch's edges without those among a graph's own slots.
-    """
-
-    batch: Batch
-    slots: Tensor
-    base_edge_index: Tensor
-
-    @classmethod
-    def build(cls, graphs: Sequence[Data], positions: Sequence[Tensor]) -> TriggerSlots:
-        """``positions[i]``: the ``n`` local node indices of graph ``i`` to replace."""
-        batch = _batch_of(graphs)
-        slots = torch.stack([p + batch.ptr[i] for i, p in enumerate(positions)])
-        in_slot = torch.zeros(batch.num_nodes, dtype=torch.bool)
-        in_slot[slots.view(-1)] = True
-        src, dst = batch.edge_index
-        internal = in_slot[src] & in_slot[dst] & (batch.batch[src] == batch.batch[dst])
-        return cls(batch, slots, batch.edge_index[:, ~internal])
-
-    def slot_features(self) -> Tensor:
-        return self.batch.x[self.slots]
-
-    def select(self, index: Tensor) -> TriggerSlots:
-        """The sub-batch of graphs ``index``."""
-        graphs = self.batch.index_select(index)
-        positions = [self.slots[int(i)] - self.batch.ptr[int(i)] for i in index.view(-1)]
-        return TriggerSlots.build(graphs, positions)
-
-
-def embed_trigger(
-    slots: TriggerSlots, features: Tensor, adjacency: Tensor, weighted: bool = True
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The Montage of Eq. 5 on a whole batch: slot features become ``features`` and the
-    edges among the slots become ``adjacency``; edges to the rest of the graph stay.
-
-    Args:
-        slots: Graphs and their trigger positions.
-        features: ``[B, n, F]`` trigger features.
-        adjacency: ``[B, n, n]`` binary (straight-through) trigger adjacency.
-        weighted: Keep every candidate trigger edge with its (0/1) weight so gradients reach
-            the adjacency — for models whose layers take ``edge_weight`` (GIN, GCN). Without
-            it only edges present in the forward pass are added, unweighted (GAT, SAGE: the
-            structure then gets no gradient, the features still do).
-
-    Returns:
-        ``(x, edge_index, edge_weight)`` for ``model(x, edge_index, batch, edge_weight)``;
-        ``edge_weight`` is ``None`` when ``weighted`` is false.
-    """
-    n = slots.slots.size(1)
-    x = slots.batch.x.clone()
-    x[slots.slots.view(-1)] = features.reshape(-1, x.size(1)).to(x.dtype)
-    ii, jj = torch.where(~torch.eye(n, dtype=torch.bool))
-    src = slots.slots[:, ii].reshape(-1)
-    dst = slots.slots[:, jj].reshape(-1)
-    weight = adjacency[:, ii, jj].reshape(-1)
-    base = slots.base_edge_index
-    if weighted:
-        edge_index = torch.cat([base, torch.stack([src, dst])], dim=1)
-        edge_weight = torch.cat([weight.new_ones(base.size(1)), weight])
-        return x, edge_index, edge_weight
-    keep = weight.detach() > 0.5
-    edge_index = torch.cat([base, torch.stack([src[keep], dst[keep]])], dim=1)
-    return x, edge_index, None
-
-
-def triggered_graphs(slots: TriggerSlots, features: Tensor, adjacency: Tensor) -> list[Data]:
-    """Plain (detached, binary) ``Data`` copies of the batch's graphs with their trigger."""
-    x, edge_index, _ = embed_trigger(slots, features.detach(), adjacency.detach(), weighted=False)
-    batch = slots.batch
-    out = []
-    for i in range(batch.num_graphs):
-        lo, hi = int(batch.ptr[i]), int(batch.ptr[i + 1])
-        mask = (edge_index[0] >= lo) & (edge_index[0] < hi)
-        out.append(
-            Data(x=x[lo:hi].clone(), edge_index=edge_index[:, mask] - lo, y=batch.y[i : i + 1])
-        )
-    return out
+    if feature_mode not in FEATURE_MODES or feature_mode == "auto":
+        raise ValueError(f"unknown feature mode {feature_mode!r}")
+    domain = None if feature_mode == "keep" else FeatureDomain(FeatureKind(feature_mode), low, high)
+    return TriggerGenerator(num_nodes, num_features, hidden, domain, shared_body=True)
 
 
 # --------------------------------------------------------------------------- objective
@@ -489,22 +363,30 @@ def recover_trigger(
         batch_size: Graphs per similarity batch ``B`` of Eq. 8.
         threshold: ``τ``: the loss is ``max(0, τ - S̄)``.
         hidden: Generator hidden width.
-        generator: Shuffling source.
+        generator: The random source: the generator's initial weights (through a seed drawn
+            from it) and the shuffling. ``None``: a fixed seed (0), never torch's global
+            state.
         center: Measure Eq. 7 on embeddings minus the clean graphs' mean embedding. Sum-
             pooled GIN embeddings share one dominant direction (clean graphs of AIDS already
             have mean pairwise cosine 0.87, against 0.37-0.50 in the paper's Table I), so
             the plain cosine saturates before the generator learns anything; centring
             keeps Eq. 8's meaning (do the triggered graphs move together?) without that
             offset. ``False`` is the plain cosine.
-        feature_mode: See :class:`TriggerGenerator`; ``auto`` picks ``onehot`` for one-hot
+        feature_mode: See :func:`recovery_generator`; ``auto`` picks ``onehot`` for one-hot
             node features, else ``range`` (:func:`infer_feature_mode`).
     """
+    if generator is None:  # a fixed stream rather than torch's global one
+        generator = torch.Generator().manual_seed(0)
     slots = TriggerSlots.build(graphs, positions)
     x_all = slots.batch.x
     mode = infer_feature_mode(x_all) if feature_mode == "auto" else feature_mode
-    gen = TriggerGenerator(
-        num_nodes, x_all.size(1), hidden, x_all.min(0).values, x_all.max(0).values, mode
-    )
+    # nn.Linear initialises from torch's global RNG only: seed it from ``generator`` in a
+    # forked state (the caller's global state is restored)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed_from(generator))
+        gen = recovery_generator(
+            num_nodes, x_all.size(1), hidden, x_all.min(0).values, x_all.max(0).values, mode
+        )
     optimiser = torch.optim.Adam(gen.parameters(), lr=lr)
     weighted = model.supports_edge_weight
     was_training = model.training
