@@ -13,12 +13,12 @@ from torch_geometric.data import Data
 
 from gnnbackdoor.defenses import DEFENSES, InputShield
 from gnnbackdoor.defenses.graphprot import (
+    Clustering,
     GraphProt,
     GraphProtR,
     GraphProtT,
     GraphProtTF,
     dense_adjacency,
-    kmeans,
     majority_vote,
 )
 from gnnbackdoor.errors import ConfigError
@@ -61,21 +61,19 @@ class CountingModel:
         return torch.tensor([g.num_nodes % self.classes for g in graphs])
 
 
-@pytest.mark.parametrize("backend", ["numpy", "sklearn"])
-def test_filter_removes_the_trigger_that_is_minority_in_topology_and_features(backend):
+def test_filter_removes_the_trigger_that_is_minority_in_topology_and_features():
     graph = host_with_trigger()
-    shield = GraphProtT(backend=backend)
+    shield = GraphProtT()
     plan = shield.plan(graph)
     assert plan.removed == [10, 11, 12, 13]
     assert plan.kept == 10
 
 
-@pytest.mark.parametrize("backend", ["numpy", "sklearn"])
-def test_filter_keeps_a_topological_minority_with_ordinary_features(backend):
+def test_filter_keeps_a_topological_minority_with_ordinary_features():
     graph = host_with_trigger()
     graph.x = torch.zeros(14, 3)
     graph.x[:, 0] = 1  # every node alike in features: no feature minority
-    assert GraphProtT(backend=backend).plan(graph).removed == []
+    assert GraphProtT().plan(graph).removed == []
 
 
 def test_small_graphs_pass_the_filter_unchanged():
@@ -86,8 +84,7 @@ def test_small_graphs_pass_the_filter_unchanged():
 
 
 @pytest.mark.parametrize("cls", [GraphProtR, GraphProtT, GraphProtTF])
-@pytest.mark.parametrize("backend", ["numpy", "sklearn"])
-def test_disconnected_graphs_isolated_nodes_and_no_edges_do_not_crash(cls, backend):
+def test_disconnected_graphs_isolated_nodes_and_no_edges_do_not_crash(cls):
     pieces = clique_pairs([0, 1, 2]) + clique_pairs([3, 4, 5]) + [(6, 7)]  # 8, 9 isolated
     graphs = [
         Data(
@@ -97,7 +94,7 @@ def test_disconnected_graphs_isolated_nodes_and_no_edges_do_not_crash(cls, backe
         Data(x=torch.rand(7, 4), edge_index=torch.empty(2, 0, dtype=torch.long)),
         Data(x=torch.ones(1, 4), edge_index=torch.empty(2, 0, dtype=torch.long)),
     ]
-    result = cls(backend=backend).predict(CountingModel(), graphs)
+    result = cls().predict(CountingModel(), graphs)
     assert result.labels.shape == (3,)
 
 
@@ -202,14 +199,46 @@ def test_deterministic_and_independent_of_the_rest_of_the_batch(cls):
     assert alone.details[0] == first.details[5]
 
 
+def _draws(shield: GraphProt, graph: Data, **kwargs) -> tuple:
+    model = CountingModel()
+    shield.predict(model, [graph], **kwargs)
+    return tuple(tuple(s.x.sum(0).tolist()) for s in model.seen)
+
+
 def test_random_state_changes_the_draw():
     graph = two_cliques(size=10, features=8)
-    seen = []
-    for seed in range(4):
-        model = CountingModel()
-        GraphProtTF(random_state=seed).predict(model, [graph])
-        seen.append(tuple(tuple(s.x.sum(0).tolist()) for s in model.seen))
-    assert len(set(seen)) > 1
+    assert len({_draws(GraphProtTF(random_state=seed), graph) for seed in range(4)}) > 1
+
+
+def test_the_seed_handed_in_is_the_only_source_of_randomness():
+    """``seed=`` overrides ``random_state``; an int seed or a generator gives the same draws
+    every time, whatever torch's or NumPy's global state."""
+    graph = two_cliques(size=10, features=8)
+    shield = GraphProtTF(random_state=0)
+    assert _draws(shield, graph, seed=5) == _draws(GraphProtTF(random_state=5), graph)
+    assert len({_draws(shield, graph, seed=s) for s in range(4)}) > 1
+    torch.manual_seed(1)
+    np.random.seed(1)
+    first = _draws(shield, graph, seed=np.random.default_rng(9))
+    torch.manual_seed(2)
+    np.random.seed(2)
+    assert _draws(shield, graph, seed=np.random.default_rng(9)) == first
+    with pytest.raises(ValueError, match="seed"):
+        shield.predict(CountingModel(), [graph], seed=-1)
+
+
+def test_clustering_separates_cliques_and_feature_blobs():
+    clustering = Clustering()
+    rng = np.random.default_rng(0)
+    adjacency = dense_adjacency(two_cliques(size=5).edge_index.numpy(), 10)
+    labels = clustering.spectral(adjacency, 2, rng)
+    assert len(set(labels[:5])) == 1 and len(set(labels[5:])) == 1 and labels[0] != labels[5]
+    assert clustering.spectral(adjacency, 1, rng).tolist() == [0] * 10
+    assert sorted(clustering.spectral(adjacency[:3, :3], 3, rng).tolist()) == [0, 1, 2]
+    points = np.concatenate([rng.normal(0, 0.1, (6, 2)), rng.normal(5, 0.1, (4, 2))])
+    labels = clustering.mixture(points, rng)
+    assert len(set(labels[:6])) == 1 and len(set(labels[6:])) == 1 and labels[0] != labels[6]
+    assert clustering.mixture(np.ones((5, 3)), rng).tolist() == [0] * 5
 
 
 def test_empty_batch_makes_no_query():
@@ -227,15 +256,6 @@ def test_bad_graphs_and_bad_models_raise():
         GraphProtR().predict(lambda gs: torch.zeros(1, dtype=torch.long), [two_cliques()])
 
 
-def test_kmeans_separates_two_blobs_and_handles_degenerate_input():
-    rng = np.random.default_rng(0)
-    points = np.concatenate([rng.normal(0, 0.1, (6, 2)), rng.normal(5, 0.1, (4, 2))])
-    labels = kmeans(points, 2, rng)
-    assert len(set(labels[:6])) == 1 and len(set(labels[6:])) == 1 and labels[0] != labels[6]
-    assert kmeans(np.ones((5, 3)), 2, rng).tolist() == [0] * 5
-    assert sorted(kmeans(points[:3], 3, rng).tolist()) == [0, 1, 2]
-
-
 def test_registered_names_and_parameter_validation():
     assert DEFENSES.get("graphprot-r") is GraphProtR
     assert DEFENSES.get("graphprot-t") is GraphProtT
@@ -248,7 +268,7 @@ def test_registered_names_and_parameter_validation():
         {"feature_fraction": 1.5},
         {"filter_min_nodes": 2},
         {"covariance_type": "full"},
-        {"backend": "torch"},
+        {"kmeans_init": 0},
         {"random_state": -1},
     ]:
         with pytest.raises(ConfigError):
