@@ -27,9 +27,8 @@ Decisions the paper leaves open (see also ``docs/reproduction/graphprot.md``):
   ``k`` smallest eigenvalues of the normalised Laplacian, clustered by k-means; disconnected
   graphs are fine, isolated nodes get a tiny affinity to every node) and
   ``GaussianMixture(2, covariance_type, reg_covar)`` on the node features. A hand-written
-  NumPy version (eigh + k-means++/Lloyd, EM) was 12x faster but did not give the same
-  partitions on representative graphs (AIDS: 90 % of the 2-way spectral partitions, 47 % of
-  the mixture's), so it was removed (issue 13).
+  NumPy version (eigh + k-means++/Lloyd, EM) was faster but did not give the same
+  partitions on representative graphs, so it was removed (``docs/graphprot_clustering.md``).
 * The mixture uses diagonal covariances with ``gmm_reg_covar`` added (one-hot features make
   full covariances singular); ``covariance_type="spherical"`` is the other robust choice.
 * Randomness: one seed per call (``predict(..., seed=)``, by default ``random_state``). Each
@@ -93,7 +92,7 @@ class Clustering:
     """GraphProt's two clusterings, scikit-learn's estimators (the reference).
 
     Attributes:
-        n_init: k-means restarts inside spectral clustering (scikit-learn's default 10).
+        n_init: k-means restarts inside spectral clustering.
         covariance_type: ``diag`` or ``spherical`` covariances of the feature mixture.
         reg_covar: Added to the mixture's variances.
     """
@@ -172,8 +171,9 @@ class GraphProt(InputShield):
         filter_min_nodes: Graphs with fewer nodes pass the filter unchanged (>= 3).
         covariance_type: ``diag`` or ``spherical`` covariances of the feature mixture.
         gmm_reg_covar: Added to the mixture's variances (one-hot features need it).
-        kmeans_init: k-means restarts inside spectral clustering (scikit-learn's
-            ``n_init``, default 10 as in scikit-learn).
+        kmeans_init: k-means restarts inside spectral clustering (``SpectralClustering``'s
+            ``n_init``; 3 rather than scikit-learn's 10: the restarts are most of the
+            shield's cost).
         random_state: The default seed of :meth:`predict` (the service's, for one).
     """
 
@@ -190,7 +190,7 @@ class GraphProt(InputShield):
     filter_min_nodes: int = 5
     covariance_type: str = "diag"
     gmm_reg_covar: float = 1e-3
-    kmeans_init: int = 10
+    kmeans_init: int = 3
     random_state: int = 0
 
     def __post_init__(self) -> None:
@@ -242,7 +242,7 @@ class GraphProt(InputShield):
             ValueError: a graph has no nodes or no features, or ``predict_fn`` returns a
                 number of labels other than the number of subgraphs sent.
         """
-        # Many tiny eigh/matmul calls: BLAS threads only add contention (10-50x slower); and
+        # Many tiny clustering calls: BLAS threads only add contention; and
         # thousands of small Data objects would trigger full garbage collections over every
         # graph in memory, so the collector waits until the subgraphs are built.
         gc_was_enabled = gc.isenabled()
