@@ -48,7 +48,7 @@ def same(a: Any, b: Any) -> bool:
     """Equality of configuration values: numbers by value (``1 == 1.0``), everything else
     exactly (``True`` is not ``1``, ``None`` only equals ``None``)."""
     if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
+        return a is b
     if isinstance(a, int | float) and isinstance(b, int | float):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -79,8 +79,13 @@ def where(
 
 
 def differs(record: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
-    """The paths of ``settings`` whose value in ``record`` is another one."""
-    return [path for path, value in settings.items() if not same(resolved(record, path), value)]
+    """The paths of ``settings`` whose value in ``record`` is another one (a path the
+    record's configuration lacks does not differ: the component has no such setting)."""
+    return [
+        path
+        for path, value in settings.items()
+        if not same(resolved(record, path, default=value), value)
+    ]
 
 
 def shown(value: Any) -> str:
