@@ -54,9 +54,17 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
             epochs, _ = cell(runs, "clean_epochs", scale=1.0)
             val_text, _ = cell(runs, "clean_val_auc")
             link_body.append(
-                [dataset, model, auc_text, num(paper), num(gap, signed=True), ap_text, val_text,
-                 epochs]
-            )  # fmt: skip
+                [
+                    dataset,
+                    model,
+                    auc_text,
+                    num(paper),
+                    num(gap, signed=True),
+                    ap_text,
+                    val_text,
+                    epochs,
+                ]
+            )
     graph_body = []
     graph_short: list[str] = []
     variants = [(d, d, graph_clean) for d in GRAPH_DATASETS]
@@ -89,10 +97,18 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
             )
     return template.render(
         link_table=markdown_table(
-            ["dataset", "model", "AUC (ours)", "AUC (paper)", "gap", "AP (ours)", "val AUC",
-             "epochs"],
+            [
+                "dataset",
+                "model",
+                "AUC (ours)",
+                "AUC (paper)",
+                "gap",
+                "AP (ours)",
+                "val AUC",
+                "epochs",
+            ],
             link_body,
-        ),  # fmt: skip
+        ),
         within=sum(g <= GAP for g in gaps if g == g),
         measured=len(gaps),
         lr_table=markdown_table(

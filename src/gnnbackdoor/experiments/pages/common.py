@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gnnbackdoor.experiments.report import aggregate, fmt
+from gnnbackdoor.experiments.report import fmt, mean_std
 
 #: Fields of a record itself (not of its configuration) that selections may name.
 RECORD_FIELDS = ("task", "dataset", "model", "attack", "defense", "seed")
@@ -99,12 +99,12 @@ def shown(value: Any) -> str:
 
 
 def cell(records: list[dict[str, Any]], metric: str, scale: float = 100.0) -> tuple[str, float]:
-    """``("mean ± std (n)", mean)`` of ``metric`` over ``records``; ``("—", nan)`` if none."""
+    """``("mean ± std (n)", mean)`` of ``metric`` over ``records`` (all of them: a page has
+    already selected the runs of one cell); ``("—", nan)`` if none."""
     if not records:
         return "—", float("nan")
-    group = next(iter(aggregate(records, fields=()).values()))
-    mean, std = group["metrics"].get(metric, (float("nan"), float("nan")))
-    return f"{fmt(mean, std, scale)} ({group['n']})", mean * scale
+    mean, std = mean_std([r.get("metrics", {}).get(metric, float("nan")) for r in records])
+    return f"{fmt(mean, std, scale)} ({len(records)})", mean * scale
 
 
 def paper_value(row: dict[str, str] | None, column: str) -> float:
@@ -139,3 +139,16 @@ def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
 def unique(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """``records`` without repeats of the same record object, in first-seen order."""
     return list({id(r): r for r in records}.values())
+
+
+def nested(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted settings as a nested configuration: ``{"attack.target_class": 1}`` ->
+    ``{"attack": {"target_class": 1}}`` (the shape of ``record["config"]``)."""
+    config: dict[str, Any] = {}
+    for path, value in settings.items():
+        *sections, field = path.split(".")
+        node = config
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[field] = value
+    return config

@@ -9,10 +9,10 @@ from typing import Any
 from gnnbackdoor.experiments.pages import page
 from gnnbackdoor.experiments.pages.common import (
     cell,
+    differs,
     num,
     paper_value,
     provenance,
-    unique,
     where,
 )
 from gnnbackdoor.experiments.pages.template import PageTemplate
@@ -64,6 +64,14 @@ def _protocol(records: list[dict[str, Any]], keys: dict[str, Any]) -> list[dict[
     """The attacked runs of ``records`` whose resolved settings match ``keys``."""
     return [r for r in where(records, keys) if r.get("attack")]
 
+
+#: Settings of the trigger and the victim that defended sweeps also vary (GraphProt's Fig. 3
+#: trigger patterns, victims trained on subgraphs), at this page's values: a defended run
+#: with another value measured another attack or victim and never fills a cell here.
+SAME_ATTACK_AND_VICTIM: dict[str, Any] = {
+    "attack.pattern": "erdos_renyi",
+    "train.subgraph_augmentation": 0.0,
+}
 
 #: Marks on cells whose figures come from a defended sweep's records (see ``_source``).
 SOURCE_MARKS = {"graphprot": "ᴾ", "gcleaner": "ᴳ"}
@@ -160,7 +168,11 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     """Graph-classification backdoor attacks beside GraphProt and GCleaner."""
     template = template or PageTemplate.load("graph_attacks")
     graph = [r for r in records if r.get("task") == "graph" and not r.get("defense")]
-    defended = [r for r in records if r.get("task") == "graph" and r.get("defense")]
+    defended = [
+        r
+        for r in records
+        if r.get("task") == "graph" and r.get("defense") and not differs(r, SAME_ATTACK_AND_VICTIM)
+    ]
     gp_records = _protocol(graph, GRAPHPROT)
     gc_records = _protocol(graph, GCLEANER)
     gp_defended = _protocol(defended, GRAPHPROT)

@@ -216,8 +216,12 @@ def _quoted() -> dict[str, float]:
 def _paper_rows(table1, table2) -> list[dict[str, Any]]:
     """Every (table row set, variant) of the paper's Tables 1-2 as summary entries."""
     rows: list[dict[str, Any]] = []
-    blocks = [([r for r in table1 if r["model"] == t], {"model": t}) for t in TABLE1_MODELS.values()]
-    blocks += [([r for r in table2 if r["attack"] == t], {"attack": t}) for t in TABLE2_ATTACKS.values()]
+    blocks = [
+        ([r for r in table1 if r["model"] == t], {"model": t}) for t in TABLE1_MODELS.values()
+    ]
+    blocks += [
+        ([r for r in table2 if r["attack"] == t], {"attack": t}) for t in TABLE2_ATTACKS.values()
+    ]
     for paper_rows, keys in blocks:
         for dataset in DATASETS:
             p_bd = _paper(paper_rows, defense="Backdoored Model", dataset=dataset, **keys)
