@@ -27,6 +27,7 @@ MODELS = ["gae", "vgae", "gic", "arga", "arvga"]
 OFFICIAL_CODE = "link_backdoor_official_code_cora.csv"
 #: The white-box protocol (resolved settings); the page's other sections vary one of them.
 WHITE_BOX = {"attack.p": 0.1, "attack.surrogate": None, "attack.warmup_epochs": 0}
+CONTROL_P = 0.001  # the poisoning ratio of the no-trigger-rate control runs
 ASR_TARGET = 83.0  # points
 BPD_TARGET = 4.1  # points
 
@@ -57,6 +58,13 @@ def _injection_text(
         if name in sizes
     ]
     return template.fragment("injection", sizes="; ".join(parts)) if parts else ""
+
+
+def _poison_targets(records: list[dict[str, Any]]) -> str:
+    """The poisoning target links of ``records`` (``attack_info.num_poison_targets``; one
+    number, or the distinct ones joined by '/'; ``"—"`` when none recorded it)."""
+    counts = sorted({r.get("attack_info", {}).get("num_poison_targets") for r in records} - {None})
+    return "/".join(f"{c:,}" for c in counts) or "—"
 
 
 def _p_rows(
@@ -281,7 +289,9 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
                                                    "clean_model_asr")]
                 )  # fmt: skip
 
-    control_rows = _p_rows(mine, "Cora", 0.001, "0.001 (4 targets)")
+    control = where(mine, {**WHITE_BOX, "attack.p": CONTROL_P}, dataset="Cora")
+    control_targets = _poison_targets(control)
+    control_rows = _p_rows(mine, "Cora", CONTROL_P, f"{CONTROL_P:g} ({control_targets} targets)")
     sizes = _bench_sizes()
     cs_p_rows = _p_rows(mine, "CS", 0.01, "0.01")
 
@@ -355,6 +365,8 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         if ablation
         else "No no-inj records.",
         control_table=_p_table(control_rows, "No control records."),
+        control_targets=control_targets,
+        default_targets=_poison_targets(_white(mine, "Cora", "gae")),
         injection_cs=_injection_text(template, sizes, ("CS", "Cora")),
         cs_p_table=_p_table(cs_p_rows, "No CS p = 0.01 records."),
         warm_table=markdown_table(
