@@ -94,3 +94,15 @@ def test_every_committed_page_is_what_its_records_give(name, monkeypatch):
     committed = ROOT / "docs" / "reproduction" / f"{name.replace('-', '_')}.md"
     assert name in PAGES
     assert render_page(name) == committed.read_text()
+
+
+def test_report_page_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from gnnbackdoor.cli import main
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "page.md"
+    assert main(["report", "--page", "clean_models", "--out", str(out)]) == 0
+    assert out.read_text() == (ROOT / "docs/reproduction/clean_models.md").read_text()
+    assert main(["report", "--page", "clean_models", "--templates", str(tmp_path)]) == 2
+    assert "no template for page 'clean_models'" in capsys.readouterr().err
+    assert main(["report"]) == 2
