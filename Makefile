@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The offline dataset mirror: $GNNBACKDOOR_DATA_MIRROR, else ../shared/datasets if present.
 MIRROR ?= $(or $(GNNBACKDOOR_DATA_MIRROR),$(wildcard $(abspath ../shared/datasets)))
 
-.PHONY: setup demo test lint clean-models bench
+.PHONY: setup demo test lint clean-models bench pages
 
 setup: $(VENV)/.installed
 
@@ -28,9 +28,21 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Every reproduction page from the committed records (no run): each page reads its own
+# results/<folder>/records.jsonl (graph_attacks also graphprot's and gcleaner's) and its
+# prose from docs/reproduction/templates/<page>.md.
+PAGES := clean_models link_backdoor graph_attacks graphprot graphprot-ablations gcleaner
+
+pages: setup
+	@for page in $(PAGES); do \
+		out=docs/reproduction/$$(echo $$page | tr - _).md; \
+		echo "$$out"; \
+		$(BIN)/gnnbackdoor report --page $$page --out $$out || exit 1; \
+	done
+
 clean-models: setup
 	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/gnnbackdoor sweep experiments/clean_models.yaml --out results/clean_models --threads 1
-	$(BIN)/gnnbackdoor report results/clean_models --page clean_models --out docs/reproduction/clean_models.md
+	$(BIN)/gnnbackdoor report --page clean_models --out docs/reproduction/clean_models.md
 
 bench: setup
 	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/python bench/foundation_speed.py

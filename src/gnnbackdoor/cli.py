@@ -83,8 +83,19 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_data_options(sweep)
 
     report = commands.add_parser("report", help="Markdown tables from records")
-    report.add_argument("records", type=Path, nargs="+", help="records.jsonl files or folders")
+    report.add_argument(
+        "records",
+        type=Path,
+        nargs="*",
+        help="records.jsonl files or folders (with --page: default the page's own folders)",
+    )
     report.add_argument("--page", default=None, help="a reproduction page (see 'list')")
+    report.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="folder of page templates (default docs/reproduction/templates)",
+    )
     report.add_argument("--paper", type=Path, default=None, help="CSV of published figures")
     report.add_argument("--paper-columns", nargs="+", default=None)
     report.add_argument("--metrics", nargs="+", default=None)
@@ -211,18 +222,19 @@ def _summarise(written: list[dict], total: int) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from gnnbackdoor.experiments.pages import PAGES, load_pages
+    from gnnbackdoor.experiments.pages import render_page
     from gnnbackdoor.experiments.records import iter_record_files, read_records
     from gnnbackdoor.experiments.report import generic_report
 
-    files = list(iter_record_files(args.records))
-    if not files:
-        raise UserError(f"no records.jsonl under {', '.join(map(str, args.records))}")
-    records = [r for f in files for r in read_records(f)]
     if args.page:
-        load_pages()
-        text = PAGES.get(args.page)(records)
+        text = render_page(args.page, args.records, args.templates)
     else:
+        if not args.records:
+            raise UserError("name the records files or folders to report on")
+        files = list(iter_record_files(args.records))
+        if not files:
+            raise UserError(f"no records.jsonl under {', '.join(map(str, args.records))}")
+        records = [r for f in files for r in read_records(f)]
         text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

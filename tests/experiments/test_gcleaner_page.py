@@ -1,18 +1,22 @@
-"""The gcleaner page renders from records alone and puts the paper's rows beside ours."""
+"""The gcleaner page renders from records alone and puts the paper's rows beside ours;
+records are selected by their resolved configuration, never by their overrides' text."""
 
 from __future__ import annotations
 
 from gnnbackdoor.experiments.pages import PAGES, load_pages
+from gnnbackdoor.experiments.pages.common import nested
+from gnnbackdoor.experiments.pages.gcleaner import ABLATION_SETTINGS
 
 PROTOCOL = {
-    "data.train_fraction": "0.8",
-    "attack.trigger_fraction": "0.3",
-    "attack.poison_validation": "true",
+    "data.train_fraction": 0.8,
+    "attack.trigger_fraction": 0.3,
+    "attack.poison_validation": True,
+    "attack.target_class": 1,
 }
 
 
-def record(seed: int, defended_asr: float, **defense: str) -> dict:
-    overrides = {**PROTOCOL, **{f"defense.{k}": v for k, v in defense.items()}}
+def record(seed: int, defended_asr: float, **defense) -> dict:
+    settings = {**PROTOCOL, **ABLATION_SETTINGS, **{f"defense.{k}": v for k, v in defense.items()}}
     return {
         "task": "graph",
         "dataset": "AIDS",
@@ -20,8 +24,8 @@ def record(seed: int, defended_asr: float, **defense: str) -> dict:
         "attack": "sba",
         "defense": "gcleaner",
         "seed": seed,
-        "overrides": overrides,
-        "config": {"attack": {"target_class": 1}},
+        "overrides": {k: str(v) for k, v in defense.items()},  # information only
+        "config": nested(settings),
         "metrics": {
             "backdoored_acc": 0.97,
             "asr": 0.95,
@@ -46,7 +50,7 @@ def test_page_shows_ours_beside_the_paper():
         record(0, 0.04),
         record(1, 0.06),
         record(2, 0.05),
-        record(0, 0.2, num_trigger_nodes="5"),
+        record(0, 0.2, num_trigger_nodes=5),
     ]
     text = PAGES.get("gcleaner")(records)
     row = next(line for line in text.splitlines() if line.startswith("| AIDS | Sub-BA"))
@@ -61,3 +65,21 @@ def test_page_shows_ours_beside_the_paper():
     )
     assert "| 80.00 ± 0.00 (3) | 30.00 ± 0.00 (3) | 10.00 ± 0.00 (3) |" in recovery
     assert "met on 1 of 1 measured rows" in text
+
+
+def test_selection_reads_the_resolved_configuration_not_the_overrides():
+    load_pages()
+    records = [record(0, 0.04), record(1, 0.06), record(2, 0.05)]
+    # a default spelled out on the command line is the same run as an omitted one
+    records[0]["overrides"] = {"defense.num_trigger_nodes": "3", "defense.holding_rate": "0.03"}
+    # overrides that say nothing do not make an ablation run a Table III run
+    varied = record(0, 0.2, num_trigger_nodes=5)
+    varied["overrides"] = {}
+    text = PAGES.get("gcleaner")([*records, varied])
+    row = next(line for line in text.splitlines() if line.startswith("| AIDS | Sub-BA"))
+    assert "5.00 ± 1.00 (3)" in row
+    n5 = next(line for line in text.splitlines() if line.startswith("| 5 |"))
+    assert "20.00 ± 0.00 (1)" in n5
+    other = record(0, 0.9)
+    other["config"]["data"]["train_fraction"] = 0.6667  # another protocol: not on the page
+    assert PAGES.get("gcleaner")([*records, varied, other]).count("(3)") == text.count("(3)")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from gnnbackdoor.experiments.pages import PAGES, load_pages
+from gnnbackdoor.experiments.pages.common import nested
 
 
-def record(seed: int, asr: float, target: str = "1") -> dict:
+def record(seed: int, asr: float, target: int = 1) -> dict:
     return {
         "task": "graph",
         "dataset": "AIDS",
@@ -13,11 +14,14 @@ def record(seed: int, asr: float, target: str = "1") -> dict:
         "attack": "gta",
         "defense": None,
         "seed": seed,
-        "overrides": {
-            "data.train_fraction": "0.6667",
-            "attack.trigger_size": "5",
-            "attack.target_class": target,
-        },
+        "overrides": {},
+        "config": nested(
+            {
+                "data.train_fraction": 0.6667,
+                "attack.trigger_size": 5,
+                "attack.target_class": target,
+            }
+        ),
         "metrics": {"clean_acc": 0.9, "backdoored_acc": 0.89, "asr": asr, "clean_model_asr": 0.1},
         "attack_info": {"trigger_size": 5},
         "versions": {"git_commit": "abc", "torch": "t", "torch_geometric": "p"},
@@ -37,7 +41,7 @@ def test_page_shows_ours_beside_graphprot():
 def test_target_class_0_runs_get_their_own_table():
     load_pages()
     runs = [record(0, 1.0), record(1, 0.98), record(2, 0.99)]
-    runs += [record(0, 0.5, target="0"), record(1, 0.7, target="0")]
+    runs += [record(0, 0.5, target=0), record(1, 0.7, target=0)]
     text = PAGES.get("graph_attacks")(runs)
     main, _, rest = text.partition("### Target class 0")
     assert "60.00 ± 14.14 (2)" in rest and "60.00" not in main

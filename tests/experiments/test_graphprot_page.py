@@ -4,12 +4,17 @@ summary's ASR reduction and accuracy drop computed from the rows shown."""
 from __future__ import annotations
 
 from gnnbackdoor.experiments.pages import PAGES, load_pages
+from gnnbackdoor.experiments.pages.common import nested
 
-OVERRIDES = {
-    "data.train_fraction": "0.6667",
-    "attack.trigger_size": "5",
-    "train.max_epochs": "60",
-    "attack.target_class": "1",
+SETTINGS = {
+    "data.train_fraction": 0.6667,
+    "attack.trigger_size": 5,
+    "attack.target_class": 1,
+    "train.max_epochs": 60,
+    "train.patience": 20,
+    "defense.num_subgraphs": 5,
+    "defense.sample_rate": 0.2,
+    "defense.feature_fraction": 0.8,
 }
 
 
@@ -21,7 +26,7 @@ def record(seed: int, defense: str, defended_asr: float) -> dict:
         "attack": "gta",
         "defense": defense,
         "seed": seed,
-        "overrides": OVERRIDES,
+        "overrides": {"train.max_epochs": "60"},  # information only
         "metrics": {
             "clean_acc": 0.9,
             "backdoored_acc": 0.88,
@@ -34,7 +39,7 @@ def record(seed: int, defense: str, defended_asr: float) -> dict:
             "queried_graphs": 75,
             "filter_removed_node_fraction": 0.1,
         },
-        "config": {"train": {"max_epochs": 60, "patience": 20}},
+        "config": nested(SETTINGS),
         "versions": {"git_commit": "abc", "torch": "t", "torch_geometric": "p"},
     }
 
@@ -57,7 +62,7 @@ def test_page_rows_summary_and_coverage():
     assert "| 5.00 |" in summary  # clean 90 - shielded 85
     assert "1 of 30 (model, attack, dataset) rows measured" in text
     assert "AIDS: ≤ 60 (patience 20)" in text
-    other = dict(records[0], overrides={"data.train_fraction": "0.8"})
+    other = dict(records[0], config=nested({**SETTINGS, "data.train_fraction": 0.8}))
     assert PAGES.get("graphprot")([*records, other]).count("(3)") == text.count("(3)")
 
 
@@ -94,17 +99,17 @@ def test_diagnosis_table_only_from_records_that_carry_the_diagnostics():
     assert "In 1 of 1 rows" not in PAGES.get("graphprot")(plain + gta)  # findings: SBA/Motif
 
 
-def ablated(seed: int, defense: str, defended_asr: float, **overrides: str) -> dict:
+def ablated(seed: int, defense: str, defended_asr: float, **settings) -> dict:
     r = record(seed, defense, defended_asr)
-    r["overrides"] = {**OVERRIDES, **overrides}
+    r["config"] = nested({**SETTINGS, **settings})
     return r
 
 
 def test_ablation_records_stay_out_of_the_paper_tables_and_fill_their_own_page():
     load_pages()
     protocol = [record(seed, "graphprot-r", 0.3) for seed in range(3)]
-    n_one = [ablated(s, "graphprot-r", 0.9, **{"defense.num_subgraphs": "1"}) for s in range(3)]
-    p_one = [ablated(s, "graphprot-r", 0.5, **{"defense.sample_rate": "1.0"}) for s in range(2)]
+    n_one = [ablated(s, "graphprot-r", 0.9, **{"defense.num_subgraphs": 1}) for s in range(3)]
+    p_one = [ablated(s, "graphprot-r", 0.5, **{"defense.sample_rate": 1.0}) for s in range(2)]
     main = PAGES.get("graphprot")(protocol)
     assert PAGES.get("graphprot")([*protocol, *n_one, *p_one]) == main
 

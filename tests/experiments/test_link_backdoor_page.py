@@ -6,6 +6,7 @@ import math
 
 from gnnbackdoor.experiments.blackbox_matrix import build_matrix, main, plot
 from gnnbackdoor.experiments.pages import PAGES, load_pages
+from gnnbackdoor.experiments.pages.common import nested
 from gnnbackdoor.experiments.records import append_record
 
 METRICS = {
@@ -27,7 +28,10 @@ def record(model: str, seed: int, surrogate: str | None = None, asr: float = 0.9
         "attack": "link-backdoor",
         "defense": None,
         "seed": seed,
-        "overrides": {"attack.surrogate": surrogate} if surrogate else {},
+        "overrides": {},
+        "config": nested(
+            {"attack.p": 0.1, "attack.surrogate": surrogate, "attack.warmup_epochs": 0}
+        ),
         "metrics": {**METRICS, "asr": asr},
         "timings": {"per_update_s": 0.01, "total_s": 30.0},
         "versions": {"git_commit": "abc"},

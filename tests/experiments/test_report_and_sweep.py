@@ -80,7 +80,10 @@ def test_reference_tables_ship_with_the_package():
 
 def test_clean_models_page_renders_from_records_only():
     load_pages()
-    text = PAGES.get("clean_models")([_record(0, 0.9), _record(1, 0.92)])
+    records = [_record(0, 0.9), _record(1, 0.92), _record(2, 0.5)]
+    for r, lr in zip(records, (0.01, 0.01, 0.001), strict=True):
+        r["config"] = {"train": {"lr": lr}}
+    text = PAGES.get("clean_models")(records)
     assert "| Cora | gae | 91.00 ± 1.41 (2) | 90.67 | +0.33 |" in text
     assert "Provenance" in text and "2 records" in text
 

@@ -67,25 +67,28 @@ def _attack_records(records: list[dict[str, Any]], dataset: str) -> list[dict[st
     ]
 
 
+#: The Link-Backdoor settings of the matrix's runs (resolved values): every other setting
+#: at the white-box protocol's value, only ``attack.surrogate`` varies.
+PROTOCOL = {"attack.p": 0.1, "attack.warmup_epochs": 0}
+
+
 def surrogate_of(record: dict[str, Any]) -> str | None:
-    """The surrogate a record's trigger was optimised on (``None``: white-box)."""
-    overrides = record.get("overrides") or {}
-    for key in ("attack.surrogate", "surrogate"):
-        if overrides.get(key) not in (None, "", "none", "null"):
-            return str(overrides[key]).lower()
-    return None
+    """The surrogate a record's trigger was optimised on (its resolved
+    ``attack.surrogate``; ``None``: white-box)."""
+    from gnnbackdoor.experiments.pages.common import resolved
+
+    value = resolved(record, "attack.surrogate", default=None)
+    return None if value in (None, "", "none", "null") else str(value).lower()
 
 
 def build_matrix(
     records: list[dict[str, Any]], dataset: str, models: list[str] | None = None
 ) -> BlackBoxMatrix:
-    """The matrix from records (only records without other overrides count)."""
+    """The matrix from records (only records of :data:`PROTOCOL`'s settings count)."""
+    from gnnbackdoor.experiments.pages.common import where
+
     models = models or MODELS_ORDER
-    mine = [
-        r
-        for r in _attack_records(records, dataset)
-        if set(r.get("overrides") or {}) <= {"attack.surrogate", "surrogate"}
-    ]
+    mine = where(_attack_records(records, dataset), PROTOCOL)
     asr: list[list[float]] = []
     seeds: list[list[int]] = []
     black_seeds: dict[str, set[int]] = {m: set() for m in models}

@@ -6,8 +6,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gnnbackdoor.experiments.pages import PAGES
-from gnnbackdoor.experiments.pages.common import cell, num, paper_value, provenance, select
+from gnnbackdoor.experiments.pages import page
+from gnnbackdoor.experiments.pages.common import (
+    cell,
+    differs,
+    num,
+    paper_value,
+    provenance,
+    where,
+)
+from gnnbackdoor.experiments.pages.template import PageTemplate
 from gnnbackdoor.experiments.report import markdown_table, paper_lookup, reference_table
 
 ATTACKS = ["sba", "gta", "exp-ba", "motif-ba"]
@@ -18,20 +26,20 @@ GCLEANER_DATASETS = ["AIDS", "COLLAB", "Fingerprint", "Bitcoin"]
 #: The registered dataset behind a GCleaner table name (its 1,661-graph Fingerprint subset).
 GCLEANER_RECORD_NAMES = {"Fingerprint": "Fingerprint4"}
 
-#: The two protocols, told apart by the records' overrides (target class 1 in both).
+#: The two protocols, as resolved settings (target class 1 in both).
 GRAPHPROT = {
-    "data.train_fraction": "0.6667",
-    "attack.trigger_size": "5",
-    "attack.target_class": "1",
+    "data.train_fraction": 0.6667,
+    "attack.trigger_size": 5,
+    "attack.target_class": 1,
 }
 GCLEANER = {
-    "data.train_fraction": "0.8",
-    "attack.trigger_fraction": "0.3",
-    "attack.poison_validation": "true",
-    "attack.target_class": "1",
+    "data.train_fraction": 0.8,
+    "attack.trigger_fraction": 0.3,
+    "attack.poison_validation": True,
+    "attack.target_class": 1,
 }
 #: GraphProt's protocol with the other target class (GraphProt does not state its target).
-GRAPHPROT_TARGET0 = {**GRAPHPROT, "attack.target_class": "0"}
+GRAPHPROT_TARGET0 = {**GRAPHPROT, "attack.target_class": 0}
 
 ASR_SLACK = 5.0  # points: ASR within 5 of the paper's, or higher
 ACC_SLACK = 2.0  # points: backdoored accuracy within 2 of the clean model's
@@ -52,13 +60,18 @@ HEADER = [
 ]
 
 
-def _protocol(records: list[dict[str, Any]], keys: dict[str, str]) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in records
-        if r.get("attack") and all((r.get("overrides") or {}).get(k) == v for k, v in keys.items())
-    ]
+def _protocol(records: list[dict[str, Any]], keys: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attacked runs of ``records`` whose resolved settings match ``keys``."""
+    return [r for r in where(records, keys) if r.get("attack")]
 
+
+#: Settings of the trigger and the victim that defended sweeps also vary (GraphProt's Fig. 3
+#: trigger patterns, victims trained on subgraphs), at this page's values: a defended run
+#: with another value measured another attack or victim and never fills a cell here.
+SAME_ATTACK_AND_VICTIM: dict[str, Any] = {
+    "attack.pattern": "erdos_renyi",
+    "train.subgraph_augmentation": 0.0,
+}
 
 #: Marks on cells whose figures come from a defended sweep's records (see ``_source``).
 SOURCE_MARKS = {"graphprot": "ᴾ", "gcleaner": "ᴳ"}
@@ -79,9 +92,9 @@ def _source(attack_only, defended, **cell_key) -> tuple[list[dict[str, Any]], st
     undefended figures of each defended sweep, the source with the most seeds (ties: the
     attack sweep, then GraphProt's, whose evaluation set is the whole test split, then
     GCleaner's, whose defender holds 3 % of the data out)."""
-    best: tuple[list[dict[str, Any]], str] = (select(attack_only, **cell_key), "")
+    best: tuple[list[dict[str, Any]], str] = (where(attack_only, **cell_key), "")
     for family, mark in SOURCE_MARKS.items():
-        runs = select(defended, **cell_key)
+        runs = where(defended, **cell_key)
         family_runs = _defended_stage(
             [r for r in runs if str(r.get("defense", "")).startswith(family)]
         )
@@ -123,19 +136,43 @@ def _row(runs, dataset, model, paper_bd, paper_clean, tally) -> list[str]:
     ]
 
 
-def _tally_line(tally: dict[str, int]) -> str:
-    return (
-        f"Measured rows: {tally['rows']}; backdoored accuracy within {ACC_SLACK:.0f} points of "
-        f"clean in {tally['acc_ok']}; ASR within {ASR_SLACK:.0f} points of the paper (or "
-        f"higher) in {tally['asr_ok']} of the {tally['with_paper']} rows with a paper figure."
-    )
+def _tally_line(template: PageTemplate, tally: dict[str, int]) -> str:
+    return template.fragment("tally", **tally, **_slack())
 
 
-@PAGES.register("graph_attacks")
-def render(records: list[dict[str, Any]]) -> str:
+def _slack() -> dict[str, str]:
+    return {"asr_slack": f"{ASR_SLACK:.0f}", "acc_slack": f"{ACC_SLACK:.0f}"}
+
+
+GCLEANER_HEADER = [
+    "attack",
+    "dataset",
+    "model",
+    "clean acc",
+    "backdoored acc",
+    "Δacc",
+    "ASR",
+    "clean-model ASR",
+    "paper acc",
+    "paper ASR",
+    "trigger nodes",
+    "targets",
+]
+
+
+@page(
+    "graph_attacks",
+    inputs=["results/graph_attacks", "results/graphprot", "results/gcleaner"],
+)
+def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
     """Graph-classification backdoor attacks beside GraphProt and GCleaner."""
+    template = template or PageTemplate.load("graph_attacks")
     graph = [r for r in records if r.get("task") == "graph" and not r.get("defense")]
-    defended = [r for r in records if r.get("task") == "graph" and r.get("defense")]
+    defended = [
+        r
+        for r in records
+        if r.get("task") == "graph" and r.get("defense") and not differs(r, SAME_ATTACK_AND_VICTIM)
+    ]
     gp_records = _protocol(graph, GRAPHPROT)
     gc_records = _protocol(graph, GCLEANER)
     gp_defended = _protocol(defended, GRAPHPROT)
@@ -155,62 +192,8 @@ def render(records: list[dict[str, Any]]) -> str:
             return gp_models(attack=attack, defense=role, dataset=dataset, model=model)
         return gp_attacks(attack=attack, defense=role, dataset=dataset)
 
-    parts = [
-        "# Backdoor attacks on graph classification: SBA, GTA, Exp-BA, Motif-BA",
-        "",
-        "Clean accuracy (clean model, clean test graphs), backdoored accuracy (backdoored "
-        "model, clean test graphs), ASR (backdoored model, triggered test graphs whose true "
-        "label is not the target) and clean-model ASR (the same triggered graphs on the clean "
-        "model), mean ± sample std over seeds (seeds in brackets), in points. Test graphs "
-        "smaller than the trigger carry no trigger and are left out of ASR. Targets: ASR "
-        f"within {ASR_SLACK:.0f} points of the paper's or higher, backdoored accuracy within "
-        f"{ACC_SLACK:.0f} points of clean. '—': not run (see Coverage at the end).",
-        "",
-        "Poisoning: `injection_ratio` × the training graphs are poisoned, drawn from the "
-        "non-target classes first (target-class graphs only when too few others can carry "
-        "the trigger); the trigger replaces every edge among its nodes. GTA writes generated "
-        "features onto its trigger nodes, kept in the clean features' domain (a one-hot row "
-        "for one-hot node labels, straight-through gradients; each feature between its "
-        "clean minimum and maximum for continuous ones), and learns its topology through "
-        "edge weights, which GIN and GCN accept; for GAT and SAGE only its feature generator "
-        "learns.",
-        "",
-        "Victims: three message-passing layers of width 64, mean pooling (GIN: sum), MLP head; "
-        "Adam, learning rate 0.005, batch 64, at most 200 epochs, early stopping on "
-        "validation accuracy (a tenth of the training graphs) with patience 40.",
-        "",
-        "Sources: cells without a mark come from this page's own sweep "
-        "(`experiments/graph_attacks.yaml`); where another sweep has more seeds of a cell, "
-        "the cell comes from it. Cells marked ᴾ come from the GraphProt sweep "
-        "(`experiments/graphprot.yaml`) and ᴳ from the GCleaner sweep "
-        "(`experiments/gcleaner.yaml`): a defended run measures clean accuracy, backdoored "
-        "accuracy, ASR and clean-model ASR before its defense acts, with the same attack "
-        "settings, so its figures are these same measurements (one per seed). Two "
-        "differences: the GraphProt sweep caps training at 60 epochs with patience 20 on "
-        "AIDS, PROTEINS, NCI1 and COLLAB (its comment in the YAML says why), and the GCleaner "
-        "sweep's defender holds 3 % of the data out of the test split.",
-        "",
-    ]
+    values: dict[str, Any] = {}
     gp_tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
-    parts += [
-        "## GraphProt protocol (GraphProt Tables 1 and 2)",
-        "",
-        "Train on 2/3 of the graphs (stratified), test on 1/3; trigger of 5 nodes; injection "
-        "ratio 0.1; target class 1 (GraphProt states neither ratio nor target). SBA: "
-        "Erdős–Rényi trigger, p = 0.8, random nodes. GTA: 20 bi-level epochs. Motif: the "
-        "rarest 5-node motif (never-seen motifs included, ties to the densest), placed on "
-        "the nodes whose removal most lowers the clean model's "
-        "confidence. Exp-BA: Erdős–Rényi trigger on the 5 nodes GNNExplainer ranks most "
-        "important (its ties broken by gradient saliency, then at random; the record counts "
-        "the graphs where every node scored alike, `graphs_without_importance`: most "
-        "of AIDS under GIN, whose clean models largely ignore the node features); logits are "
-        "scaled to at most 5 for the explainer, whose loss saturates otherwise. Paper columns: GTA "
-        "rows from "
-        "Table 1 (GCN, SAGE, GAT; no GIN), SBA and "
-        "Motif rows from Table 2, which does not name its victim model, so its figures are "
-        "shown beside every model; Exp-BA is not in GraphProt.",
-        "",
-    ]
     for attack in ATTACKS:
         body = []
         for dataset in GRAPHPROT_DATASETS:
@@ -226,13 +209,16 @@ def render(records: list[dict[str, Any]]) -> str:
                 row = _row(runs, dataset, model, paper_bd, paper_clean, gp_tally)
                 row[1] += mark
                 body.append(row)
-        parts += [f"### {ATTACK_TITLES[attack]}", "", markdown_table(HEADER, body), ""]
-    parts += [_tally_line(gp_tally), ""]
-    target0 = _target0_section(
-        _protocol(graph, GRAPHPROT_TARGET0), _protocol(defended, GRAPHPROT_TARGET0), graphprot_rows
+        values[f"{attack.replace('-', '')}_table"] = markdown_table(HEADER, body)
+    values["graphprot_tally"] = _tally_line(template, gp_tally)
+    target0, target0_used = _target0_section(
+        template,
+        _protocol(graph, GRAPHPROT_TARGET0),
+        _protocol(defended, GRAPHPROT_TARGET0),
+        graphprot_rows,
     )
-    parts += target0[0]
-    used += target0[1]
+    values["target0_section"] = target0
+    used += target0_used
 
     gc_tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     body = []
@@ -255,68 +241,32 @@ def render(records: list[dict[str, Any]]) -> str:
             body.append([ATTACK_TITLES[attack], *row[:7], num(paper_value(paper, "acc")),
                          num(paper_value(paper, "asr")), ", ".join(map(str, sizes)) or "—",
                          row[-1]])  # fmt: skip
-    parts += [
-        "## GCleaner protocol (GCleaner Table III, 'Before (no defense)', GIN)",
-        "",
-        "Train on 80 % of the graphs, test on 20 %; trigger size 0.3 × the average graph size "
-        "(rounded, at least 2 nodes), injection ratio 0.1, target class 1 (GCleaner Table II); "
-        "the victim's validation graphs are poisoned like its training graphs "
-        "(`attack.poison_validation=true`). The text of our copy of GCleaner drops the "
-        "default trigger size; its Appendix F has the ASR rising with the trigger size up to "
-        "30 % and levelling off after. Early-stopped on clean validation graphs, a backdoored "
-        "victim keeps the epoch before the backdoor sets in (with 0.2 and clean validation, "
-        "SBA implanted on 1 of 3 AIDS seeds). GCleaner reports one accuracy (the backdoored "
-        "model's) and no clean-model ASR.",
-        "",
-        markdown_table(
-            [
-                "attack",
-                "dataset",
-                "model",
-                "clean acc",
-                "backdoored acc",
-                "Δacc",
-                "ASR",
-                "clean-model ASR",
-                "paper acc",
-                "paper ASR",
-                "trigger nodes",
-                "targets",
-            ],
-            body,
-        ),
-        "",
-        _tally_line(gc_tally),
-        "",
-        _coverage(
-            lambda **key: _source(gp_records, gp_defended, **key)[0],
-            lambda **key: _source(
-                gc_records,
-                gc_defended,
-                **{**key, "dataset": GCLEANER_RECORD_NAMES.get(key["dataset"], key["dataset"])},
-            )[0],
-        ),
-        "",
-        provenance(
-            used,
-            [
-                "export GNNBACKDOOR_DATA_MIRROR=../shared/datasets",
-                "gnnbackdoor sweep experiments/graph_attacks.yaml --out results/graph_attacks "
-                "--threads 1",
-                "gnnbackdoor sweep experiments/graphprot.yaml --out results/graphprot --threads 1",
-                "gnnbackdoor sweep experiments/gcleaner.yaml --out results/gcleaner --threads 1",
-                "gnnbackdoor report results/graph_attacks results/graphprot results/gcleaner "
-                "--page graph_attacks --out docs/reproduction/graph_attacks.md",
-            ],
-        ),
-    ]
-    return "\n".join(parts) + "\n"
+    values["gcleaner_table"] = markdown_table(GCLEANER_HEADER, body)
+    values["gcleaner_tally"] = _tally_line(template, gc_tally)
+    coverage, collab = _coverage(
+        template,
+        lambda **key: _source(gp_records, gp_defended, **key)[0],
+        lambda **key: _source(
+            gc_records,
+            gc_defended,
+            **{**key, "dataset": GCLEANER_RECORD_NAMES.get(key["dataset"], key["dataset"])},
+        )[0],
+    )
+    return template.render(
+        **values,
+        **_slack(),
+        coverage=coverage,
+        collab=collab,
+        **provenance(used),
+    )
 
 
 def _target0_section(
-    records: list[dict[str, Any]], defended: list[dict[str, Any]], graphprot_rows
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """The GraphProt-protocol cells also measured with target class 0, and their records."""
+    template: PageTemplate, records: list[dict[str, Any]], defended: list[dict[str, Any]],
+    graphprot_rows,
+) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
+    """The GraphProt-protocol cells also measured with target class 0 (Markdown, ending in
+    a blank line; empty without such records), and their records."""
     tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     body = []
     used: list[dict[str, Any]] = []
@@ -333,28 +283,20 @@ def _target0_section(
                 row[1] += mark
                 body.append([ATTACK_TITLES[attack], *row])
     if not body:
-        return [], []
-    return [
-        "### Target class 0",
-        "",
-        "The same protocol with target class 0 instead of 1, for the cells measured so far. "
-        "On AIDS and DHFR class 1 is the majority class (AIDS: 1,600 inactive molecules of "
-        "2,000), so with target 1 a clean model already assigns part of the non-target test "
-        "graphs to the target without any trigger, and a trigger that merely disturbs a "
-        "molecule moves more of them there: clean-model ASR has a floor that target 0 does "
-        "not have. GraphProt does not name its target class.",
-        "",
-        markdown_table(["attack", *HEADER], body),
-        "",
-        _tally_line(tally),
-        "",
-    ], used
+        return "", []
+    text = template.fragment(
+        "target0",
+        table=markdown_table(["attack", *HEADER], body),
+        tally=_tally_line(template, tally),
+    )
+    return text + "\n\n", used
 
 
-def _coverage(gp_runs, gc_runs) -> str:
-    """How much of each requested grid has records; ``gp_runs`` / ``gc_runs`` give a cell's
-    runs from its keys (``dataset``, ``model``, ``attack``)."""
-    lines = ["## Coverage", ""]
+def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
+    """How much of each requested grid has records (Markdown list items), and how many
+    COLLAB runs there are; ``gp_runs`` / ``gc_runs`` give a cell's runs from its keys
+    (``dataset``, ``model``, ``attack``)."""
+    lines = []
     grids = [
         ("GraphProt protocol", gp_runs, GRAPHPROT_DATASETS[:-1], MODELS),
         ("GCleaner protocol", gc_runs, GCLEANER_DATASETS[:-1], ["gin"]),
@@ -375,10 +317,14 @@ def _coverage(gp_runs, gc_runs) -> str:
                         partial += 1
                     else:
                         missing += 1
-        total = full + partial + missing
         lines.append(
-            f"- {title}: {total} cells (attack × dataset × model); {full} with at least 3 "
-            f"seeds, {partial} with fewer, {missing} not run."
+            template.fragment(
+                "coverage",
+                title=title,
+                total=full + partial + missing,
+                full=full,
+                partial=partial,
+                missing=missing,
+            )
         )
-    lines.append(f"- COLLAB runs (seeds): {collab}.")
-    return "\n".join(lines)
+    return "\n".join(lines), collab

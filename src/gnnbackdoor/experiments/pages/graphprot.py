@@ -6,8 +6,17 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from gnnbackdoor.experiments.pages import PAGES
-from gnnbackdoor.experiments.pages.common import num, provenance
+from gnnbackdoor.experiments.pages import page
+from gnnbackdoor.experiments.pages.common import (
+    differs,
+    num,
+    provenance,
+    resolved,
+    shown,
+    unique,
+    where,
+)
+from gnnbackdoor.experiments.pages.template import PageTemplate
 from gnnbackdoor.experiments.report import fmt, markdown_table, mean_std, reference_table
 
 DATASETS = ["AIDS", "ENZYMES", "DHFR", "NCI1", "PROTEINS", "COLLAB"]
@@ -20,52 +29,59 @@ TABLE1_MODELS = {"gcn": "GCN", "sage": "SAGE", "gat": "GAT"}
 #: Victims shown under Table 2 (GCN always; the others when they have records).
 TABLE2_MODELS = ["gcn", "gin", "sage", "gat"]
 TABLE2_ATTACKS = {"sba": "SBA", "motif-ba": "Motif"}
+#: The protocol, as resolved settings.
 PROTOCOL = {
-    "data.train_fraction": "0.6667",
-    "attack.trigger_size": "5",
-    "attack.target_class": "1",
+    "data.train_fraction": 0.6667,
+    "attack.trigger_size": 5,
+    "attack.target_class": 1,
 }
 
-#: The paper's own summary (abstract and Sec. 1): "average reduction 86.48%" of the ASR and
-#: "average reduction 3.49%" of the accuracy; it does not say how they are averaged.
-PAPER_QUOTED_ASR_REDUCTION = 86.48
-PAPER_QUOTED_ACC_DROP = 3.49
+#: The paper's own summary (abstract and Sec. 1), which does not say how it is averaged.
+QUOTED_AVERAGES = "graphprot_quoted_averages.csv"
 TARGET_ACC_DROP = 3.5
 MIN_SEEDS = 3
+#: Points: where shielded ASR exceeds the shielded no-trigger rate by at most this much in
+#: every row, the page reads what is left of the ASR as not the trigger's.
+NO_TRIGGER_MARGIN = 10.0
 
 
-#: Override of the sensitivity runs whose victims were trained on random subgraphs: those
+#: Setting of the sensitivity runs whose victims were trained on random subgraphs: those
 #: records sit in their own section, never in the paper's tables.
 AUGMENTATION = "train.subgraph_augmentation"
 
 
-#: Settings varied by the Fig. 3 ablations (experiments/graphprot_ablations.yaml): records
-#: that set one of them sit in the *Ablations* section, never in the paper's tables.
-ABLATION_KEYS = (
-    "defense.num_subgraphs",
-    "defense.sample_rate",
-    "defense.feature_fraction",
-    "attack.pattern",
-)
+#: Settings varied by the Fig. 3 ablations (experiments/graphprot_ablations.yaml), at the
+#: protocol's values: records with another value sit on the ablations page, never in the
+#: paper's tables.
+ABLATION_SETTINGS: dict[str, Any] = {
+    "defense.num_subgraphs": 5,
+    "defense.sample_rate": 0.2,
+    "defense.feature_fraction": 0.8,
+    "attack.pattern": "erdos_renyi",
+}
 
 
 def _ablated(record: dict[str, Any]) -> list[str]:
-    """The ablation settings ``record`` overrides."""
-    return [k for k in ABLATION_KEYS if k in (record.get("overrides") or {})]
+    """The ablation settings whose value in ``record`` is not the protocol's."""
+    return differs(record, ABLATION_SETTINGS)
+
+
+def _augmented(record: dict[str, Any]) -> bool:
+    return float(resolved(record, AUGMENTATION) or 0) > 0
+
+
+def _target(record: dict[str, Any]) -> str:
+    return shown(resolved(record, "attack.target_class"))
 
 
 def _ours(
-    records: list[dict[str, Any]], target: str = "1", augmented: bool = False
+    records: list[dict[str, Any]], target: int = 1, augmented: bool = False
 ) -> list[dict[str, Any]]:
     protocol = {**PROTOCOL, "attack.target_class": target}
     return [
         r
-        for r in records
-        if r.get("task") == "graph"
-        and r.get("defense") in VARIANTS
-        and all((r.get("overrides") or {}).get(k) == v for k, v in protocol.items())
-        and (float((r.get("overrides") or {}).get(AUGMENTATION, 0)) > 0) == augmented
-        and not _ablated(r)
+        for r in where(records, protocol, task="graph", defense=tuple(VARIANTS))
+        if _augmented(r) == augmented and not _ablated(r)
     ]
 
 
@@ -192,83 +208,57 @@ def _reduction(rows, which) -> tuple[float, float, float, int]:
     )
 
 
-@PAGES.register("graphprot")
-def render(records: list[dict[str, Any]]) -> str:
+def _quoted() -> dict[str, float]:
+    """The paper's quoted averages (``asr_reduction``, ``accuracy_reduction``, in %)."""
+    return {r["quantity"]: float(r["value"]) for r in reference_table(QUOTED_AVERAGES)}
+
+
+def _paper_rows(table1, table2) -> list[dict[str, Any]]:
+    """Every (table row set, variant) of the paper's Tables 1-2 as summary entries."""
+    rows: list[dict[str, Any]] = []
+    blocks = [
+        ([r for r in table1 if r["model"] == t], {"model": t}) for t in TABLE1_MODELS.values()
+    ]
+    blocks += [
+        ([r for r in table2 if r["attack"] == t], {"attack": t}) for t in TABLE2_ATTACKS.values()
+    ]
+    for paper_rows, keys in blocks:
+        for dataset in DATASETS:
+            p_bd = _paper(paper_rows, defense="Backdoored Model", dataset=dataset, **keys)
+            p_cl = _paper(paper_rows, defense="Clean Model", dataset=dataset, **keys)
+            for title in VARIANTS.values():
+                p_def = _paper(paper_rows, defense=title, dataset=dataset, **keys)
+                rows.append({"paper": (p_bd[0], p_def[0], p_cl[1], p_bd[1], p_def[1])})
+    return rows
+
+
+@page("graphprot", inputs=["results/graphprot"])
+def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
+    """GraphProt-R/T/TF against GTA, SBA and Motif-BA beside GraphProt Tables 1-2."""
+    template = template or PageTemplate.load("graphprot")
     ours = _ours(records)
     index = _index(ours)
     table1 = reference_table("graphprot_table1_models_gta.csv")
     table2 = reference_table("graphprot_table2_attacks.csv")
     summary: list[dict[str, Any]] = []
-    parts = [
-        "# GraphProt: black-box shield against graph backdoors",
-        "",
-        "GraphProt-R/T/TF (`gnnbackdoor.defenses.graphprot`) in front of victims backdoored by "
-        "GTA, SBA and Motif-BA, beside GraphProt Tables 1 and 2. ASR and accuracy in points, "
-        "mean ± sample std over seeds (number of seeds in brackets). Generated from records; "
-        "see Provenance.",
-        "",
-        "**Protocol.** 2/3 of the graphs train the victim (a tenth of them held out for early "
-        "stopping), 1/3 test it (`data.train_fraction=0.6667`). Training (the paper states "
-        "none): the library default (at most 200 epochs, patience 40) on ENZYMES and DHFR; "
-        "at most 60 epochs with patience 20 on the larger datasets, to fit our CPU budget "
-        "(see *Training* below for what each dataset's records used). Triggers of 5 nodes (SBA: "
-        "Erdős–Rényi; GTA: 20 bi-level epochs; Motif-BA: the rarest 5-node motif, never-seen "
-        "motifs included (`motif_rule=rarest`)), "
-        "injection ratio 0.1, target class 1 (the paper states neither ratio nor target; "
-        "the public code of SBA (Zhang et al.) defaults to target 0 and GTA's (Xi et al.) "
-        "example runs target 0, which on AIDS is the minority class: see *Sensitivity*). "
-        "Shield: N = 5 subgraphs, p = 0.2, r = 0.8, filtering on, as in Sec. 5.2. ASR is "
-        "measured on triggered test graphs whose label is not the target; the shield's ASR "
-        "is the share of them it labels with the target. *Backdoored model* and *Clean "
-        "model* rows are the undefended victims (the clean model's ASR is the trigger's "
-        "effect on a victim never poisoned).",
-        "",
-        "**How we read Sec. 4 (checked line by line against Eq. 1-9 and Alg. 1).** Filter: "
-        "spectral clustering of the adjacency into 2 clusters and a 2-component Gaussian "
-        "mixture on the features; a node is removed when it is in the smaller cluster of "
-        '*both* ("the overlapping segments are considered anomalous"). R: p is the share '
-        '*kept* ("ratio of the sampled to all", Eq. 3: ⌊p·|V′|⌋ nodes), so p = 0.2 keeps '
-        "a fifth of the filtered nodes. T: spectral clustering of the filtered graph into "
-        "⌊|V′|/N⌋ clusters and one random node from each (Eq. 5-6), so a T subgraph also holds "
-        "about |V′|/5 nodes and at most one node of any cluster. TF: T, then each subgraph "
-        "keeps ⌈r·d⌉ random feature dimensions and zeroes the rest (Eq. 7). Every subgraph is "
-        "the subgraph induced on its nodes (Eq. 4, 6). Vote: the most frequent subgraph label, "
-        "ties to the smaller index (Eq. 8-9). On AIDS (15.7 nodes on average) a subgraph thus "
-        "has 2-3 nodes, on DHFR about 7.",
-        "",
-        "**Shield decisions the paper leaves open.** Graphs under 5 nodes are not filtered; a "
-        "2-way clustering with equal halves names no minority; spectral clustering as "
-        "scikit-learn's `SpectralClustering(affinity='precomputed')` (normalised Laplacian, "
-        "k-means), re-implemented in NumPy for speed; the feature mixture uses diagonal "
-        "covariances plus 1e-3 (one-hot features); subgraphs have at least one node; the "
-        "random draws of a graph are seeded by `random_state` and a hash of the graph. "
-        "All subgraphs of a batch go to the model in one query (*queries/graph* counts "
-        "subgraphs sent per input graph).",
-        "",
-        "## Table 1: GTA against GCN, SAGE and GAT",
-        "",
-    ]
+    table1_blocks = []
     for model, title in TABLE1_MODELS.items():
         rows = [r for r in table1 if r["model"] == title]
         body = _block(index, rows, model, "gta", {"model": title}, summary)
-        parts += [f"### {title}", "", markdown_table(HEADER, body), ""]
-    parts += [
-        "## Table 2: SBA and Motif",
-        "",
-        "Table 2 does not name its victim model; GCN is measured on every dataset, and the "
-        "other models wherever the sweep reached them, each beside the same paper rows.",
-        "",
-    ]
+        table1_blocks.append(f"### {title}\n\n{markdown_table(HEADER, body)}")
+    table2_blocks = []
     for attack, title in TABLE2_ATTACKS.items():
         rows = [r for r in table2 if r["attack"] == title]
         for model in TABLE2_MODELS:
             if model != "gcn" and not any(key[:2] == (model, attack) for key in index):
                 continue
             body = _block(index, rows, model, attack, {"attack": title}, summary)
-            parts += [f"### {title}, {model.upper()}", "", markdown_table(HEADER, body), ""]
+            table2_blocks.append(f"### {title}, {model.upper()}\n\n{markdown_table(HEADER, body)}")
 
     ours_all = _reduction(summary, "ours")
     paper_all = _reduction(summary, "paper")
+    paper_tables = _reduction(_paper_rows(table1, table2), "paper")
+    quoted = _quoted()
     lines = []
     for variant in [*VARIANTS.values(), None]:
         rows = [s for s in summary if variant is None or s["variant"] == variant]
@@ -285,23 +275,21 @@ def render(records: list[dict[str, Any]]) -> str:
                 num(p[2], 2),
             ]
         )
-    met_asr = not math.isnan(ours_all[0]) and ours_all[0] >= PAPER_QUOTED_ASR_REDUCTION
+    met_asr = not math.isnan(ours_all[0]) and ours_all[0] >= quoted["asr_reduction"]
     met_acc = not math.isnan(ours_all[1]) and ours_all[1] <= TARGET_ACC_DROP
-    parts += [
-        "## Summary: ASR reduction and accuracy drop",
-        "",
-        "The paper quotes an *average ASR reduction of 86.48 %* and an *average accuracy "
-        "reduction of 3.49 %* without defining either. We define, over every (model, attack, "
-        "dataset, variant) row measured here with at least 3 seeds: **ASR reduction** = mean of "
-        "(ASR<sub>backdoored</sub> − ASR<sub>shielded</sub>) / ASR<sub>backdoored</sub>, in %; "
-        "**accuracy drop** = mean of ACC<sub>clean model</sub> − ACC<sub>shielded</sub>, in "
-        "points (also shown against the backdoored model's accuracy, which is what the shield "
-        "itself costs). Applied to the paper's own tables, the same definitions give the "
-        "*paper* columns below (over the same rows); over all 90 rows of its Tables 1-2 they "
-        "give 79.98 % and 3.74 points, so the quoted 86.48 % / 3.49 % follow some other "
-        "averaging that no combination we tried reproduces.",
-        "",
-        markdown_table(
+    sensitivity, sensitivity_used = _sensitivity(template, records)
+    augmented, augmented_used = _augmented_victims(template, records)
+    diagnosis, diagnosis_used = _diagnosis(template, records)
+    used = unique(ours + sensitivity_used + augmented_used + diagnosis_used)
+    return template.render(
+        table1_blocks="\n\n".join(table1_blocks),
+        table2_blocks="\n\n".join(table2_blocks),
+        quoted_asr=f"{quoted['asr_reduction']:g}",
+        quoted_acc=f"{quoted['accuracy_reduction']:g}",
+        paper_rows=paper_tables[3],
+        paper_all_asr=num(paper_tables[0], 2),
+        paper_all_acc=num(paper_tables[1], 2),
+        summary_table=markdown_table(
             [
                 "variant",
                 "rows",
@@ -314,55 +302,24 @@ def render(records: list[dict[str, Any]]) -> str:
             ],
             lines,
         ),
-        "",
-        f"Target: ASR reduction ≥ {PAPER_QUOTED_ASR_REDUCTION} % — "
-        f"{'met' if met_asr else 'not met'} ({num(ours_all[0], 1)} %); accuracy drop ≤ "
-        f"{TARGET_ACC_DROP} points — {'met' if met_acc else 'not met'} "
-        f"({num(ours_all[1], 2)} points). Paper tables over the same rows: "
-        f"{num(paper_all[0], 1)} % and {num(paper_all[1], 2)} points.",
-        "",
-        "**Reading the rows.** (1) AIDS: class 1 is the majority (1,600 of 2,000 graphs) and "
-        "the target; its active (class 0) molecules have almost four times as many nodes as the "
-        "others, and subgraphs of a fifth of the nodes look like small, inactive ones to a "
-        "mean-pooling GCN, so the shielded labels fall to class 1 and the shielded ASR stays "
-        "high whatever the trigger; the *Sensitivity* section attacks class 0 instead. "
-        "(2) GTA's trigger fools the clean victims as well (see the clean-model ASR): it acts "
-        "as an adversarial perturbation that survives subgraph sampling. (3) ENZYMES: the "
-        "victims see the 3 one-hot node labels and the 18 node attributes, standardised "
-        "(`data.node_attributes=true`; with the labels alone they stayed near 30 % "
-        "accuracy, records in `results/archive/graphprot_enzymes_labels_only.jsonl`). "
-        "(4) The *Diagnosis* section below measures what the shield does to the trigger and "
-        "to the victims, run by run.",
-        "",
-        *_diagnosis(records),
-        _training(ours),
-        "",
-        _coverage(index),
-        "",
-        *_sensitivity(records),
-        *_augmented_victims(records),
-        "The Fig. 3 ablations (N, trigger size and pattern, p, r) are on "
-        "[graphprot_ablations.md](graphprot_ablations.md), from the same records file.",
-        "",
-        provenance(
-            ours
-            + _ours(records, "0")
-            + _ours(records, "1", augmented=True)
-            + _ours(records, "0", augmented=True),
-            [
-                "export GNNBACKDOOR_DATA_MIRROR=../shared/datasets",
-                "export GNNBACKDOOR_CLEAN_CACHE=/tmp/clean-cache  # optional",
-                "export GNNBACKDOOR_STAGE_CACHE=/tmp/stage-cache  # optional",
-                "gnnbackdoor sweep experiments/graphprot.yaml --out results/graphprot --threads 1",
-                "gnnbackdoor report results/graphprot --page graphprot "
-                "--out docs/reproduction/graphprot.md",
-            ],
-        ),
-    ]
-    return "\n".join(parts) + "\n"
+        asr_met="met" if met_asr else "not met",
+        ours_asr=num(ours_all[0], 1),
+        target_acc=f"{TARGET_ACC_DROP}",
+        acc_met="met" if met_acc else "not met",
+        ours_acc=num(ours_all[1], 2),
+        paper_asr=num(paper_all[0], 1),
+        paper_acc=num(paper_all[1], 2),
+        diagnosis=diagnosis,
+        training=_training(template, ours),
+        coverage=_coverage(template, index),
+        sensitivity=sensitivity,
+        augmented=augmented,
+        **provenance(used),
+    )
 
 
-def _training(records) -> str:
+def _training(template: PageTemplate, records) -> str:
+    """Each dataset's epoch cap and patience, from the records' resolved ``train``."""
     caps: dict[str, set] = defaultdict(set)
     for r in records:
         train = (r.get("config") or {}).get("train") or {}
@@ -371,10 +328,10 @@ def _training(records) -> str:
     if not caps:
         return ""
     text = "; ".join(f"{d}: {', '.join(sorted(c))}" for d, c in sorted(caps.items()))
-    return f"**Training** (epochs, from the records): {text}."
+    return template.fragment("training", caps=text)
 
 
-def _coverage(index) -> str:
+def _coverage(template: PageTemplate, index) -> str:
     wanted = [(m, "gta", d) for m in TABLE1_MODELS for d in DATASETS]
     wanted += [("gcn", a, d) for a in TABLE2_ATTACKS for d in DATASETS]
     missing, partial = [], []
@@ -386,24 +343,21 @@ def _coverage(index) -> str:
             missing.append(label)
         elif min(counts) < 3:
             partial.append(f"{label} ({'/'.join(map(str, counts))} seeds R/T/TF)")
-    lines = ["## Coverage", ""]
-    lines.append(
-        f"{len(wanted) - len(missing)} of {len(wanted)} (model, attack, dataset) rows measured."
-    )
+    lines = [template.fragment("coverage", measured=len(wanted) - len(missing), wanted=len(wanted))]
     if partial:
-        lines.append("Fewer than 3 seeds: " + ", ".join(partial) + ".")
+        lines.append(template.fragment("coverage_partial", rows=", ".join(partial)))
     if missing:
-        lines.append(
-            "Not run (CPU time; the sweep resumes where it stopped): " + ", ".join(missing) + "."
-        )
+        lines.append(template.fragment("coverage_missing", rows=", ".join(missing)))
     return "\n".join(lines)
 
 
-def _sensitivity(records) -> list[str]:
-    """Rows of the same protocol with target class 0 (AIDS: the minority class)."""
-    index = _index(_ours(records, "0"))
+def _sensitivity(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
+    """Rows of the same protocol with target class 0 (AIDS: the minority class): the
+    section's Markdown (ending in a blank line; empty without such records) and records."""
+    used = _ours(records, 0)
+    index = _index(used)
     if not index:
-        return []
+        return "", []
     body, summary = [], []
     for (model, attack, dataset), by_defense in sorted(index.items()):
         seeds = _per_seed(by_defense)
@@ -441,33 +395,26 @@ def _sensitivity(records) -> list[str]:
             )
         body.append(row)
     reduced = _reduction(summary, "ours")
-    return [
-        "## Sensitivity: target class 0",
-        "",
-        "The same victims and triggers with `attack.target_class=0` (on AIDS the minority "
-        "class: 400 of 2,000 graphs), and a GIN victim (sum pooling) under the same SBA. A "
-        "shield whose subgraph votes fall to the majority class scores a high ASR when the "
-        "target is the majority class and a low one when it is not; comparing the two tells "
-        "that effect apart from removing the trigger.",
-        "",
-        markdown_table(
-            [
-                "dataset",
-                "model",
-                "attack",
-                "ASR backdoored",
-                "ASR clean model",
-                "ACC backdoored",
-                *(f"{t} ASR / ACC" for t in VARIANTS.values()),
-            ],
-            body,
-        ),
-        "",
-        "Over these rows (same definitions as the summary): ASR reduction "
-        f"{num(reduced[0], 1)} %, accuracy drop {num(reduced[1], 2)} points vs the clean "
-        f"model ({reduced[3]} rows).",
-        "",
-    ]
+    table = markdown_table(
+        [
+            "dataset",
+            "model",
+            "attack",
+            "ASR backdoored",
+            "ASR clean model",
+            "ACC backdoored",
+            *(f"{t} ASR / ACC" for t in VARIANTS.values()),
+        ],
+        body,
+    )
+    text = template.fragment(
+        "sensitivity",
+        table=table,
+        asr=num(reduced[0], 1),
+        acc=num(reduced[1], 2),
+        rows=reduced[3],
+    )
+    return text + "\n\n", used
 
 
 def _variant_sorted(groups: dict[tuple, list]) -> list[tuple[tuple, list]]:
@@ -489,23 +436,21 @@ AUGMENTED_COLUMNS = [
 ]
 
 
-def _augmented_victims(records) -> list[str]:
+def _augmented_victims(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
     """The same runs with victims trained on random subgraphs half the time, beside the
     plain victims of the same rows: can a victim that has seen such subgraphs classify
-    them?"""
-    augmented = _ours(records, "1", augmented=True) + _ours(records, "0", augmented=True)
+    them? The section's Markdown (ending in a blank line; empty without such records) and
+    the records it shows."""
+    augmented = _ours(records, 1, augmented=True) + _ours(records, 0, augmented=True)
     if not augmented:
-        return []
-    rows = {
-        (r["dataset"], r["model"], r["attack"], r["overrides"]["attack.target_class"])
-        for r in augmented
-    }
-    plain = _ours(records, "1") + _ours(records, "0")
+        return "", []
+    rows = {(r["dataset"], r["model"], r["attack"], _target(r)) for r in augmented}
+    plain = _ours(records, 1) + _ours(records, 0)
     groups: dict[tuple, list] = defaultdict(list)
     for r in augmented + plain:
-        row = (r["dataset"], r["model"], r["attack"], r["overrides"]["attack.target_class"])
+        row = (r["dataset"], r["model"], r["attack"], _target(r))
         if row in rows:
-            share = r["overrides"].get(AUGMENTATION, "0")
+            share = f"{float(resolved(r, AUGMENTATION) or 0):g}"
             groups[(*row, share, r["defense"])].append(r)
     body = []
     for (dataset, model, attack, target, share, defense), runs in _variant_sorted(groups):
@@ -520,34 +465,20 @@ def _augmented_victims(records) -> list[str]:
                 *(_text(_stat(runs, key)) for key, _ in AUGMENTED_COLUMNS),
             ]
         )
-    return [
-        "## Sensitivity: victims trained on subgraphs",
-        "",
-        "GraphProt's accuracy needs victims that classify node-sampled subgraphs of a fifth of "
-        "a graph; ours vote the majority class on them (*Diagnosis*). These runs train the "
-        f"clean and the backdoored victims with `{AUGMENTATION}=0.5`: each epoch, each "
-        "training graph is replaced with probability 0.5 by the subgraph induced on a random "
-        "20 % of its nodes (GraphProt's sample rate). Not the paper's protocol: it asks "
-        "whether a victim that has seen such subgraphs can classify them, and what that does "
-        "to the backdoor. *augmentation* 0 rows are the plain victims of the same rows. "
-        "Read *ASR shielded* against *ASR clean model*: a trigger that also fools a victim "
-        "never poisoned acts as an adversarial perturbation, which no vote over clean-looking "
-        "subgraphs is meant to remove.",
-        "",
-        markdown_table(
-            [
-                "dataset",
-                "model",
-                "attack",
-                "target",
-                "augmentation",
-                "variant",
-                *(title for _, title in AUGMENTED_COLUMNS),
-            ],
-            body,
-        ),
-        "",
-    ]
+    table = markdown_table(
+        [
+            "dataset",
+            "model",
+            "attack",
+            "target",
+            "augmentation",
+            "variant",
+            *(title for _, title in AUGMENTED_COLUMNS),
+        ],
+        body,
+    )
+    used = [r for runs in groups.values() for r in runs]
+    return template.fragment("augmented", table=table) + "\n\n", used
 
 
 DIAGNOSIS_COLUMNS = [
@@ -566,19 +497,19 @@ DIAGNOSIS_COLUMNS = [
 ]
 
 
-def _diagnosis(records) -> list[str]:
-    """Per-subgraph vote rates and trigger coverage, from records that carry them."""
+def _diagnosis(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
+    """Per-subgraph vote rates and trigger coverage, from records that carry them: the
+    section's Markdown (ending in a blank line; empty without such records) and records."""
     rows = [
         r
-        for r in _ours(records, "1") + _ours(records, "0")
+        for r in _ours(records, 1) + _ours(records, 0)
         if "subgraph_acc" in (r.get("metrics") or {})
     ]
     if not rows:
-        return []
+        return "", []
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
-        target = r["overrides"]["attack.target_class"]
-        groups[(r["dataset"], r["model"], r["attack"], target, r["defense"])].append(r)
+        groups[(r["dataset"], r["model"], r["attack"], _target(r), r["defense"])].append(r)
     body = []
     for (dataset, model, attack, target, defense), runs in _variant_sorted(groups):
         mean_nodes = _stat(runs, "trigger_subgraph_trigger_nodes")
@@ -593,46 +524,29 @@ def _diagnosis(records) -> list[str]:
                 fmt(mean_nodes[0] / 100, mean_nodes[1] / 100) if mean_nodes[2] else "—",
             ]
         )
-    return [
-        "## Diagnosis: what the subgraphs and the filter do",
-        "",
-        "From the same runs, without extra queries. *ACC per subgraph*: share of the "
-        "subgraph votes on clean test graphs that name the graph's true label. *ASR per "
-        "subgraph*: share of the votes on triggered graphs that name the target. *No-trigger "
-        "rate*: share of the votes (per subgraph) and of the shielded labels (shielded) that "
-        "name the target on the *clean* test graphs of the other classes, i.e. the ASR the "
-        "shield would score if the trigger did nothing; a shield has neutralised the trigger "
-        "when its ASR is no higher than that. The vote only aggregates the votes graph by "
-        "graph: where most subgraphs of a graph are wrong, so is the shield. *Trigger nodes "
-        "removed* and *other nodes removed*: the filter's removal rates on the triggered "
-        "graphs (it is meant to remove the first, not the second); the last three columns "
-        "count trigger nodes inside the sampled subgraphs. Points, mean ± "
-        "std over seeds (records without a column show —); the last column is a mean count.",
-        "",
-        markdown_table(
-            [
-                "dataset",
-                "model",
-                "attack",
-                "target",
-                "variant",
-                *(title for _, title in DIAGNOSIS_COLUMNS),
-                "trigger nodes per subgraph",
-            ],
-            body,
-        ),
-        "",
-        *_findings(groups),
-    ]
+    table = markdown_table(
+        [
+            "dataset",
+            "model",
+            "attack",
+            "target",
+            "variant",
+            *(title for _, title in DIAGNOSIS_COLUMNS),
+            "trigger nodes per subgraph",
+        ],
+        body,
+    )
+    findings = "\n\n".join(_findings(template, groups))
+    return template.fragment("diagnosis", table=table, findings=findings) + "\n\n", rows
 
 
 def _group_mean(runs, metric) -> float:
     return _stat(runs, metric)[0]
 
 
-def _findings(groups: dict[tuple, list]) -> list[str]:
-    """What the SBA and Motif-BA diagnosis rows show, worded from the numbers (nothing
-    typed by hand); GTA rows stay in the table only (its trigger is being reworked)."""
+def _findings(template: PageTemplate, groups: dict[tuple, list]) -> list[str]:
+    """What the SBA and Motif-BA diagnosis rows show, worded by the template from the
+    numbers; GTA rows stay in the table only (its trigger is being reworked)."""
     lines = []
     groups = {key: runs for key, runs in groups.items() if key[2] in TABLE2_ATTACKS}
     removal = [
@@ -644,15 +558,16 @@ def _findings(groups: dict[tuple, list]) -> list[str]:
     ]
     removal = [(t, o) for t, o in removal if not (math.isnan(t) or math.isnan(o))]
     if removal:
-        fewer = sum(t < o for t, o in removal)
         lines.append(
-            f"*Filter (SBA, Motif-BA).* In {fewer} of {len(removal)} rows the filter removed "
-            f"a smaller share of the trigger's nodes than of the other nodes (trigger nodes "
-            f"{min(t for t, _ in removal):.1f}-{max(t for t, _ in removal):.1f} %, others "
-            f"{min(o for _, o in removal):.1f}-{max(o for _, o in removal):.1f} %): SBA and "
-            "Motif-BA triggers keep the host's node features, so the feature mixture does not "
-            "single them out, and the trigger nodes keep their edges to the rest of the "
-            "graph, so the spectral 2-way split seldom puts them on its small side."
+            template.fragment(
+                "filter",
+                fewer=sum(t < o for t, o in removal),
+                rows=len(removal),
+                trigger_low=f"{min(t for t, _ in removal):.1f}",
+                trigger_high=f"{max(t for t, _ in removal):.1f}",
+                other_low=f"{min(o for _, o in removal):.1f}",
+                other_high=f"{max(o for _, o in removal):.1f}",
+            )
         )
     structure = [
         (
@@ -665,11 +580,11 @@ def _findings(groups: dict[tuple, list]) -> list[str]:
     structure = [(t, f) for t, f in structure if not (math.isnan(t) or math.isnan(f))]
     if structure:
         lines.append(
-            "*Sampling (SBA, Motif-BA).* T and TF subgraphs hold at most one node of any "
-            "spectral cluster, and a dense trigger tends to form one cluster: at most "
-            f"{max(t for t, _ in structure):.1f} % of their subgraphs hold two or more trigger "
-            f"nodes and at most {max(f for _, f in structure):.1f} % the full trigger (R: see "
-            "the table)."
+            template.fragment(
+                "sampling",
+                two=f"{max(t for t, _ in structure):.1f}",
+                full=f"{max(f for _, f in structure):.1f}",
+            )
         )
     near = []
     for runs in groups.values():
@@ -678,19 +593,16 @@ def _findings(groups: dict[tuple, list]) -> list[str]:
         if not (math.isnan(asr) or math.isnan(base)):
             near.append(asr - base)
     if near:
-        verdict = (
-            "so the shield's ASR is essentially the rate at which it names the target for "
-            "clean graphs too: what is left of the ASR is not the trigger"
-            if max(near) <= 10
-            else "so in some rows the trigger still adds to the shield's ASR"
+        verdict = template.fragment(
+            "victims_no_trigger" if max(near) <= NO_TRIGGER_MARGIN else "victims_trigger"
         )
         lines.append(
-            "*Victims (SBA, Motif-BA).* Shielded ASR minus the shielded no-trigger rate ranges "
-            f"over {min(near):+.1f} to {max(near):+.1f} points across {len(near)} rows, {verdict}. "
-            "The victims were trained on whole graphs and label subgraphs of a fifth of the "
-            "nodes mostly with one class (compare *ACC per subgraph* with the majority share "
-            "of the test set, 80 % on AIDS); the vote then returns that class for most graphs, "
-            "which scores a high ASR when it is the target and costs the accuracy of the other "
-            "classes either way."
+            template.fragment(
+                "victims",
+                low=f"{min(near):+.1f}",
+                high=f"{max(near):+.1f}",
+                rows=len(near),
+                verdict=verdict,
+            )
         )
-    return [*(f"{line}\n" for line in lines)]
+    return lines

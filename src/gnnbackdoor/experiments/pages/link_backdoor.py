@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from gnnbackdoor.experiments.blackbox_matrix import build_matrix, surrogate_of
-from gnnbackdoor.experiments.pages import PAGES
-from gnnbackdoor.experiments.pages.common import cell, num, paper_value, provenance, select
+from gnnbackdoor.experiments.pages import page
+from gnnbackdoor.experiments.pages.common import cell, num, paper_value, provenance, where
+from gnnbackdoor.experiments.pages.template import PageTemplate
 from gnnbackdoor.experiments.report import (
     markdown_table,
     mean_std,
@@ -20,22 +21,21 @@ from gnnbackdoor.experiments.report import (
 
 TABLE3_DATASETS = ["Cora", "CiteSeer", "Cora_ML_LCC"]
 MODELS = ["gae", "vgae", "gic", "arga", "arvga"]
-PNG = "link_backdoor_blackbox_cora.png"
 
-#: Issue 3: the paper's official code run on this kind of machine (3 seeds, Cora).
-OFFICIAL_CODE = {
-    "gae": {"asr": (74.6, 6.0), "bpd": (7.9, 0.7)},
-    "vgae": {"asr": (74.4, 8.7), "bpd": (6.6, 0.5)},
-}
-OFFICIAL_NO_TRIGGER = "21-36 %"
+#: Issue 3's figures: the paper's official code run on this kind of machine (3 seeds, Cora),
+#: a CSV beside the page's template.
+OFFICIAL_CODE = "link_backdoor_official_code_cora.csv"
+#: The white-box protocol (resolved settings); the page's other sections vary one of them.
+WHITE_BOX = {"attack.p": 0.1, "attack.surrogate": None, "attack.warmup_epochs": 0}
+CONTROL_P = 0.001  # the poisoning ratio of the no-trigger-rate control runs
+ASR_TARGET = 83.0  # points
+BPD_TARGET = 4.1  # points
 
 
-def _white(records: list[dict[str, Any]], dataset: str, model: str) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in select(records, task="link", dataset=dataset, model=model, attack="link-backdoor")
-        if not r.get("overrides")
-    ]
+def _white(
+    records: list[dict[str, Any]], dataset: str, model: str, attack: str = "link-backdoor"
+) -> list[dict[str, Any]]:
+    return where(records, WHITE_BOX, task="link", dataset=dataset, model=model, attack=attack)
 
 
 def _bench_sizes() -> dict[str, dict[str, Any]]:
@@ -47,29 +47,40 @@ def _bench_sizes() -> dict[str, dict[str, Any]]:
     return {row["dataset"]: row for row in json.loads(bench.read_text())["per_update"]}
 
 
-def _injection_text(sizes: dict[str, dict[str, Any]], names: tuple[str, ...]) -> str:
-    """`` (CS: a injected beside b; Cora: ...)`` for ``names`` from :func:`_bench_sizes`'s
-    ``sizes``, or ``""`` when none of them is there."""
+def _injection_text(
+    template: PageTemplate, sizes: dict[str, dict[str, Any]], names: tuple[str, ...]
+) -> str:
+    """The ``injection`` fragment (``CS: a injected beside b; Cora: ...``) for ``names`` from
+    :func:`_bench_sizes`'s ``sizes``, or ``""`` when none of them is there."""
     parts = [
         f"{name}: {sizes[name]['injected_nodes']:,} injected beside {sizes[name]['nodes']:,}"
         for name in names
         if name in sizes
     ]
-    return f" ({'; '.join(parts)}, from the benchmark's JSON)" if parts else ""
+    return template.fragment("injection", sizes="; ".join(parts)) if parts else ""
+
+
+def _poison_targets(records: list[dict[str, Any]]) -> str:
+    """The poisoning target links of ``records`` (``attack_info.num_poison_targets``; one
+    number, or the distinct ones joined by '/'; ``"—"`` when none recorded it)."""
+    counts = sorted({r.get("attack_info", {}).get("num_poison_targets") for r in records} - {None})
+    return "/".join(f"{c:,}" for c in counts) or "—"
 
 
 def _p_rows(
-    records: list[dict[str, Any]], dataset: str, p_value: str, label: str
+    records: list[dict[str, Any]], dataset: str, p_value: float, label: str
 ) -> list[list[str]]:
-    """Rows comparing runs with ``--set attack.p=<p_value>`` on ``dataset`` with the default
+    """Rows comparing runs with ``attack.p`` = ``p_value`` on ``dataset`` with the default
     p = 0.1 on the same seeds: model, p, ASR, BPD, no-trigger rate, clean-model ASR."""
     rows = []
     for model in MODELS:
-        varied = [
-            r
-            for r in select(records, dataset=dataset, model=model, attack="link-backdoor")
-            if r.get("overrides") == {"attack.p": p_value}
-        ]
+        varied = where(
+            records,
+            {**WHITE_BOX, "attack.p": p_value},
+            dataset=dataset,
+            model=model,
+            attack="link-backdoor",
+        )
         if not varied:
             continue
         seeds = {r["seed"] for r in varied}
@@ -147,9 +158,10 @@ HEADER = [
 ]
 
 
-@PAGES.register("link_backdoor")
-def render(records: list[dict[str, Any]]) -> str:
+@page("link_backdoor", inputs=["results/link_backdoor"])
+def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
     """Link-Backdoor: white-box Table 3, CS, ablation, black-box matrix, update time."""
+    template = template or PageTemplate.load("link_backdoor")
     mine = [r for r in records if str(r.get("attack", "")).startswith("link-backdoor")]
     paper = paper_lookup(reference_table("link_backdoor_table3.csv"), ["dataset", "model"])
 
@@ -187,41 +199,36 @@ def render(records: list[dict[str, Any]]) -> str:
         f"(paper {num(pb)}); no-trigger rate {num(v['nt'])}, clean-model ASR {num(v['cm'])}; "
         f"{_per_seed(_white(mine, d, m))}"
         for d, m, v, pa, pb in summary
-        if v["asr"] < 83 or v["bpd"] > 4.1
+        if v["asr"] < ASR_TARGET or v["bpd"] > BPD_TARGET
     ]
 
     undefined = [
         f"{r['dataset']}/{r['model']} seed {r['seed']} (clean AUC "
         f"{num(100 * r['metrics'].get('clean_auc', float('nan')))}, "
         f"{int(r['metrics'].get('num_eligible', 0))} eligible links)"
-        for r in mine
-        if not r.get("overrides") and r.get("attack") == "link-backdoor"
-        and math.isnan(r["metrics"].get("asr", float("nan")))
+        for r in where(mine, WHITE_BOX, attack="link-backdoor")
+        if math.isnan(r["metrics"].get("asr", float("nan")))
     ]  # fmt: skip
 
     official_rows = []
-    for model, ref in OFFICIAL_CODE.items():
-        runs = _white(mine, "Cora", model)
+    for ref in template.data(OFFICIAL_CODE):
+        runs = _white(mine, "Cora", ref["model"])
         official_rows.append(
             [
-                model,
+                ref["model"],
                 cell(runs, "asr")[0],
-                f"{ref['asr'][0]:.1f} ± {ref['asr'][1]:.1f}",
+                f"{float(ref['asr_mean']):.1f} ± {float(ref['asr_std']):.1f}",
                 cell(runs, "bpd")[0],
-                f"{ref['bpd'][0]:.1f} ± {ref['bpd'][1]:.1f}",
+                f"{float(ref['bpd_mean']):.1f} ± {float(ref['bpd_std']):.1f}",
                 cell(runs, "no_trigger_rate")[0],
-                OFFICIAL_NO_TRIGGER,
+                ref["no_trigger_rate"],
             ]
         )
 
     ablation = []
     for model in MODELS:
         inj = _white(mine, "Cora", model)
-        no_inj = [
-            r
-            for r in select(mine, dataset="Cora", model=model, attack="link-backdoor-no-inj")
-            if not r.get("overrides")
-        ]
+        no_inj = _white(mine, "Cora", model, attack="link-backdoor-no-inj")
         if no_inj:
             seeds = {r["seed"] for r in no_inj}
             inj = [r for r in inj if r["seed"] in seeds]
@@ -254,24 +261,24 @@ def render(records: list[dict[str, Any]]) -> str:
         if not math.isnan(matrix.asr[i][i]) and not math.isnan(matrix.white_box[i])
     ]
     diag_text = (
-        f"On the diagonal (surrogate of the target's own architecture, still trained "
-        f"separately) the ASR is {num(100 * avg([d for d, _ in diagonal]))} against "
-        f"{num(100 * avg([w for _, w in diagonal]))} white-box on the same targets: most of the "
-        "gap comes from the black-box target being trained from scratch on the poisoned graph "
-        "(to its own early-stopping epoch), while the white-box model is the clean model "
-        "fine-tuned (Algorithm 1, line 4) and kept after few epochs, not from the transfer "
-        "between architectures."
+        template.fragment(
+            "diagonal",
+            diagonal=num(100 * avg([d for d, _ in diagonal])),
+            white=num(100 * avg([w for _, w in diagonal])),
+        )
         if diagonal
         else ""
     )
 
     warm_rows = []
     for model in MODELS:
-        paper_warm = [
-            r
-            for r in select(mine, dataset="Cora", model=model, attack="link-backdoor")
-            if r.get("overrides") == {"attack.warmup_epochs": "100"}
-        ]
+        paper_warm = where(
+            mine,
+            {**WHITE_BOX, "attack.warmup_epochs": 100},
+            dataset="Cora",
+            model=model,
+            attack="link-backdoor",
+        )
         if paper_warm:
             seeds = {r["seed"] for r in paper_warm}
             ours = [r for r in _white(mine, "Cora", model) if r["seed"] in seeds]
@@ -282,9 +289,11 @@ def render(records: list[dict[str, Any]]) -> str:
                                                    "clean_model_asr")]
                 )  # fmt: skip
 
-    control_rows = _p_rows(mine, "Cora", "0.001", "0.001 (4 targets)")
+    control = where(mine, {**WHITE_BOX, "attack.p": CONTROL_P}, dataset="Cora")
+    control_targets = _poison_targets(control)
+    control_rows = _p_rows(mine, "Cora", CONTROL_P, f"{CONTROL_P:g} ({control_targets} targets)")
     sizes = _bench_sizes()
-    cs_p_rows = _p_rows(mine, "CS", "0.01", "0.01")
+    cs_p_rows = _p_rows(mine, "CS", 0.01, "0.01")
 
     timing_rows = []
     table4 = {
@@ -310,72 +319,24 @@ def render(records: list[dict[str, Any]]) -> str:
             ]
         )
 
-    parts = [
-        "# Link-Backdoor (Zheng et al.): reproduction",
-        "",
-        "Generated from records by `gnnbackdoor report --page link_backdoor`; figures in points "
-        "(mean ± sample std over seeds, number of seeds in brackets). Settings: m = 2 injected "
-        "nodes per target link, at most Q = 5 trigger links (each touching an injected node), "
-        "p = 0.1, where **p counts poisoning target links: round(p × training edges)** (Cora: "
-        "449 of 4,488); a feature budget of 20 changed entries per injected node; Adam, "
-        "learning rate 0.01, early stopping on clean validation AUC with patience 100 (the "
-        "clean model's schedule). One trigger pattern g = (A_g, X_g) is optimised (Eq. 4-7) "
-        "and copied, with its own injected nodes, to every target link. White-box: the "
-        "backdoored model starts from the clean model (Algorithm 1, line 4) and the trigger is "
-        "re-optimised every 10 epochs from epoch 10 on (no warm-up, since training starts from "
-        "the pre-trained clean model; the paper waits 100 epochs); activation uses the trigger "
-        "the kept "
-        "(best-validation) epoch was trained with. 500 held-out target links (non-edges, not "
-        "validation/test negatives, not poisoning targets) per run.",
-        "",
-        "Metrics (all from the link pipeline): ASR counts only *eligible* target links, those "
-        "the clean model predicts absent; *no-trigger rate* is the share of them the "
-        "backdoored model predicts existing **without** the trigger, so the trigger's own "
-        "effect is ASR − no-trigger rate; *clean-model ASR* is the trigger's ASR on the clean "
-        "model (high: the trigger is also an adversarial example for the clean model). BPD = "
-        "clean AUC − backdoored AUC on the same test split.",
-        "",
-        "## White-box (Table 3)",
-        "",
-        markdown_table(["dataset", "model", *HEADER], body),
-        "",
-        f"**Averages over the {len(summary)} measured rows:** ASR {num(avg_asr)} (target ≥ 83, "
-        f"paper {num(paper_asr)} on the same rows), BPD {num(avg_bpd)} (target ≤ 4.1, paper "
-        f"{num(paper_bpd)}), no-trigger rate {num(avg_nt)}, clean-model ASR {num(avg_cm)}. "
-        f"Targets met: ASR {'yes' if avg_asr >= 83 else 'no'}, BPD "
-        f"{'yes' if avg_bpd <= 4.1 else 'no'}.",
-        "",
-        "How to read this: the clean-model ASR is close to 100 % on every row, so the "
-        "optimised trigger (two injected nodes that become common neighbours of u and v, with "
-        "optimised features) already makes the *clean* model predict the link. Eq. 4 "
-        "optimises the trigger against the pre-trained model, so this is by construction; "
-        "ASR − no-trigger rate "
-        f"({num(avg_asr - avg_nt)} on average) is the part of the ASR the trigger itself "
-        "adds on the backdoored model. The backdoored model is the clean one fine-tuned on the "
-        "poisoned graph and early-stopped on clean validation AUC; its best epoch is often the "
-        "first, so BPD and the no-trigger rate mostly measure how far one or a few Adam steps "
-        "move the model (the p = 0.001 control below measures this once its runs are "
-        "recorded). ARGA/ARVGA/GIC train here with "
-        "learning rate 0.01 (this branch's foundation); ARGA's clean AUC is below the paper's "
-        "and varies by seed, which also shrinks its eligible-link count.",
-        "",
-        "Rows below ASR 83 or above BPD 4.1, with what was measured on them:",
-        "",
-        *([f"- {s}" for s in short] or ["- none"]),
-        "",
-        "The per-seed values show which low means come from single seeds. BPD tends to "
-        "grow with the share of injected nodes in the poisoned training graph"
-        f"{_injection_text(sizes, ('Cora', 'CiteSeer', 'Cora_ML_LCC', 'CS'))}; the p sections "
-        "below measure it directly on Cora and CS.",
-        "",
-        "Runs where ASR is undefined because the clean model predicts none of the 500 target "
-        "links absent (a failed clean model; left out of the means): "
-        + ("; ".join(undefined) if undefined else "none")
-        + ".",
-        "",
-        "### Against the paper's official code on this machine (Cora, issue 3)",
-        "",
-        markdown_table(
+    return template.render(
+        white_table=markdown_table(["dataset", "model", *HEADER], body),
+        rows=len(summary),
+        avg_asr=num(avg_asr),
+        asr_target=f"{ASR_TARGET:.0f}",
+        paper_asr=num(paper_asr),
+        avg_bpd=num(avg_bpd),
+        bpd_target=f"{BPD_TARGET}",
+        paper_bpd=num(paper_bpd),
+        avg_nt=num(avg_nt),
+        avg_cm=num(avg_cm),
+        asr_met="yes" if avg_asr >= ASR_TARGET else "no",
+        bpd_met="yes" if avg_bpd <= BPD_TARGET else "no",
+        avg_gap=num(avg_asr - avg_nt),
+        short="\n".join(f"- {s}" for s in short) if short else "- none",
+        injection_all=_injection_text(template, sizes, ("Cora", "CiteSeer", "Cora_ML_LCC", "CS")),
+        undefined="; ".join(undefined) if undefined else "none",
+        official_table=markdown_table(
             [
                 "model",
                 "ASR (ours)",
@@ -387,18 +348,10 @@ def render(records: list[dict[str, Any]]) -> str:
             ],
             official_rows,
         ),
-        "",
-        "## CS",
-        "",
-        markdown_table(["dataset", "model", *HEADER], cs_body) if cs_body else "No CS records.",
-        "",
-        "## Ablation: Link-Backdoor_no-inj (Cora)",
-        "",
-        "Trigger nodes are m existing nodes per target link (drawn at random, never its end "
-        "nodes); only the structure is optimised (existing features are never modified) and no "
-        "trigger link duplicates an existing edge. Same seeds on both sides.",
-        "",
-        markdown_table(
+        cs_table=markdown_table(["dataset", "model", *HEADER], cs_body)
+        if cs_body
+        else "No CS records.",
+        ablation_table=markdown_table(
             [
                 "model",
                 "ASR (injected)",
@@ -411,64 +364,23 @@ def render(records: list[dict[str, Any]]) -> str:
         )
         if ablation
         else "No no-inj records.",
-        "",
-        "## Where the no-trigger rate comes from (Cora)",
-        "",
-        "Control runs with p = 0.001 (4 poisoning target links instead of 449) go through the "
-        "same fine-tuning and early stopping. Their no-trigger rate is what training alone "
-        "does to the eligible links (many sit just below 0.5 on the clean model); the "
-        "difference to p = 0.1 is what poisoning adds.",
-        "",
-        _p_table(control_rows, "No control records."),
-        "",
-        "## Poisoning ratio on CS",
-        "",
-        "At p = 0.1, CS's poisoned training graph carries far more injected nodes beside its "
-        f"real ones than Cora's{_injection_text(sizes, ('CS', 'Cora'))}, so most real nodes "
-        "have an injected neighbour while the backdoored model trains, and the clean test "
-        "graph no longer looks like its training graph. The same seeds with p = 0.01 "
-        "measure how much of CS's BPD that share accounts for.",
-        "",
-        _p_table(cs_p_rows, "No CS p = 0.01 records."),
-        "",
-        "## Warm-up before trigger re-optimisation (Cora)",
-        "",
-        "The paper re-optimises the trigger only after epoch 100; the kept (best clean "
-        "validation) epoch of our backdoored training usually comes earlier, so with a 100-epoch "
-        "warm-up the kept model was trained on the initial trigger only.",
-        "",
-        markdown_table(
+        control_table=_p_table(control_rows, "No control records."),
+        control_targets=control_targets,
+        default_targets=_poison_targets(_white(mine, "Cora", "gae")),
+        injection_cs=_injection_text(template, sizes, ("CS", "Cora")),
+        cs_p_table=_p_table(cs_p_rows, "No CS p = 0.01 records."),
+        warm_table=markdown_table(
             ["model", "warm-up (epochs)", "ASR", "BPD", "no-trigger rate", "clean-model ASR"],
             warm_rows,
         )
         if warm_rows
         else "No warm-up records.",
-        "",
-        "## Black-box (Fig. 4), Cora",
-        "",
-        "Rows: surrogate (trigger optimised on it, trained clean); columns: target (a fresh "
-        "model trained on the poisoned data, never seen by the attacker). ASR in points, number "
-        "of seeds in brackets; the last row is the white-box ASR of the target on the same "
-        f"seeds. Heat-map: [{PNG}]({PNG}) (`python -m gnnbackdoor.experiments.blackbox_matrix "
-        f"results/link_backdoor --dataset Cora --png docs/reproduction/{PNG}`).",
-        "",
-        markdown_table(["surrogate \\ target", *MODELS], bb_rows),
-        "",
-        f"Average ASR drop against white-box over the {matrix.cells()} measured cells "
-        f"(off-diagonal): **{num(100 * matrix.drop())}** points (paper: 2.77). {len(black)} "
-        f"black-box records. {diag_text}",
-        "",
-        "## Seconds per trigger update, GAE (Table 4)",
-        "",
-        "From the records' `timings.per_update_s` (one update = one forward and backward pass "
-        "over all poisoning target links, then Eq. 7), one CPU thread beside the paper's "
-        "TITAN XP GPU. Wall time was taken while the sweep shared 2 cores with other jobs "
-        "(load average about 5), so it includes waiting for a core; CPU time is the process's "
-        "own (recorded from the second commit of the sweep on). `bench/link_backdoor_speed.py` "
-        "measures the same outside the sweep ([bench results](../../bench/results/"
-        "link_backdoor_speed.md)).",
-        "",
-        markdown_table(
+        blackbox_table=markdown_table(["surrogate \\ target", *MODELS], bb_rows),
+        cells=matrix.cells(),
+        drop=num(100 * matrix.drop()),
+        black=len(black),
+        diagonal=diag_text,
+        timing_table=markdown_table(
             [
                 "dataset",
                 "ours, wall (s)",
@@ -480,18 +392,5 @@ def render(records: list[dict[str, Any]]) -> str:
             ],
             timing_rows,
         ),
-        "",
-        provenance(
-            mine,
-            [
-                "export GNNBACKDOOR_DATA_MIRROR=../shared/datasets",
-                "gnnbackdoor sweep experiments/link_backdoor.yaml --out results/link_backdoor "
-                "--threads 1",
-                "python -m gnnbackdoor.experiments.blackbox_matrix results/link_backdoor "
-                f"--dataset Cora --png docs/reproduction/{PNG}",
-                "gnnbackdoor report results/link_backdoor --page link_backdoor "
-                "--out docs/reproduction/link_backdoor.md",
-            ],
-        ),
-    ]
-    return "\n".join(parts) + "\n"
+        **provenance(mine),
+    )
