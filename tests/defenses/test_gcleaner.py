@@ -316,6 +316,7 @@ def test_auxiliary_graphs_take_the_models_labels_not_their_own(tiny_graph_datase
         ("defense.recovery.lr=0", r"defense.recovery.lr=0: expected a finite number > 0"),
         ("defense.recovery.lrr=1", "valid keys under defense.recovery: batch_size"),
         ("defense.recovery_lr=0.1", "recovery.<key>"),
+        ("defense.auxiliary_dataset=nope", "unknown dataset 'nope'; valid choices:"),
     ],
 )
 def test_bad_parameters_are_one_line_errors(tmp_path, capsys, setting, message):

@@ -114,6 +114,10 @@ class GCleaner(ModelRepairDefense):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.auxiliary_dataset is not None:  # a registered name: fail now, one spelling
+            from gnnbackdoor.datasets import DATASETS
+
+            self.auxiliary_dataset = DATASETS.canonical(self.auxiliary_dataset)
         self.info_: dict[str, Any] = {}
         self.auxiliary_graphs_: list[Data] | None = None
 
