@@ -54,7 +54,8 @@ _CONFIG = ConfigDict(allow_inf_nan=False)
 _NONE_TEXT = {"none", "null", ""}
 
 
-def _is_section(annotation: Any) -> bool:
+def is_section(annotation: Any) -> bool:
+    """Whether a field's annotation is a nested settings section (a dataclass)."""
     return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
 
 
@@ -120,7 +121,7 @@ def describe(annotation: Any) -> str:
         elif typing.get_origin(base) in (list, tuple):
             (inner, *_) = typing.get_args(base) or (str,)
             parts.append(f"a comma-separated list of ({describe(inner)})")
-        elif _is_section(base):
+        elif is_section(base):
             parts.append(f"a section with keys {', '.join(field_types(base))}")
         else:
             parts.append(getattr(base, "__name__", str(base)))
@@ -183,7 +184,7 @@ def coerce_field(cls: type, name: str, value: Any, key: str) -> Any:
         ConfigError: one line ``key=value: expected ...`` naming the accepted range/choices.
     """
     annotation = field_types(cls)[name]
-    if _is_section(annotation):
+    if is_section(annotation):
         if isinstance(value, annotation):
             return value
         if isinstance(value, Mapping):
@@ -225,7 +226,7 @@ def coerce(cls: type, values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def valid_keys(cls: type) -> str:
     """The keys of ``cls`` at its own level, nested sections shown as ``name.<key>``."""
     return ", ".join(
-        f"{name}.<key>" if _is_section(annotation) else name
+        f"{name}.<key>" if is_section(annotation) else name
         for name, annotation in sorted(field_types(cls).items())
     )
 

@@ -26,6 +26,7 @@ from gnnbackdoor.settings import (
     check_value,
     coerce_field,
     field_types,
+    is_section,
     valid_keys,
 )
 
@@ -102,14 +103,10 @@ def _lookup(cls: type, path: list[str]) -> tuple[type, str] | None:
     key, or ``None`` when the path names no key of ``cls``."""
     for part in path[:-1]:
         annotation = field_types(cls).get(part)
-        if not _is_section(annotation):
+        if not is_section(annotation):
             return None
         cls = annotation
     return (cls, path[-1]) if path[-1] in field_types(cls) else None
-
-
-def _is_section(annotation: Any) -> bool:
-    return isinstance(annotation, type) and hasattr(annotation, "__dataclass_fields__")
 
 
 def _unknown(key: str, section: str, cls: type, path: list[str]) -> ConfigError:
@@ -118,7 +115,7 @@ def _unknown(key: str, section: str, cls: type, path: list[str]) -> ConfigError:
     level, where = cls, section
     for part in path[:-1]:
         annotation = field_types(level).get(part)
-        if not _is_section(annotation):
+        if not is_section(annotation):
             break
         level, where = annotation, f"{where}.{part}"
     return ConfigError(f"--set {key}: unknown key; valid keys under {where}: {valid_keys(level)}")
