@@ -114,9 +114,10 @@ def _write(args: argparse.Namespace, rows: list[dict]) -> None:
         "is shared, so these are upper bounds. Recovery includes the explainer; unlearning "
         "includes the teacher's fine-tuning. Defaults: GNNExplainer "
         f"{defaults.explainer_epochs} epochs, n = {defaults.num_trigger_nodes}, "
-        f"{defaults.recovery_epochs} recovery epochs, {defaults.teacher_epochs} teacher epochs, "
-        f"{defaults.unlearn_epochs} unlearning epochs (SGD {defaults.unlearn_lr}, "
-        f"λ = {defaults.heatmap_weight:g}); the defender holds "
+        f"{defaults.recovery.epochs} recovery epochs, "
+        f"{defaults.unlearning.teacher_epochs} teacher epochs, "
+        f"{defaults.unlearning.epochs} unlearning epochs (SGD {defaults.unlearning.lr}, "
+        f"λ = {defaults.unlearning.heatmap_weight:g}); the defender holds "
         f"{100 * defaults.holding_rate:.0f} % of the dataset. "
         f"Target: whole purification under {TARGET_SECONDS:.0f} s on AIDS.",
         "",

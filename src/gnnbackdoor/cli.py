@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 from gnnbackdoor import __version__
 from gnnbackdoor.errors import UserError
@@ -22,6 +23,30 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind: str):
+    """An argparse ``type`` that reads a number through the settings converter with the
+    declared range ``kind`` (a name in :mod:`gnnbackdoor.settings`, or ``"Port"``): a value
+    out of range stops with one line, exit 2, before any work."""
+
+    def parse(text: str):
+        from pydantic import Field
+
+        from gnnbackdoor import settings
+
+        annotation = (
+            Annotated[int, Field(ge=1, le=65535)] if kind == "Port" else getattr(settings, kind)
+        )
+        try:
+            return settings.check_value(annotation, text, "value")
+        except UserError:
+            raise argparse.ArgumentTypeError(
+                f"expected {settings.describe(annotation)}, got {text!r}"
+            ) from None
+
+    parse.__name__ = kind
+    return parse
 
 
 def _add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -50,7 +75,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dataset cache (default: $GNNBACKDOOR_CACHE or ~/.cache/gnnbackdoor/datasets)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=_number("PositiveInt"), default=None, help="torch CPU threads"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
 
 
@@ -65,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", required=True)
     run.add_argument("--attack", default=None)
     run.add_argument("--defense", default=None)
-    run.add_argument("--seeds", type=int, nargs="+", default=[0])
+    run.add_argument("--seeds", type=_number("NonNegativeInt"), nargs="+", default=[0])
     _add_set_option(run, "override a setting, e.g. train.patience=50")
     run.add_argument("--out", type=Path, required=True, help="folder of records.jsonl")
     run.add_argument(
@@ -108,14 +135,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_server_options(parser: argparse.ArgumentParser, default_max_graphs: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-body-bytes", type=int, default=1_048_576)
-    parser.add_argument("--max-graphs", type=int, default=default_max_graphs)
-    parser.add_argument("--max-nodes", type=int, default=1_000)
-    parser.add_argument("--max-edges", type=int, default=20_000)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    parser.add_argument("--port", type=_number("Port"), default=8000)
+    parser.add_argument("--max-body-bytes", type=_number("PositiveInt"), default=1_048_576)
+    parser.add_argument("--max-graphs", type=_number("PositiveInt"), default=default_max_graphs)
+    parser.add_argument("--max-nodes", type=_number("PositiveInt"), default=1_000)
+    parser.add_argument("--max-edges", type=_number("NonNegativeInt"), default=20_000)
     parser.add_argument(
-        "--workers", type=int, default=1, help="server processes sharing the port (default 1)"
+        "--threads", type=_number("PositiveInt"), default=1, help="torch CPU threads per worker"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_number("PositiveInt"),
+        default=1,
+        help="server processes sharing the port (default 1)",
     )
     parser.add_argument("--quiet", action="store_true", help="warnings only")
 
@@ -128,9 +160,14 @@ def _add_service_commands(commands) -> None:
     serve.add_argument("--defense", default="graphprot-tf", help="an input shield")
     _add_set_option(serve, "shield parameter, e.g. num_subgraphs=7")
     serve.add_argument("--api-keys", type=Path, required=True, help="file of key hashes")
-    serve.add_argument("--upstream-timeout", type=float, default=5.0, help="seconds")
     serve.add_argument(
-        "--feature-width", type=int, default=None, help="node feature width (upstream mode)"
+        "--upstream-timeout", type=_number("PositiveFloat"), default=5.0, help="seconds"
+    )
+    serve.add_argument(
+        "--feature-width",
+        type=_number("PositiveInt"),
+        default=None,
+        help="node feature width (upstream mode)",
     )
     _add_server_options(serve, default_max_graphs=64)
 
@@ -305,8 +342,6 @@ def _run_server(app, args: argparse.Namespace, factory: str, settings) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     log_level = "warning" if args.quiet else "info"
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level=log_level)
         return 0

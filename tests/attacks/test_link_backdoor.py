@@ -237,10 +237,10 @@ def test_pipeline_counts_only_eligible_links():
 @pytest.mark.parametrize(
     "setting, fragment",
     [
-        ("attack.m=0", "m (injected nodes"),
-        ("attack.Q=0", "Q (links"),
-        ("attack.p=0", "p (poison ratio)"),
-        ("attack.p=1.5", "p (poison ratio)"),
+        ("attack.m=0", "attack.m=0: expected an integer >= 1"),
+        ("attack.Q=0", "attack.Q=0: expected an integer >= 1"),
+        ("attack.p=0", "attack.p=0: expected a finite number in (0, 1]"),
+        ("attack.p=1.5", "attack.p=1.5: expected a finite number in (0, 1]"),
         ("attack.surrogate=gcn", "not a link model"),
         ("attack.surrogate=nosuch", "not a link model"),
     ],

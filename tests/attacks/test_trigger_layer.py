@@ -20,7 +20,11 @@ from gnnbackdoor.attacks.trigger_layer import (
     straight_through_adjacency,
     triggered_graphs,
 )
-from gnnbackdoor.defenses.trigger_recovery import recover_trigger, recovery_generator
+from gnnbackdoor.defenses.trigger_recovery import (
+    RecoveryConfig,
+    recover_trigger,
+    recovery_generator,
+)
 from gnnbackdoor.models import MODELS
 
 
@@ -226,7 +230,7 @@ def test_explainers_and_recovery_draw_only_from_the_generator_handed_in():
             model, graphs, ExplainAlgorithm.GNNEXPLAINER, 5, torch.Generator().manual_seed(3)
         )
         recovery = recover_trigger(
-            model, graphs, positions, 3, epochs=2, batch_size=3,
+            model, graphs, positions, 3, RecoveryConfig(epochs=2, batch_size=3),
             generator=torch.Generator().manual_seed(3),
         )  # fmt: skip
         assert torch.equal(torch.get_rng_state(), state)  # the global stream is untouched

@@ -14,6 +14,7 @@ from gnnbackdoor.cli import main
 from gnnbackdoor.defenses import DEFENSES
 from gnnbackdoor.defenses.gcleaner import GCleaner
 from gnnbackdoor.defenses.trigger_recovery import (
+    RecoveryConfig,
     TriggerSlots,
     embed_trigger,
     infer_feature_mode,
@@ -132,9 +133,8 @@ def test_recovery_runs_and_leaves_the_model_unchanged(tiny_graph_dataset):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     graphs = tiny_graph_dataset[:8]
     positions = [least_important(torch.rand(g.num_nodes), 3) for g in graphs]
-    result = recover_trigger(
-        model, graphs, positions, 3, epochs=2, batch_size=4, feature_mode="range"
-    )
+    config = RecoveryConfig(epochs=2, batch_size=4, trigger_features="range")
+    result = recover_trigger(model, graphs, positions, 3, config)
     assert len(result.triggered) == 8
     assert all(t.num_nodes == g.num_nodes for t, g in zip(result.triggered, graphs, strict=True))
     assert -1 <= result.similarity <= 1
@@ -148,7 +148,7 @@ def test_auto_features_are_one_hot_rows_on_one_hot_data(tiny_graph_dataset, path
     model = _model(3)
     graphs = tiny_graph_dataset[:8]
     positions = [least_important(torch.rand(g.num_nodes), 3) for g in graphs]
-    result = recover_trigger(model, graphs, positions, 3, epochs=2, batch_size=4)
+    result = recover_trigger(model, graphs, positions, 3, RecoveryConfig(epochs=2, batch_size=4))
     for graph, position in zip(result.triggered, positions, strict=True):
         rows = graph.x[position]
         assert set(rows.unique().tolist()) <= {0.0, 1.0}
@@ -160,9 +160,8 @@ def test_range_features_are_not_one_hot(tiny_graph_dataset):
     model = _model(3)
     graphs = tiny_graph_dataset[:8]
     positions = [least_important(torch.rand(g.num_nodes), 3) for g in graphs]
-    result = recover_trigger(
-        model, graphs, positions, 3, epochs=1, batch_size=4, feature_mode="range"
-    )
+    config = RecoveryConfig(epochs=1, batch_size=4, trigger_features="range")
+    result = recover_trigger(model, graphs, positions, 3, config)
     rows = result.triggered[0].x[positions[0]]
     assert not set(rows.unique().tolist()) <= {0.0, 1.0}
 
@@ -189,11 +188,8 @@ def test_teacher_does_not_depend_on_the_recovery_settings(tiny_graph_dataset, mo
         )
         defense = GCleaner(
             explainer=explainer,
-            recovery_epochs=epochs,
-            recovery_batch_size=4,
-            teacher_epochs=2,
-            unlearn_epochs=1,
-            unlearn_batch_size=4,
+            recovery=RecoveryConfig(epochs=epochs, batch_size=4),
+            unlearning=UnlearningConfig(teacher_epochs=2, epochs=1, batch_size=4),
         )
         defense.repair(_model(3), graphs, ctx)
     first, second = teachers
@@ -203,7 +199,7 @@ def test_teacher_does_not_depend_on_the_recovery_settings(tiny_graph_dataset, mo
 def test_teacher_is_frozen_and_unchanged_by_unlearning(tiny_graph_dataset):
     student = _model(3)
     graphs = tiny_graph_dataset[:8]
-    config = UnlearningConfig(epochs=2, teacher_epochs=2, batch_size=4)
+    config = UnlearningConfig(epochs=2, teacher_epochs=2, batch_size=4, lr=0.01, heatmap_weight=1)
     teacher, _ = fine_tune_teacher(student, graphs, config)
     assert teacher is not student
     assert not teacher.training
@@ -232,7 +228,9 @@ def test_input_level_heat_maps_keep_a_feature_blind_model_finite(tiny_graph_data
     student = _model(3)
     graphs = [Data(x=torch.zeros_like(g.x), edge_index=g.edge_index, y=g.y)
               for g in tiny_graph_dataset[:8]]  # fmt: skip
-    config = UnlearningConfig(epochs=2, teacher_epochs=1, batch_size=4, heatmap=method)
+    config = UnlearningConfig(
+        epochs=2, teacher_epochs=1, batch_size=4, heatmap=method, lr=0.01, heatmap_weight=1
+    )
     teacher, _ = fine_tune_teacher(student, graphs, config)
     report = unlearn(student, teacher, graphs, graphs, config)
     assert all(torch.isfinite(p).all() for p in student.parameters())
@@ -314,7 +312,11 @@ def test_auxiliary_graphs_take_the_models_labels_not_their_own(tiny_graph_datase
         ("defense.num_trigger_nodes=0", "num_trigger_nodes"),
         ("defense.num_trigger_nodes=500", "larger than every graph"),
         ("defense.explainer=lime", "explainer"),
-        ("defense.heatmap=cam", "heatmap"),
+        ("defense.unlearning.heatmap=cam", "defense.unlearning.heatmap=cam: expected one of"),
+        ("defense.recovery.lr=0", r"defense.recovery.lr=0: expected a finite number > 0"),
+        ("defense.recovery.lrr=1", "valid keys under defense.recovery: batch_size"),
+        ("defense.recovery_lr=0.1", "recovery.<key>"),
+        ("defense.auxiliary_dataset=nope", "unknown dataset 'nope'; valid choices:"),
     ],
 )
 def test_bad_parameters_are_one_line_errors(tmp_path, capsys, setting, message):

@@ -139,7 +139,10 @@ def _cli(argv, capsys):
         (["--dataset", "nope", "--model", "gae"], "unknown dataset 'nope'; valid choices:"),
         (["--dataset", "sbm", "--model", "gin"], "model 'gin' is for --task graph"),
         (["--dataset", "sbm", "--model", "gae", "--attack", "zzz"], "unknown attack 'zzz'"),
-        (["--dataset", "sbm", "--model", "gae", "--set", "train.lr=fast"], "expects float"),
+        (
+            ["--dataset", "sbm", "--model", "gae", "--set", "train.lr=fast"],
+            "train.lr=fast: expected a finite number > 0",
+        ),
         (["--dataset", "sbm", "--model", "gae", "--set", "lr"], "key=value"),
         (["--dataset", "sbm", "--model", "gae", "--set", "train.max_epochs=0"], "max_epochs"),
         (["--dataset", "Cora", "--model", "gae"], "GNNBACKDOOR_DATA_MIRROR"),

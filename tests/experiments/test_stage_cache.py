@@ -27,9 +27,9 @@ ARGS = [
     "train.max_epochs=5",
     "attack.target_class=0",
     "defense.explainer=random",
-    "defense.recovery_epochs=2",
-    "defense.unlearn_epochs=2",
-    "defense.teacher_epochs=1",
+    "defense.recovery.epochs=2",
+    "defense.unlearning.epochs=2",
+    "defense.unlearning.teacher_epochs=1",
 ]
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 from torch_geometric.data import Data
 
 from gnnbackdoor.registry import Registry
+from gnnbackdoor.settings import Fraction, NonNegativeInt, Settings, as_dict
 
 if TYPE_CHECKING:
     from gnnbackdoor.experiments.context import GraphContext, LinkContext
@@ -28,16 +29,17 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Attack(ABC):
-    """Common base: ``task`` says which pipeline runs it; ``reference`` names the paper."""
+class Attack(Settings, ABC):
+    """Common base: ``task`` says which pipeline runs it; ``reference`` names the paper.
+    Fields declare their ranges and choices; they are validated on construction."""
 
     task: ClassVar[str]
     reference: ClassVar[str] = ""
     registered_name: ClassVar[str]
 
     def params(self) -> dict[str, Any]:
-        """The attack's parameters (its dataclass fields) for the record."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The attack's parameters (its dataclass fields) for the record, as plain JSON."""
+        return as_dict(self)
 
     def describe(self) -> dict[str, Any]:
         """What the fitted attack did, for the record (trigger size, positions, ...)."""
@@ -66,8 +68,8 @@ class GraphAttack(Attack):
         injection_ratio: Fraction of training graphs poisoned, in (0, 1].
     """
 
-    target_class: int = 0
-    injection_ratio: float = 0.1
+    target_class: NonNegativeInt = 0
+    injection_ratio: Fraction = 0.1
     task: ClassVar[str] = "graph"
 
     @abstractmethod

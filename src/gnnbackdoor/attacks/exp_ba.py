@@ -16,6 +16,7 @@ random nodes, and ``describe()`` counts them (``graphs_without_importance``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -25,12 +26,25 @@ from gnnbackdoor.attacks.base import ATTACKS
 from gnnbackdoor.attacks.importance import Importance, node_scores
 from gnnbackdoor.attacks.sba import SBA
 from gnnbackdoor.attacks.triggers import ranked_positions, uninformative
-from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.settings import PositiveInt
 
 if TYPE_CHECKING:
     from gnnbackdoor.experiments.context import GraphContext
 
-PLACEMENTS = ("most", "least")
+
+class Placement(StrEnum):
+    """Which nodes the trigger replaces."""
+
+    MOST = "most"
+    LEAST = "least"
+
+
+class ExpExplainer(StrEnum):
+    """Explainers Exp-BA offers (a subset of
+    :class:`~gnnbackdoor.attacks.importance.Importance`)."""
+
+    GNNEXPLAINER = Importance.GNNEXPLAINER.value
+    SALIENCY = Importance.SALIENCY.value
 
 
 @ATTACKS.register("exp-ba")
@@ -45,19 +59,10 @@ class ExpBA(SBA):
         explainer_epochs: GNNExplainer optimisation epochs per graph.
     """
 
-    placement: str = "most"
-    explainer: str = "gnnexplainer"
-    explainer_epochs: int = 50
+    placement: Placement = Placement.MOST
+    explainer: ExpExplainer = ExpExplainer.GNNEXPLAINER
+    explainer_epochs: PositiveInt = 50
     reference = "Xu et al., Explainability-based Backdoor Attacks Against GNNs, WiseML 2021"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.placement not in PLACEMENTS:
-            raise ConfigError(f"placement must be most or least, got {self.placement!r}")
-        if self.explainer not in (Importance.GNNEXPLAINER.value, Importance.SALIENCY.value):
-            raise ConfigError(f"explainer must be gnnexplainer or saliency, got {self.explainer!r}")
-        if self.explainer_epochs < 1:
-            raise ConfigError("explainer_epochs must be at least 1")
 
     def _fit_trigger(self, ctx: GraphContext) -> None:
         super()._fit_trigger(ctx)

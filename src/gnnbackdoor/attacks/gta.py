@@ -57,8 +57,8 @@ from gnnbackdoor.attacks.triggers import (
     label_of,
     random_positions,
 )
-from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import GraphClassifier
+from gnnbackdoor.settings import NonNegativeInt, PositiveFloat, PositiveInt
 from gnnbackdoor.utils.progress import progress
 
 if TYPE_CHECKING:
@@ -90,29 +90,15 @@ class GTA(SubgraphTriggerAttack):
             for one-hot labels: clean-model ASR 100 % on AIDS and DHFR with GCN).
     """
 
-    bilevel_epochs: int = 20
-    inner_epochs: int = 1
-    generator_steps: int = 4
-    pretrain_epochs: int = 0
-    generator_lr: float = 0.01
-    hidden: int = 64
-    generator_batch: int = 64
-    feature_domain: str = "auto"
+    bilevel_epochs: PositiveInt = 20
+    inner_epochs: PositiveInt = 1
+    generator_steps: PositiveInt = 4
+    pretrain_epochs: NonNegativeInt = 0
+    generator_lr: PositiveFloat = 0.01
+    hidden: PositiveInt = 64
+    generator_batch: PositiveInt = 64
+    feature_domain: FeatureKind = FeatureKind.AUTO
     reference = "Xi et al., Graph Backdoor (GTA), USENIX Security 2021"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if min(self.bilevel_epochs, self.inner_epochs, self.generator_steps) < 1:
-            raise ConfigError("bilevel_epochs, inner_epochs and generator_steps must be >= 1")
-        if self.pretrain_epochs < 0:
-            raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
-        if self.generator_lr <= 0 or self.hidden < 1 or self.generator_batch < 1:
-            raise ConfigError("generator_lr must be > 0; hidden and generator_batch >= 1")
-        kinds = [k.value for k in FeatureKind]
-        if self.feature_domain not in kinds:
-            raise ConfigError(
-                f"feature_domain must be one of {', '.join(kinds)}, got {self.feature_domain!r}"
-            )
 
     # -- fitting ---------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import torch
@@ -58,10 +59,16 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments.context import LinkContext
 from gnnbackdoor.models.base import MODELS, LinkPredictor
 from gnnbackdoor.models.train_link import link_scores
+from gnnbackdoor.settings import Fraction, NonNegativeInt, PositiveInt
 
 logger = logging.getLogger(__name__)
 
-FEATURE_INITS = ("copy", "random")
+
+class FeatureInit(StrEnum):
+    """Initial features of injected trigger nodes."""
+
+    COPY = "copy"  # features of randomly chosen existing nodes
+    RANDOM = "random"  # Bernoulli draws at the data's mean feature density
 
 
 def _pair_keys(pairs: Tensor, num_nodes: int) -> Tensor:
@@ -127,16 +134,16 @@ class LinkBackdoor(LinkAttack):
             Black-box always trains a fresh target model.
     """
 
-    m: int = 2
-    Q: int = 5
-    p: float = 0.1
-    feature_budget: int = 20
-    feature_step: float = 1.0
-    feature_init: str = "copy"
-    init_updates: int = 5
-    warmup_epochs: int = 0
-    update_every: int = 10
-    num_test_targets: int = 500
+    m: PositiveInt = 2
+    Q: PositiveInt = 5
+    p: Fraction = 0.1
+    feature_budget: NonNegativeInt = 20
+    feature_step: Fraction = 1.0
+    feature_init: FeatureInit = FeatureInit.COPY
+    init_updates: NonNegativeInt = 5
+    warmup_epochs: NonNegativeInt = 0
+    update_every: PositiveInt = 10
+    num_test_targets: PositiveInt = 500
     surrogate: str | None = None
     init_from_clean: bool = True
     reference: ClassVar[str] = (
@@ -146,30 +153,8 @@ class LinkBackdoor(LinkAttack):
     inject_nodes: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         name = self.registered_name
-        if self.m < 1:
-            raise ConfigError(
-                f"{name}: m (injected nodes per target link) must be >= 1, got {self.m}"
-            )
-        if self.Q < 1:
-            raise ConfigError(f"{name}: Q (links per trigger) must be >= 1, got {self.Q}")
-        if not 0 < self.p <= 1:
-            raise ConfigError(f"{name}: p (poison ratio) must be in (0, 1], got {self.p}")
-        if self.feature_budget < 0:
-            raise ConfigError(f"{name}: feature_budget must be >= 0, got {self.feature_budget}")
-        if not 0 < self.feature_step <= 1:
-            raise ConfigError(f"{name}: feature_step must be in (0, 1], got {self.feature_step}")
-        if self.feature_init not in FEATURE_INITS:
-            raise ConfigError(
-                f"{name}: feature_init must be one of {', '.join(FEATURE_INITS)}, "
-                f"got {self.feature_init!r}"
-            )
-        if self.init_updates < 0 or self.warmup_epochs < 0 or self.update_every < 1:
-            raise ConfigError(
-                f"{name}: init_updates and warmup_epochs must be >= 0, update_every >= 1"
-            )
-        if self.num_test_targets < 1:
-            raise ConfigError(f"{name}: num_test_targets must be >= 1")
         if self.surrogate is not None:
             if self.surrogate not in MODELS or MODELS.get(self.surrogate).task != "link":
                 links = [n for n, c in MODELS.items() if c.task == "link"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -40,20 +41,30 @@ from gnnbackdoor.attacks.triggers import (
     ranked_positions,
     uninformative,
 )
-from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.settings import PositiveInt
 
 if TYPE_CHECKING:
     from gnnbackdoor.experiments.context import GraphContext
 
 #: The networkx atlas holds every graph of up to this many nodes.
 ATLAS_MAX_NODES = 7
-MOTIF_RULES = ("rarest", "rarest_observed")
-PLACEMENT_CHOICES = (
-    Importance.NODE_DROP.value,
-    Importance.DEGREE.value,
-    Importance.BETWEENNESS.value,
-    Importance.SALIENCY.value,
-)
+
+
+class MotifRule(StrEnum):
+    """Which motif becomes the trigger (see the module docstring)."""
+
+    RAREST = "rarest"
+    RAREST_OBSERVED = "rarest_observed"
+
+
+class MotifPlacement(StrEnum):
+    """Node importance Motif-BA places by (a subset of
+    :class:`~gnnbackdoor.attacks.importance.Importance`)."""
+
+    NODE_DROP = Importance.NODE_DROP.value
+    DEGREE = Importance.DEGREE.value
+    BETWEENNESS = Importance.BETWEENNESS.value
+    SALIENCY = Importance.SALIENCY.value
 
 
 def candidate_motifs(size: int) -> list[tuple[str, nx.Graph]]:
@@ -161,26 +172,13 @@ class MotifBA(SubgraphTriggerAttack):
         samples_per_graph: Connected subgraphs sampled per counted graph.
     """
 
-    placement: str = "node_drop"
-    motif_rule: str = "rarest"
-    max_graphs: int = 300
-    samples_per_graph: int = 20
+    placement: MotifPlacement = MotifPlacement.NODE_DROP
+    motif_rule: MotifRule = MotifRule.RAREST
+    max_graphs: PositiveInt = 300
+    samples_per_graph: PositiveInt = 20
     reference = (
         "Zheng et al., Motif-Backdoor: Rethinking the Backdoor Attack on GNNs via Motifs, TCSS 2024"
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.placement not in PLACEMENT_CHOICES:
-            raise ConfigError(
-                f"placement must be one of {', '.join(PLACEMENT_CHOICES)}, got {self.placement!r}"
-            )
-        if self.motif_rule not in MOTIF_RULES:
-            raise ConfigError(
-                f"motif_rule must be rarest or rarest_observed, got {self.motif_rule!r}"
-            )
-        if self.max_graphs < 1 or self.samples_per_graph < 1:
-            raise ConfigError("max_graphs and samples_per_graph must be at least 1")
 
     def _fit_trigger(self, ctx: GraphContext) -> None:
         candidates, counts, by_class, samples = count_motifs(

@@ -19,6 +19,7 @@ from torch_geometric.data import Data
 from gnnbackdoor.attacks.base import ATTACKS
 from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack, Trigger, random_positions
 from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.settings import Fraction, PositiveInt
 
 if TYPE_CHECKING:
     from gnnbackdoor.experiments.context import GraphContext
@@ -86,21 +87,11 @@ class SBA(SubgraphTriggerAttack):
         ba_edges: Edges of each new node in ``preferential_attachment`` (Barabási–Albert m).
     """
 
-    pattern: str = "erdos_renyi"
-    edge_prob: float = 0.8
-    sw_neighbours: int = 2
-    ba_edges: int = 2
+    pattern: Pattern = Pattern.ERDOS_RENYI
+    edge_prob: Fraction = 0.8
+    sw_neighbours: PositiveInt = 2
+    ba_edges: PositiveInt = 2
     reference = "Zhang et al., Backdoor Attacks to Graph Neural Networks, SACMAT 2021"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        choices = [p.value for p in Pattern]
-        if self.pattern not in choices:
-            raise ConfigError(f"pattern must be one of {', '.join(choices)}, got {self.pattern!r}")
-        if not 0 < self.edge_prob <= 1:
-            raise ConfigError(f"edge_prob must be in (0, 1], got {self.edge_prob}")
-        if self.sw_neighbours < 1 or self.ba_edges < 1:
-            raise ConfigError("sw_neighbours and ba_edges must be at least 1")
 
     def _fit_trigger(self, ctx: GraphContext) -> None:
         self.trigger_ = draw_connected_trigger(

@@ -18,16 +18,18 @@ import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import networkx as nx
 import torch
+from pydantic import Field
 from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce
 
 from gnnbackdoor.attacks.base import GraphAttack, PoisonResult
 from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.settings import Fraction
 
 if TYPE_CHECKING:
     from gnnbackdoor.experiments.context import GraphContext
@@ -214,19 +216,9 @@ class SubgraphTriggerAttack(GraphAttack):
             victim trains from (validation included), the plain data-poisoning threat model.
     """
 
-    trigger_size: int = 5
-    trigger_fraction: float | None = None
+    trigger_size: Annotated[int, Field(ge=2)] = 5
+    trigger_fraction: Fraction | None = None
     poison_validation: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 < self.injection_ratio <= 1:
-            raise ConfigError(f"injection_ratio must be in (0, 1], got {self.injection_ratio}")
-        if self.target_class < 0:
-            raise ConfigError(f"target_class must be >= 0, got {self.target_class}")
-        if self.trigger_size < 2:
-            raise ConfigError(f"trigger_size must be at least 2 nodes, got {self.trigger_size}")
-        if self.trigger_fraction is not None and not 0 < self.trigger_fraction <= 1:
-            raise ConfigError(f"trigger_fraction must be in (0, 1], got {self.trigger_fraction}")
 
     # -- subclass hooks --
 

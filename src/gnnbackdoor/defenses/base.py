@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.registry import Registry
+from gnnbackdoor.settings import OpenFraction, Settings, as_dict
 
 if TYPE_CHECKING:
     from gnnbackdoor.datasets.base import DataLocation
@@ -30,13 +30,16 @@ PredictFn = Callable[[Sequence[Data]], Tensor]
 
 
 @dataclass
-class Defense(ABC):
+class Defense(Settings, ABC):
+    """Common base; fields declare their ranges and choices, validated on construction."""
+
     task: ClassVar[str] = "graph"
     reference: ClassVar[str] = ""
     registered_name: ClassVar[str]
 
     def params(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The defense's parameters for the record, as plain JSON (nested sections as dicts)."""
+        return as_dict(self)
 
     def describe(self) -> dict[str, Any]:
         """Figures about what the defense did (added to the record's metrics)."""
@@ -52,11 +55,7 @@ class ModelRepairDefense(Defense):
             (0, 1); those graphs are then excluded from every evaluation.
     """
 
-    holding_rate: float = 0.03
-
-    def __post_init__(self) -> None:
-        if not 0 < self.holding_rate < 1:
-            raise ConfigError(f"holding_rate must be in (0, 1), got {self.holding_rate}")
+    holding_rate: OpenFraction = 0.03
 
     def split_defender_data(
         self,

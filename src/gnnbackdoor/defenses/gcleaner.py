@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -36,21 +37,20 @@ from torch_geometric.data import Data
 
 from gnnbackdoor.defenses.base import DEFENSES, ModelRepairDefense
 from gnnbackdoor.defenses.trigger_recovery import (
-    EXPLAINERS,
-    FEATURE_MODES,
+    Explainer,
+    RecoveryConfig,
     least_important,
     node_importance,
     recover_trigger,
 )
 from gnnbackdoor.defenses.unlearning import (
-    HEATMAPS,
-    OUTPUT_SPACES,
     UnlearningConfig,
     fine_tune_teacher,
     unlearn,
 )
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.train_graph import predict_graphs
+from gnnbackdoor.settings import Fraction, PositiveInt
 
 if TYPE_CHECKING:
     from gnnbackdoor.datasets.base import DataLocation
@@ -60,10 +60,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class HoldingBasis(StrEnum):
+    """What GCleaner's holding rate is a share of."""
+
+    DATASET = "dataset"  # the paper: all graphs (drawn from the test split)
+    TEST = "test"  # the test split
+
+
 @DEFENSES.register("gcleaner")
 @dataclass
 class GCleaner(ModelRepairDefense):
     """Trigger recovery by explanation, then unlearning by distillation with Grad-CAM.
+
+    Settings come in three parts: the defender's data and the trigger's placement at the top,
+    the generator's training in ``recovery`` (:class:`RecoveryConfig`, ``defense.recovery.*``)
+    and the unlearning in ``unlearning`` (:class:`UnlearningConfig`, ``defense.unlearning.*``).
 
     Attributes:
         holding_rate: Share of clean graphs the defender holds, in (0, 1] (default 0.03).
@@ -78,119 +89,35 @@ class GCleaner(ModelRepairDefense):
             ``integrated_gradients``, ``guided_backprop`` or ``random``.
         explainer_epochs: GNNExplainer / PGExplainer optimisation epochs.
         num_trigger_nodes: ``n``, nodes of the recovered trigger (default 3).
-        recovery_epochs: Generator training epochs (default 20).
-        recovery_lr: Generator Adam learning rate.
-        recovery_batch_size: ``B`` of Eq. 8.
-        similarity_threshold: ``τ`` of Eq. 8 (loss ``max(0, τ - S̄)``).
-        trigger_features: How the generator writes trigger features: ``auto`` (default:
-            ``onehot`` when every clean node's features are a one-hot row, else ``range``),
-            ``onehot``, ``simplex``, ``range`` (each feature within its range on the clean
-            graphs) or ``keep`` (structure only); see
-            :class:`~gnnbackdoor.defenses.trigger_recovery.TriggerGenerator`.
-        center_embeddings: Centre Eq. 7's embeddings on the clean mean embedding.
-        generator_hidden: Generator hidden width.
-        teacher_epochs: Fine-tuning epochs of the teacher on the clean set.
-        unlearn_epochs: Unlearning epochs (default 60: with 3 % of AIDS, 60 graphs, an
-            epoch is two SGD steps; after 20 epochs the loss was still falling and the real
-            trigger's ASR after the defense swung between runs).
-        unlearn_lr: SGD learning rate of the unlearning.
-        teacher_lr: SGD learning rate of the teacher's fine-tuning (``None``: ``unlearn_lr``).
-        unlearn_batch_size: Graphs per unlearning step.
-        momentum: SGD momentum.
-        weight_decay: SGD weight decay.
-        heatmap_weight: ``λ`` of Eq. 14.
-        heatmap: Attention map of Eq. 14: ``gradcam`` (default), ``integrated_gradients``,
-            ``guided_backprop`` or ``none`` (Table VI).
-        heatmap_reference: Whose clean heat map the triggered one is pulled to: ``teacher``
-            or ``student``.
-        student_term: Use ``‖S(G_t) − S(G_c)‖`` of Eq. 9 (Table IX).
-        teacher_term: Use ``‖T(G_c) − S(G_c)‖`` of Eq. 9 (Table IX).
-        logit_norm: ``p`` of the logit distances.
-        output_space: Where Eq. 9's distances are taken: ``logits`` (the paper),
-            ``log_probs`` or ``probs``.
-        max_grad_norm: Gradient-norm clip of every SGD step (0: none).
+        recovery: The trigger generator's training (Eq. 6-8): ``epochs`` (20), ``lr``,
+            ``batch_size`` (``B``), ``similarity_threshold`` (``τ``), ``trigger_features``,
+            ``center_embeddings``, ``generator_hidden``; see :class:`RecoveryConfig`.
+        unlearning: The teacher's fine-tuning and the unlearning (Eq. 9-14): ``epochs`` (60),
+            ``lr`` (0.05), ``batch_size``, ``momentum``, ``weight_decay``, ``heatmap_weight``
+            (``λ``, 3), ``heatmap`` (Table VI), ``heatmap_reference``, ``student_term`` and
+            ``teacher_term`` (Table IX), ``logit_norm``, ``output_space``, ``max_grad_norm``,
+            ``teacher_epochs``, ``teacher_lr``; see :class:`UnlearningConfig`.
     """
 
-    holding_rate: float = 0.03
-    holding_basis: str = "dataset"
+    holding_rate: Fraction = 0.03
+    holding_basis: HoldingBasis = HoldingBasis.DATASET
     auxiliary_dataset: str | None = None
     auxiliary_pad: bool = False
-    explainer: str = "gnnexplainer"
-    explainer_epochs: int = 100
-    num_trigger_nodes: int = 3
-    recovery_epochs: int = 20
-    recovery_lr: float = 0.01
-    recovery_batch_size: int = 32
-    similarity_threshold: float = 0.9
-    trigger_features: str = "auto"
-    center_embeddings: bool = True
-    generator_hidden: int = 64
-    teacher_epochs: int = 10
-    unlearn_epochs: int = 60
-    unlearn_lr: float = 0.05
-    teacher_lr: float | None = None
-    unlearn_batch_size: int = 32
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    heatmap_weight: float = 3.0
-    heatmap: str = "gradcam"
-    heatmap_reference: str = "teacher"
-    student_term: bool = True
-    teacher_term: bool = True
-    logit_norm: float = 2.0
-    output_space: str = "logits"
-    max_grad_norm: float = 1.0
+    explainer: Explainer = Explainer.GNNEXPLAINER
+    explainer_epochs: PositiveInt = 100
+    num_trigger_nodes: PositiveInt = 3
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
     reference: ClassVar[str] = (
         "Zhang et al., Effective Backdoor Mitigation in Graph Neural Networks (GCleaner), 2024"
     )
 
     def __post_init__(self) -> None:
-        if not 0 < self.holding_rate <= 1:
-            raise ConfigError(f"holding_rate must be in (0, 1], got {self.holding_rate}")
-        choices = {
-            "holding_basis": ("dataset", "test"),
-            "explainer": EXPLAINERS,
-            "heatmap": HEATMAPS,
-            "heatmap_reference": ("teacher", "student"),
-            "trigger_features": FEATURE_MODES,
-            "output_space": OUTPUT_SPACES,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        positive = [
-            "num_trigger_nodes",
-            "recovery_epochs",
-            "recovery_batch_size",
-            "generator_hidden",
-            "unlearn_batch_size",
-            "explainer_epochs",
-        ]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        non_negative = [
-            "teacher_epochs",
-            "unlearn_epochs",
-            "heatmap_weight",
-            "weight_decay",
-            "max_grad_norm",
-        ]
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.recovery_lr <= 0 or self.unlearn_lr <= 0:
-            raise ConfigError("recovery_lr and unlearn_lr must be > 0")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not -1 <= self.similarity_threshold <= 1:
-            raise ConfigError(
-                f"similarity_threshold must be a cosine in [-1, 1], got {self.similarity_threshold}"
-            )
-        if self.logit_norm < 1:
-            raise ConfigError(f"logit_norm must be >= 1, got {self.logit_norm}")
+        super().__post_init__()
+        if self.auxiliary_dataset is not None:  # a registered name: fail now, one spelling
+            from gnnbackdoor.datasets import DATASETS
+
+            self.auxiliary_dataset = DATASETS.canonical(self.auxiliary_dataset)
         self.info_: dict[str, Any] = {}
         self.auxiliary_graphs_: list[Data] | None = None
 
@@ -261,25 +188,6 @@ class GCleaner(ModelRepairDefense):
 
     # ------------------------------------------------------------------ repair
 
-    def unlearning_config(self) -> UnlearningConfig:
-        return UnlearningConfig(
-            epochs=self.unlearn_epochs,
-            lr=self.unlearn_lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            batch_size=self.unlearn_batch_size,
-            heatmap_weight=self.heatmap_weight,
-            logit_norm=self.logit_norm,
-            student_term=self.student_term,
-            teacher_term=self.teacher_term,
-            heatmap=self.heatmap,
-            heatmap_reference=self.heatmap_reference,
-            teacher_epochs=self.teacher_epochs,
-            teacher_lr=self.teacher_lr,
-            max_grad_norm=self.max_grad_norm,
-            output_space=self.output_space,
-        )
-
     def pseudo_labelled(self, model: GraphClassifier, graphs: Sequence[Data]) -> list[Data]:
         """Copies of auxiliary ``graphs`` labelled with ``model``'s predictions (their own
         labels are another task's); the class counts go to the record."""
@@ -311,7 +219,7 @@ class GCleaner(ModelRepairDefense):
         # The teacher is fine-tuned first, so that its random draws (shuffling, dropout) do
         # not depend on the recovery settings: ablations of the recovery share one teacher.
         start = time.perf_counter()
-        config = self.unlearning_config()
+        config = self.unlearning
         teacher, teacher_losses = fine_tune_teacher(model, clean, config, generator)
         teacher_s = time.perf_counter() - start
 
@@ -319,20 +227,7 @@ class GCleaner(ModelRepairDefense):
         scores = node_importance(model, usable, self.explainer, self.explainer_epochs, generator)
         positions = [least_important(s, n) for s in scores]
         explain_s = time.perf_counter() - start
-        recovery = recover_trigger(
-            model,
-            usable,
-            positions,
-            n,
-            epochs=self.recovery_epochs,
-            lr=self.recovery_lr,
-            batch_size=self.recovery_batch_size,
-            threshold=self.similarity_threshold,
-            hidden=self.generator_hidden,
-            generator=generator,
-            center=self.center_embeddings,
-            feature_mode=self.trigger_features,
-        )
+        recovery = recover_trigger(model, usable, positions, n, self.recovery, generator)
         recovery_s = time.perf_counter() - start
         before = self._trigger_rates(model, usable, recovery.triggered, ctx.num_classes)
 

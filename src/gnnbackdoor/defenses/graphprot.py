@@ -47,18 +47,32 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 from threadpoolctl import ThreadpoolController
 from torch_geometric.data import Data
 
 from gnnbackdoor.defenses.base import DEFENSES, InputShield, PredictFn, ShieldResult
-from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.settings import Fraction, NonNegativeInt, PositiveFloat, PositiveInt
 
-SAMPLERS = ("random", "topology", "topology-feature")
-COVARIANCE_TYPES = ("diag", "spherical")
+
+class Sampler(StrEnum):
+    """GraphProt's subgraph samplers (the variants -R, -T, -TF)."""
+
+    RANDOM = "random"
+    TOPOLOGY = "topology"
+    TOPOLOGY_FEATURE = "topology-feature"
+
+
+class CovarianceType(StrEnum):
+    """Covariances of the feature mixture."""
+
+    DIAG = "diag"
+    SPHERICAL = "spherical"
 
 
 # --------------------------------------------------------------------------- clustering
@@ -177,42 +191,24 @@ class GraphProt(InputShield):
         random_state: The default seed of :meth:`predict` (the service's, for one).
     """
 
-    sampler: ClassVar[str] = "topology-feature"
+    sampler: ClassVar[Sampler] = Sampler.TOPOLOGY_FEATURE
     reference = (
         "Yang, Zhou, Lai, Li, Defense-as-a-Service: Black-box Shielding against Backdoored "
         "Graph Models (GraphProt)"
     )
 
-    num_subgraphs: int = 5
-    sample_rate: float = 0.2
-    feature_fraction: float = 0.8
+    num_subgraphs: PositiveInt = 5
+    sample_rate: Fraction = 0.2
+    feature_fraction: Fraction = 0.8
     filter: bool = True
-    filter_min_nodes: int = 5
-    covariance_type: str = "diag"
-    gmm_reg_covar: float = 1e-3
-    kmeans_init: int = 3
-    random_state: int = 0
+    filter_min_nodes: Annotated[int, Field(ge=3)] = 5
+    covariance_type: CovarianceType = CovarianceType.DIAG
+    gmm_reg_covar: PositiveFloat = 1e-3
+    kmeans_init: PositiveInt = 3
+    random_state: NonNegativeInt = 0
 
     def __post_init__(self) -> None:
-        if self.num_subgraphs < 1:
-            raise ConfigError(f"num_subgraphs must be >= 1, got {self.num_subgraphs}")
-        if not 0 < self.sample_rate <= 1:
-            raise ConfigError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
-        if not 0 < self.feature_fraction <= 1:
-            raise ConfigError(f"feature_fraction must be in (0, 1], got {self.feature_fraction}")
-        if self.filter_min_nodes < 3:
-            raise ConfigError(f"filter_min_nodes must be >= 3, got {self.filter_min_nodes}")
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ConfigError(
-                f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, "
-                f"got {self.covariance_type!r}"
-            )
-        if self.gmm_reg_covar <= 0:
-            raise ConfigError(f"gmm_reg_covar must be > 0, got {self.gmm_reg_covar}")
-        if self.kmeans_init < 1:
-            raise ConfigError(f"kmeans_init must be >= 1, got {self.kmeans_init}")
-        if self.random_state < 0:
-            raise ConfigError(f"random_state must be >= 0, got {self.random_state}")
+        super().__post_init__()
         self._graphs_seen = 0
         self._nodes_seen = 0
         self._nodes_removed = 0
@@ -440,7 +436,7 @@ def majority_vote(labels: Sequence[int]) -> tuple[int, dict[int, int]]:
 class GraphProtR(GraphProt):
     """GraphProt with random node sampling (GraphProt-R)."""
 
-    sampler: ClassVar[str] = "random"
+    sampler: ClassVar[Sampler] = Sampler.RANDOM
 
 
 @DEFENSES.register("graphprot-t")
@@ -448,7 +444,7 @@ class GraphProtR(GraphProt):
 class GraphProtT(GraphProt):
     """GraphProt with topology (spectral-cluster) sampling (GraphProt-T)."""
 
-    sampler: ClassVar[str] = "topology"
+    sampler: ClassVar[Sampler] = Sampler.TOPOLOGY
 
 
 @DEFENSES.register("graphprot-tf")
@@ -456,7 +452,7 @@ class GraphProtT(GraphProt):
 class GraphProtTF(GraphProt):
     """GraphProt with topology sampling plus feature-dimension sampling (GraphProt-TF)."""
 
-    sampler: ClassVar[str] = "topology-feature"
+    sampler: ClassVar[Sampler] = Sampler.TOPOLOGY_FEATURE
 
 
 @DEFENSES.register("graphprot")

@@ -42,10 +42,12 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
@@ -60,6 +62,7 @@ from gnnbackdoor.attacks.trigger_layer import (
     triggered_graphs,
 )
 from gnnbackdoor.models.base import GraphClassifier
+from gnnbackdoor.settings import PositiveFloat, PositiveInt, Settings
 
 __all__ = [
     "EXPLAINERS",
@@ -81,16 +84,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Explainer = Literal[
-    "gnnexplainer", "pgexplainer", "integrated_gradients", "guided_backprop", "random"
-]
-EXPLAINERS: tuple[str, ...] = (
-    "gnnexplainer",
-    "pgexplainer",
-    "integrated_gradients",
-    "guided_backprop",
-    "random",
-)
+
+class Explainer(StrEnum):
+    """Node-importance methods that place the recovered trigger (GCleaner Table IV)."""
+
+    GNNEXPLAINER = "gnnexplainer"
+    PGEXPLAINER = "pgexplainer"
+    INTEGRATED_GRADIENTS = "integrated_gradients"
+    GUIDED_BACKPROP = "guided_backprop"
+    RANDOM = "random"
+
+
+EXPLAINERS: tuple[str, ...] = tuple(e.value for e in Explainer)
 
 
 # --------------------------------------------------------------------------- node importance
@@ -248,7 +253,17 @@ def least_important(scores: Tensor, n: int) -> Tensor:
 # --------------------------------------------------------------------------- generator
 
 
-FEATURE_MODES: tuple[str, ...] = ("auto", "onehot", "simplex", "range", "keep")
+class TriggerFeatures(StrEnum):
+    """How the generator writes trigger features (see :class:`TriggerGenerator`)."""
+
+    AUTO = "auto"  # onehot for one-hot node features, else range (infer_feature_mode)
+    ONEHOT = "onehot"
+    SIMPLEX = "simplex"
+    RANGE = "range"
+    KEEP = "keep"  # structure only
+
+
+FEATURE_MODES: tuple[str, ...] = tuple(m.value for m in TriggerFeatures)
 
 
 def infer_feature_mode(x: Tensor) -> str:
@@ -337,19 +352,45 @@ class RecoveryResult:
     history: list[float]
 
 
+@dataclass
+class RecoveryConfig(Settings):
+    """Settings of :func:`recover_trigger` (Eq. 6-8); GCleaner's ``recovery`` section
+    (``--set defense.recovery.lr=0.01``).
+
+    Attributes:
+        epochs: Passes over the graphs (the paper: 20).
+        lr: Adam learning rate of the generator.
+        batch_size: Graphs per similarity batch ``B`` of Eq. 8 (at least 2: Eq. 8 averages
+            over pairs).
+        similarity_threshold: ``τ`` of Eq. 8, a cosine in [-1, 1]: the loss is
+            ``max(0, τ - S̄)``.
+        trigger_features: How the generator writes trigger features (:class:`TriggerFeatures`;
+            ``auto`` picks ``onehot`` for one-hot node features, else ``range``).
+        center_embeddings: Measure Eq. 7 on embeddings minus the clean graphs' mean embedding.
+            Sum-pooled GIN embeddings share one dominant direction (clean graphs of AIDS
+            already have mean pairwise cosine 0.87, against 0.37-0.50 in the paper's Table I),
+            so the plain cosine saturates before the generator learns anything; centring keeps
+            Eq. 8's meaning (do the triggered graphs move together?) without that offset.
+            ``False`` is the plain cosine.
+        generator_hidden: Generator hidden width.
+    """
+
+    epochs: PositiveInt = 20
+    lr: PositiveFloat = 0.01
+    batch_size: Annotated[int, Field(ge=2)] = 32
+    similarity_threshold: Annotated[float, Field(ge=-1, le=1)] = 0.9
+    trigger_features: TriggerFeatures = TriggerFeatures.AUTO
+    center_embeddings: bool = True
+    generator_hidden: PositiveInt = 64
+
+
 def recover_trigger(
     model: GraphClassifier,
     graphs: Sequence[Data],
     positions: Sequence[Tensor],
     num_nodes: int,
-    epochs: int = 20,
-    lr: float = 0.01,
-    batch_size: int = 32,
-    threshold: float = 0.9,
-    hidden: int = 64,
+    config: RecoveryConfig | None = None,
     generator: torch.Generator | None = None,
-    center: bool = True,
-    feature_mode: str = "auto",
 ) -> RecoveryResult:
     """Train a :class:`TriggerGenerator` against the frozen ``model`` (Eq. 6-8).
 
@@ -358,25 +399,22 @@ def recover_trigger(
         graphs: Clean graphs with at least ``num_nodes`` nodes.
         positions: Per graph, the ``num_nodes`` local node indices the trigger replaces.
         num_nodes: ``n``.
-        epochs: Passes over ``graphs`` (the paper: 20).
-        lr: Adam learning rate of the generator.
-        batch_size: Graphs per similarity batch ``B`` of Eq. 8.
-        threshold: ``τ``: the loss is ``max(0, τ - S̄)``.
-        hidden: Generator hidden width.
+        config: Epochs, learning rate, batch size, ``τ``, feature mode, centring and width
+            (:class:`RecoveryConfig`; its defaults when ``None``).
         generator: The random source: the generator's initial weights (through a seed drawn
             from it) and the shuffling. ``None``: a fixed seed (0), never torch's global
             state.
-        center: Measure Eq. 7 on embeddings minus the clean graphs' mean embedding. Sum-
-            pooled GIN embeddings share one dominant direction (clean graphs of AIDS already
-            have mean pairwise cosine 0.87, against 0.37-0.50 in the paper's Table I), so
-            the plain cosine saturates before the generator learns anything; centring
-            keeps Eq. 8's meaning (do the triggered graphs move together?) without that
-            offset. ``False`` is the plain cosine.
-        feature_mode: See :func:`recovery_generator`; ``auto`` picks ``onehot`` for one-hot
-            node features, else ``range`` (:func:`infer_feature_mode`).
     """
     if generator is None:  # a fixed stream rather than torch's global one
         generator = torch.Generator().manual_seed(0)
+    config = config or RecoveryConfig()
+    epochs, lr, batch_size = config.epochs, config.lr, config.batch_size
+    threshold, hidden, center = (
+        config.similarity_threshold,
+        config.generator_hidden,
+        config.center_embeddings,
+    )
+    feature_mode = config.trigger_features
     slots = TriggerSlots.build(graphs, positions)
     x_all = slots.batch.x
     mode = infer_feature_mode(x_all) if feature_mode == "auto" else feature_mode

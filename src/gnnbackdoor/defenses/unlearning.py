@@ -37,59 +37,96 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
 from gnnbackdoor.defenses.trigger_recovery import gradient_node_scores
 from gnnbackdoor.models.base import GraphClassifier
+from gnnbackdoor.settings import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Settings,
+)
 
-HEATMAPS: tuple[str, ...] = ("gradcam", "integrated_gradients", "guided_backprop", "none")
+
+class Heatmap(StrEnum):
+    """Attention map of Eq. 14 (Table VI)."""
+
+    GRADCAM = "gradcam"
+    INTEGRATED_GRADIENTS = "integrated_gradients"
+    GUIDED_BACKPROP = "guided_backprop"
+    NONE = "none"  # no heat-map term
+
+
+class HeatmapReference(StrEnum):
+    """Whose clean heat map the student's triggered heat map is pulled to."""
+
+    TEACHER = "teacher"
+    STUDENT = "student"
+
+
+class OutputSpace(StrEnum):
+    """Where Eq. 9's distances are taken."""
+
+    LOGITS = "logits"  # the paper
+    LOG_PROBS = "log_probs"
+    PROBS = "probs"
 
 
 @dataclass
-class UnlearningConfig:
-    """Settings of :func:`unlearn` (see the module docstring for the loss).
+class UnlearningConfig(Settings):
+    """Settings of :func:`unlearn` (see the module docstring for the loss); GCleaner's
+    ``unlearning`` section (``--set defense.unlearning.lr=0.05``), with its defaults.
 
     Attributes:
-        epochs: Passes over the clean set.
+        epochs: Passes over the clean set (default 60: with 3 % of AIDS, 60 graphs, an epoch
+            is two SGD steps; after 20 epochs the loss was still falling and the real
+            trigger's ASR after the defense swung between runs).
         lr: SGD learning rate.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
         batch_size: Clean/triggered pairs per step.
         heatmap_weight: ``λ`` of Eq. 14.
-        logit_norm: ``p`` of the logit distances of Eq. 9.
+        logit_norm: ``p`` of the logit distances of Eq. 9 (at least 1).
         student_term: Use ``‖S(G_t) − S(G_c)‖``.
         teacher_term: Use ``‖T(G_c) − S(G_c)‖``.
-        heatmap: Attention map of Eq. 14, one of :data:`HEATMAPS` (``none`` drops the term).
+        heatmap: Attention map of Eq. 14 (:class:`Heatmap`; ``none`` drops the term).
         heatmap_reference: ``teacher`` or ``student``: whose clean heat map the student's
             triggered heat map is pulled to.
         teacher_epochs: Epochs of fine-tuning the teacher on the clean set (cross-entropy,
             SGD with ``teacher_lr``/``momentum``/``weight_decay``).
-        teacher_lr: SGD learning rate of the teacher's fine-tuning (``None``: ``lr``).
+        teacher_lr: SGD learning rate of the teacher's fine-tuning (``None``: ``lr``; 0 keeps
+            the teacher at the backdoored weights).
         max_grad_norm: Clip each step's gradient to this L2 norm (0: no clipping). Sum
             pooling (GIN) gives logits in the hundreds on larger graphs, so the raw logit
             distances of Eq. 9 are badly scaled; clipping keeps SGD stable.
+        output_space: Where Eq. 9's distances are taken (:class:`OutputSpace`).
     """
 
-    epochs: int = 20
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 32
-    heatmap_weight: float = 1.0
-    logit_norm: float = 2.0
+    epochs: NonNegativeInt = 60
+    lr: PositiveFloat = 0.05
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    batch_size: PositiveInt = 32
+    heatmap_weight: NonNegativeFloat = 3.0
+    logit_norm: Annotated[float, Field(ge=1)] = 2.0
     student_term: bool = True
     teacher_term: bool = True
-    heatmap: str = "gradcam"
-    heatmap_reference: str = "teacher"
-    teacher_epochs: int = 10
-    teacher_lr: float | None = None
-    max_grad_norm: float = 1.0
-    output_space: str = "logits"
+    heatmap: Heatmap = Heatmap.GRADCAM
+    heatmap_reference: HeatmapReference = HeatmapReference.TEACHER
+    teacher_epochs: NonNegativeInt = 10
+    teacher_lr: NonNegativeFloat | None = None
+    max_grad_norm: NonNegativeFloat = 1.0
+    output_space: OutputSpace = OutputSpace.LOGITS
 
 
 @dataclass
@@ -316,9 +353,6 @@ def unlearn(
         teacher_rec.remove()
     student.eval()
     return report
-
-
-OUTPUT_SPACES: tuple[str, ...] = ("logits", "log_probs", "probs")
 
 
 def _space(logits: Tensor, space: str) -> Tensor:

@@ -1,48 +1,84 @@
-"""Typed configuration: ``--set key=value`` overrides applied to dataclass sections.
+"""Typed configuration: ``--set key=value`` overrides and YAML values routed to dataclass
+sections and converted by the one converter (:mod:`gnnbackdoor.settings`, pydantic).
 
 Sections are ``data``, ``train``, ``model``, ``attack`` and ``defense``; each is a dataclass
-whose fields are the settable keys. A key may be dotted (``attack.m=3``) or bare (``m=3``),
-in which case it must name a field of exactly one section in play.
+whose init fields are the settable keys, with declared types, ranges and closed choices
+(enums). A component with many settings nests sections (GCleaner: ``defense.recovery.lr``,
+``defense.unlearning.lr``). A key may start with its section (``attack.m=3``) or not
+(``m=3``, ``recovery.lr=0.01``), in which case it must name a key of exactly one section in
+play. An unknown key lists the valid keys at its level; a bad value gives one line naming
+the key, the value and the accepted range or choices.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.settings import (
+    OpenFraction,
+    Settings,
+    as_dict,
+    build,
+    check_value,
+    coerce_field,
+    field_types,
+    is_section,
+    valid_keys,
+)
+
+__all__ = [
+    "SECTIONS",
+    "DataConfig",
+    "as_dict",
+    "build",
+    "check_value",
+    "convert",
+    "parse_assignments",
+    "split_overrides",
+]
 
 SECTIONS = ("data", "train", "model", "attack", "defense")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+#: ``val_fraction``: 0 (no validation split) up to, not including, 1.
+_ValFraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Settings):
     """How data are split.
 
     Attributes:
-        train_fraction: Graph classification: fraction of graphs for training (GCleaner 0.8,
-            GraphProt 2/3); the rest is the test split.
+        train_fraction: Graph classification: fraction of graphs for training, in (0, 1)
+            (GCleaner 0.8, GraphProt 2/3); the rest is the test split.
         val_fraction: Graph classification: fraction of the training graphs held out for early
-            stopping.
-        link_val: Link prediction: fraction of edges for validation (Link-Backdoor: 0.05).
-        link_test: Link prediction: fraction of edges for testing (Link-Backdoor: 0.10).
+            stopping, in [0, 1) (0: no validation split).
+        link_val: Link prediction: fraction of edges for validation, in (0, 1)
+            (Link-Backdoor: 0.05).
+        link_test: Link prediction: fraction of edges for testing, in (0, 1) (Link-Backdoor:
+            0.10); ``link_val + link_test`` must stay below 1.
         node_attributes: TU datasets that ship continuous node attributes (AIDS, ENZYMES,
             DHFR, PROTEINS): append them, standardised per column, to the one-hot node labels
             (PyG's ``use_node_attr``). ENZYMES's 18 attributes are what its published
             accuracies use.
     """
 
-    train_fraction: float = 0.8
-    val_fraction: float = 0.1
-    link_val: float = 0.05
-    link_test: float = 0.10
+    train_fraction: OpenFraction = 0.8
+    val_fraction: _ValFraction = 0.1
+    link_val: OpenFraction = 0.05
+    link_test: OpenFraction = 0.10
     node_attributes: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.link_val + self.link_test >= 1:
+            raise ConfigError(
+                f"data.link_val + data.link_test must be below 1, got "
+                f"{self.link_val} + {self.link_test}"
+            )
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:
@@ -56,102 +92,87 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return result
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
 def convert(text: str, annotation: Any, key: str) -> Any:
-    """Parse ``text`` as a value of type ``annotation`` (bool, int, float, str, optional,
-    list of those)."""
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if text.lower() in {"none", "null", ""} and len(options) < len(typing.get_args(annotation)):
+    """Parse ``text`` (or a YAML value) as a value of type ``annotation`` through the one
+    converter."""
+    return check_value(annotation, text, key)
+
+
+def _lookup(cls: type, path: list[str]) -> tuple[type, str] | None:
+    """The dataclass holding the last key of ``path`` (descending nested sections) and that
+    key, or ``None`` when the path names no key of ``cls``."""
+    for part in path[:-1]:
+        annotation = field_types(cls).get(part)
+        if not is_section(annotation):
             return None
-        errors = []
-        for option in options:
-            try:
-                return convert(text, option, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{key}: cannot parse {text!r}")
-    if origin in (list, tuple):
-        (inner, *_) = typing.get_args(annotation) or (str,)
-        parts = [p for p in text.replace(",", " ").split() if p]
-        return [convert(p, inner, key) for p in parts]
-    if annotation is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{key} expects true or false, got {text!r}")
-    if annotation in (int, float):
-        try:
-            return annotation(text)
-        except ValueError:
-            raise ConfigError(f"{key} expects {annotation.__name__}, got {text!r}") from None
-    if annotation is str:
-        return text
-    raise ConfigError(f"{key} cannot be set from the command line")
+        cls = annotation
+    return (cls, path[-1]) if path[-1] in field_types(cls) else None
+
+
+def _unknown(key: str, section: str, cls: type, path: list[str]) -> ConfigError:
+    """The error for a key that ``cls`` lacks: lists the valid keys at the deepest level the
+    path reached."""
+    level, where = cls, section
+    for part in path[:-1]:
+        annotation = field_types(level).get(part)
+        if not is_section(annotation):
+            break
+        level, where = annotation, f"{where}.{part}"
+    return ConfigError(f"--set {key}: unknown key; valid keys under {where}: {valid_keys(level)}")
+
+
+def _insert(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
 
 
 def split_overrides(
-    overrides: dict[str, str], sections: dict[str, type | None]
+    overrides: dict[str, Any], sections: dict[str, type | None]
 ) -> dict[str, dict[str, Any]]:
     """Route each override to its section and convert it to the field's type.
 
     Args:
-        overrides: ``{"attack.m": "3", "patience": "50"}``.
+        overrides: ``{"attack.m": "3", "patience": "50", "defense.recovery.lr": "0.01"}``;
+            values are ``--set`` text or YAML values.
         sections: Section name -> dataclass (``None`` when absent from this run).
 
     Returns:
-        ``{section: {field: value}}`` for every section in ``sections``.
+        ``{section: {field: value}}`` for every section in ``sections``; a nested section's
+        keys come as a dict under its name (``{"recovery": {"lr": 0.01}}``).
 
     Raises:
-        ConfigError: unknown or ambiguous key, or a value of the wrong type.
+        ConfigError: unknown or ambiguous key, or a value of the wrong type or out of range.
     """
-    types_by_section = {
-        name: _field_types(cls) for name, cls in sections.items() if cls is not None
-    }
+    present = {name: cls for name, cls in sections.items() if cls is not None}
     routed: dict[str, dict[str, Any]] = {name: {} for name in sections}
-    for key, text in overrides.items():
-        section, _, name = key.rpartition(".")
-        if section:
-            if section not in types_by_section:
-                present = ", ".join(sorted(types_by_section))
-                raise ConfigError(f"--set {key}: no section {section!r} in this run ({present})")
-            candidates = [section] if name in types_by_section[section] else []
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if any(not part for part in parts):
+            raise ConfigError(f"--set {key}: empty key segment")
+        if parts[0] in SECTIONS or parts[0] in sections:
+            section, path = parts[0], parts[1:]
+            if section not in present:
+                names = ", ".join(sorted(present))
+                raise ConfigError(f"--set {key}: no section {section!r} in this run ({names})")
+            if not path:
+                raise ConfigError(f"--set {key}: name a key, e.g. {section}.<key>")
+            candidates = [section] if _lookup(present[section], path) else []
+            if not candidates:
+                raise _unknown(key, section, present[section], path)
         else:
-            candidates = [s for s, fields in types_by_section.items() if name in fields]
-        if not candidates:
-            scope = types_by_section.get(section) if section else None
-            valid = (
-                sorted(scope)
-                if scope is not None
-                else sorted(f"{s}.{f}" for s, fields in types_by_section.items() for f in fields)
-            )
-            raise ConfigError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
+            path = parts
+            candidates = [s for s, cls in present.items() if _lookup(cls, path)]
+            if not candidates:
+                valid = "; ".join(f"{s}: {valid_keys(cls)}" for s, cls in present.items())
+                raise ConfigError(f"--set {key}: unknown key; valid keys: {valid}")
         if len(candidates) > 1:
             raise ConfigError(
                 f"--set {key} is ambiguous; say one of "
-                + ", ".join(f"{s}.{name}" for s in candidates)
+                + ", ".join(f"{s}.{'.'.join(path)}" for s in candidates)
             )
-        target = candidates[0]
-        routed[target][name] = convert(text, types_by_section[target][name], key)
+        section = candidates[0]
+        holder, name = _lookup(present[section], path)  # type: ignore[misc]
+        typed = coerce_field(holder, name, value, ".".join([section, *path]))
+        _insert(routed[section], path, typed)
     return routed
-
-
-def build(cls: type, values: dict[str, Any], what: str) -> Any:
-    """Instantiate dataclass ``cls`` with ``values``; its validation errors become one line."""
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid {what} settings: {error}") from None
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """The init fields of a dataclass instance, for records."""
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}

@@ -18,11 +18,13 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_torch_csr_tensor
 
 from gnnbackdoor.registry import Registry
+from gnnbackdoor.settings import Settings
 
 
 @dataclass
-class ModelSpec(ABC):
-    """Hyper-parameters of one victim architecture (subclasses add dataclass fields)."""
+class ModelSpec(Settings, ABC):
+    """Hyper-parameters of one victim architecture (subclasses add dataclass fields with
+    declared ranges, validated on construction by :class:`~gnnbackdoor.settings.Settings`)."""
 
     task: ClassVar[str]
     reference: ClassVar[str] = ""

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GAE, DeepGraphInfomax, GCNConv
 
 from gnnbackdoor.models.base import MODELS, LinkPredictor, ModelSpec
+from gnnbackdoor.settings import NonNegativeFloat, PositiveFloat, PositiveInt, Probability
 
 
 class GICEncoder(nn.Module):
@@ -132,12 +133,12 @@ class GICSpec(ModelSpec):
     """Graph InfoClust; defaults from the GIC paper's link-prediction script (K=128,
     beta=100, alpha=0.5) and Link-Backdoor's 32-32 encoder."""
 
-    hidden_channels: int = 32
-    out_channels: int = 32
-    num_clusters: int = 128
-    beta: float = 100.0
-    alpha: float = 0.5
-    recon_weight: float = 1.0
+    hidden_channels: PositiveInt = 32
+    out_channels: PositiveInt = 32
+    num_clusters: PositiveInt = 128
+    beta: PositiveFloat = 100.0  # inverse temperature of the soft k-means
+    alpha: Probability = 0.5  # weight of the graph-level term, 1 - alpha the cluster-level one
+    recon_weight: NonNegativeFloat = 1.0  # weight of the reconstruction term (0: none)
     task: ClassVar[str] = "link"
     reference: ClassVar[str] = (
         "Mavromatis & Karypis, Graph InfoClust: Maximizing Coarse-Grain Mutual Information "

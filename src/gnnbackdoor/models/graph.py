@@ -9,10 +9,12 @@ differentiate w.r.t. a trigger's adjacency (GCleaner) need that weight; PyG's GI
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from enum import StrEnum
+from typing import Annotated, ClassVar, Final
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, MessagePassing
 from torch_geometric.nn.aggr import MaxAggregation, MeanAggregation, SumAggregation
@@ -22,8 +24,21 @@ from torch_geometric.nn.models.basic_gnn import BasicGNN
 
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import MODELS, GraphClassifier, ModelSpec
+from gnnbackdoor.settings import PositiveInt
 
-_POOLS = {"mean": MeanAggregation, "sum": SumAggregation, "max": MaxAggregation}
+
+class Readout(StrEnum):
+    """Graph readout (pooling of node embeddings)."""
+
+    MEAN = "mean"
+    SUM = "sum"
+    MAX = "max"
+
+
+_POOLS = {Readout.MEAN: MeanAggregation, Readout.SUM: SumAggregation, Readout.MAX: MaxAggregation}
+
+#: Dropout probability, in [0, 1).
+DropoutRate = Annotated[float, Field(ge=0, lt=1)]
 
 
 class WeightedGINConv(MessagePassing):
@@ -101,22 +116,14 @@ class WeightedGIN(BasicGNN):
 
 @dataclass
 class _GraphClassifierSpec(ModelSpec):
-    hidden_channels: int = 64
-    num_layers: int = 3
-    dropout: float = 0.5
-    pool: str = "mean"
+    hidden_channels: PositiveInt = 64
+    num_layers: PositiveInt = 3
+    dropout: DropoutRate = 0.5
+    pool: Readout = Readout.MEAN
     task: ClassVar[str] = "graph"
     encoder_cls: ClassVar[type[BasicGNN]]
     #: Whether the encoder's layers take a sparse adjacency (see ``GraphClassifier``).
     sparse_adjacency: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        if self.pool not in _POOLS:
-            raise ConfigError(f"pool must be one of {', '.join(_POOLS)}, got {self.pool!r}")
-        if self.num_layers < 1 or self.hidden_channels < 1:
-            raise ConfigError("num_layers and hidden_channels must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def encoder_kwargs(self) -> dict:
         return {}
@@ -151,7 +158,7 @@ class GCNSpec(_GraphClassifierSpec):
 class GATSpec(_GraphClassifierSpec):
     """GAT (Veličković et al., 2018) encoder, mean pooling; ``heads`` concatenated."""
 
-    heads: int = 4
+    heads: PositiveInt = 4
     encoder_cls: ClassVar[type[BasicGNN]] = GAT
     sparse_adjacency: ClassVar[bool] = False  # attention is computed per edge
     reference: ClassVar[str] = "Veličković et al., Graph Attention Networks, 2018"
@@ -165,7 +172,7 @@ class GATSpec(_GraphClassifierSpec):
 class GINSpec(_GraphClassifierSpec):
     """GIN (Xu et al., 2019) encoder, sum pooling (the GIN paper's readout)."""
 
-    pool: str = "sum"
+    pool: Readout = Readout.SUM
     encoder_cls: ClassVar[type[BasicGNN]] = WeightedGIN
     reference: ClassVar[str] = "Xu et al., How Powerful are Graph Neural Networks?, 2019"
 

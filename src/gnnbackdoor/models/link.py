@@ -14,6 +14,7 @@ from torch_geometric.nn import ARGA, ARGVA, GAE, VGAE, GCNConv
 from torch_geometric.utils import negative_sampling
 
 from gnnbackdoor.models.base import MODELS, LinkPredictor, ModelSpec
+from gnnbackdoor.settings import PositiveInt
 
 
 class GCNEncoder(nn.Module):
@@ -94,8 +95,8 @@ class AutoencoderLinkPredictor(LinkPredictor):
 
 @dataclass
 class _AutoencoderSpec(ModelSpec):
-    hidden_channels: int = 32
-    out_channels: int = 16
+    hidden_channels: PositiveInt = 32
+    out_channels: PositiveInt = 16
     task: ClassVar[str] = "link"
     variational: ClassVar[bool] = False
 
@@ -131,7 +132,7 @@ class VGAESpec(_AutoencoderSpec):
 class ARGASpec(_AutoencoderSpec):
     """Adversarially regularised graph autoencoder (Pan et al., 2018) with PyG's ``ARGA``."""
 
-    discriminator_hidden: int = 64
+    discriminator_hidden: PositiveInt = 64
     reference: ClassVar[str] = "Pan et al., Adversarially Regularized Graph Autoencoder, 2018"
 
     def build(self, in_channels: int, out_channels: int | None = None) -> LinkPredictor:

@@ -14,9 +14,16 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.utils import subgraph
 
-from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import GraphClassifier
 from gnnbackdoor.models.train_link import TrainReport
+from gnnbackdoor.settings import (
+    Fraction,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Settings,
+)
 from gnnbackdoor.utils.progress import progress
 
 #: Called after each epoch with ``(epoch, model)``; may return new training graphs.
@@ -24,14 +31,14 @@ GraphEpochCallback = Callable[[int, GraphClassifier], Sequence[Data] | None]
 
 
 @dataclass
-class GraphTrainConfig:
-    """Training settings for graph classifiers.
+class GraphTrainConfig(Settings):
+    """Training settings for graph classifiers (ranges declared by the annotations).
 
     Attributes:
         lr: Adam learning rate.
         max_epochs: Upper bound on epochs.
         patience: Stop after this many epochs without better validation accuracy (ties broken
-            by lower validation loss).
+            by lower validation loss); at least 1.
         batch_size: Graphs per mini-batch.
         weight_decay: Adam weight decay.
         eval_batch_size: Graphs per batch when predicting.
@@ -43,24 +50,14 @@ class GraphTrainConfig:
             GraphProt's sample rate).
     """
 
-    lr: float = 0.005
-    max_epochs: int = 200
-    patience: int = 40
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    eval_batch_size: int = 512
-    subgraph_augmentation: float = 0.0
-    subgraph_keep: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
-            raise ConfigError("train: lr must be > 0; max_epochs, patience, batch_size >= 1")
-        if not 0 <= self.subgraph_augmentation <= 1:
-            raise ConfigError(
-                f"train.subgraph_augmentation must be in [0, 1], got {self.subgraph_augmentation}"
-            )
-        if not 0 < self.subgraph_keep <= 1:
-            raise ConfigError(f"train.subgraph_keep must be in (0, 1], got {self.subgraph_keep}")
+    lr: PositiveFloat = 0.005
+    max_epochs: PositiveInt = 200
+    patience: PositiveInt = 40
+    batch_size: PositiveInt = 64
+    weight_decay: NonNegativeFloat = 0.0
+    eval_batch_size: PositiveInt = 512
+    subgraph_augmentation: Probability = 0.0
+    subgraph_keep: Fraction = 0.2
 
 
 def random_node_subgraph(graph: Data, keep: float, generator: torch.Generator) -> Data:

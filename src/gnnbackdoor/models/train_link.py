@@ -11,10 +11,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.metrics import average_precision, roc_auc
 from gnnbackdoor.models.base import LinkPredictor
 from gnnbackdoor.models.link import sample_negative_pairs
+from gnnbackdoor.settings import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Settings,
+)
 from gnnbackdoor.utils.progress import progress
 
 #: Called after each epoch with ``(epoch, model)``; may return a new training graph that
@@ -23,8 +29,8 @@ EpochCallback = Callable[[int, LinkPredictor], Data | None]
 
 
 @dataclass
-class LinkTrainConfig:
-    """Training settings for link predictors.
+class LinkTrainConfig(Settings):
+    """Training settings for link predictors (ranges declared by the annotations).
 
     Attributes:
         lr: Adam learning rate of the encoder, the same for every link victim (Link-Backdoor
@@ -32,7 +38,7 @@ class LinkTrainConfig:
             block of ``experiments/clean_models.yaml``.
         max_epochs: Upper bound on epochs.
         patience: Stop after this many epochs without a better validation AUC (Link-Backdoor
-            uses 100).
+            uses 100); at least 1.
         min_epochs: Never stop before this epoch.
         weight_decay: Adam weight decay.
         discriminator_steps: Discriminator updates per epoch for ARGA/ARVGA (PyG's example: 5).
@@ -40,17 +46,13 @@ class LinkTrainConfig:
             0.001).
     """
 
-    lr: float = 0.01
-    max_epochs: int = 1000
-    patience: int = 100
-    min_epochs: int = 0
-    weight_decay: float = 0.0
-    discriminator_steps: int = 5
-    discriminator_lr: float = 0.001
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError("train: lr must be > 0, max_epochs and patience at least 1")
+    lr: PositiveFloat = 0.01
+    max_epochs: PositiveInt = 1000
+    patience: PositiveInt = 100
+    min_epochs: NonNegativeInt = 0
+    weight_decay: NonNegativeFloat = 0.0
+    discriminator_steps: PositiveInt = 5
+    discriminator_lr: PositiveFloat = 0.001
 
 
 @dataclass
