@@ -18,6 +18,7 @@ from gnnbackdoor.experiments.records import (
     RecordsFileError,
     append_record,
     canonical,
+    group_key,
     iter_record_files,
     read_records,
     record_key,
@@ -112,6 +113,14 @@ def test_equivalent_specs_run_once(tmp_path, offline_location):
     assert len(read_records(tmp_path)) == 1
 
 
+def test_group_key_ignores_the_seed_only():
+    a, b = (identify(RunSpec("graph", "Motifs", "gcn", seed=s)) for s in (0, 1))
+    records = [{**vars(i), "config": i.config} for i in (a, b)]
+    assert a.key != b.key and group_key(records[0]) == group_key(records[1])
+    other = identify(RunSpec("graph", "Motifs", "gcn", overrides={"train.lr": "0.1"}))
+    assert group_key(vars(other)) != group_key(records[0])
+
+
 # -- the records file ----------------------------------------------------------------------
 
 
@@ -157,6 +166,16 @@ def test_torn_tail_is_ignored_by_readers_and_moved_aside_before_an_append(tmp_pa
     (aside,) = tmp_path.glob(f"{RECORDS_FILE}.torn-*")
     assert aside.read_bytes() == good[:40]
     assert list(iter_record_files([tmp_path])) == [path]  # the torn bytes are not records
+
+
+def test_a_run_into_a_folder_with_a_torn_tail_moves_it_aside(tmp_path, offline_location):
+    path = _write(tmp_path, _line(_record(0)), b'{"key": "7', end=b"")
+    spec = RunSpec("link", "SBM", "gae", seed=0, overrides={"max_epochs": "1"})
+    assert len(run_all([spec], tmp_path, offline_location)) == 1
+    assert [r["seed"] for r in read_records(tmp_path)] == [0, 0]
+    assert path.read_bytes().count(b"\n") == 2
+    (aside,) = tmp_path.glob(f"{RECORDS_FILE}.torn-*")
+    assert aside.read_bytes() == b'{"key": "7'
 
 
 def test_a_complete_last_record_without_newline_is_kept(tmp_path):

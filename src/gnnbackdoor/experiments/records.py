@@ -148,8 +148,28 @@ def run_key(
         "seed": int(seed),
         "config": canonical(config),
     }
+    return _digest(identity)
+
+
+def _digest(identity: Mapping[str, Any]) -> str:
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def group_key(record: Mapping[str, Any]) -> str:
+    """A 16-hex-digit key of a record's run without its seed: the records of one
+    configuration over several seeds share it. For reports and pages that group or select
+    records (never by the typed ``overrides``)."""
+    return _digest(
+        {
+            "task": record["task"],
+            "dataset": record["dataset"],
+            "model": record["model"],
+            "attack": record.get("attack"),
+            "defense": record.get("defense"),
+            "config": canonical(record["config"]),
+        }
+    )
 
 
 def record_key(record: Mapping[str, Any]) -> str:
