@@ -1,4 +1,4 @@
-"""Command line: ``gnnbackdoor run | sweep | report | list | serve | serve-model | keys``.
+"""Command line: ``gnnbackdoor run | sweep | report | list | records | serve | serve-model | keys``.
 
 User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with status 2.
 """
@@ -79,6 +79,15 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--threads", type=_number("PositiveInt"), default=None, help="torch CPU threads"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+    _add_skip_option(parser)
+
+
+def _add_skip_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="skip malformed lines of records files (counted in a warning) instead of stopping",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -127,8 +136,17 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--paper-columns", nargs="+", default=None)
     report.add_argument("--metrics", nargs="+", default=None)
     report.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    _add_skip_option(report)
 
     commands.add_parser("list", help="registered datasets, models, attacks, defenses, pages")
+    records = commands.add_parser("records", help="maintain records files")
+    actions = records.add_subparsers(dest="records_command", required=True, parser_class=_Parser)
+    migrate = actions.add_parser("migrate", help="re-key records to the current run identity")
+    migrate.add_argument("paths", type=Path, nargs="+", help="records files or folders")
+    migrate.add_argument(
+        "--legacy-threads", type=int, default=None, help="torch threads of records that omit it"
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="report only; write nothing")
     _add_service_commands(commands)
     return parser
 
@@ -218,7 +236,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         RunSpec(args.task, args.dataset, args.model, args.attack, args.defense, seed, overrides)
         for seed in args.seeds
     ]
-    written = run_all(specs, args.out, _location(args), args.save_model)
+    written = run_all(
+        specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
+    )
     _summarise(written, len(specs))
     return 0
 
@@ -229,7 +249,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     _setup(args)
     specs = load_sweep(args.file)
-    written = run_all(specs, args.out, _location(args), args.save_model)
+    written = run_all(
+        specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
+    )
     _summarise(written, len(specs))
     return 0
 
@@ -263,6 +285,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.records import iter_record_files, read_records
     from gnnbackdoor.experiments.report import generic_report
 
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     if args.page:
         text = render_page(args.page, args.records, args.templates)
     else:
@@ -271,7 +294,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         files = list(iter_record_files(args.records))
         if not files:
             raise UserError(f"no records.jsonl under {', '.join(map(str, args.records))}")
-        records = [r for f in files for r in read_records(f)]
+        records = [r for f in files for r in read_records(f, skip_bad_lines=args.skip_bad_lines)]
         text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -308,6 +331,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name, component in registry.items():
             print(f"  {name:<14} {describe(component)}")
     return 0
+
+
+def _cmd_records(args: argparse.Namespace) -> int:
+    from gnnbackdoor.experiments import migrate
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    return migrate.run(args)
 
 
 def _service_settings(args: argparse.Namespace, **extra):
@@ -420,6 +450,7 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "list": _cmd_list,
+    "records": _cmd_records,
     "serve": _cmd_serve,
     "serve-model": _cmd_serve_model,
     "keys": _cmd_keys,

@@ -1,19 +1,123 @@
-"""The record format: one JSON object per (task, dataset, model, attack, defense, seed,
-overrides) appended to ``records.jsonl``; the run key makes sweeps resumable."""
+"""The record format and the records file.
+
+A run appends one JSON object (one line) to ``records.jsonl``. Its ``key`` hashes what
+identifies the run (:func:`run_key`): the task, the canonical component names, the seed and
+the fully resolved configuration, every field included (defaults too), as
+:func:`canonical` writes it, with ``config["runtime"]["threads"]``. What the user typed
+(``overrides``) is kept for information only; nothing keys or selects on it.
+
+The file is strict JSON Lines (RFC 8259 values, no ``NaN``): undefined metrics are written as
+``null``. Each record is written with one ``write`` of one line, then ``fsync``, under an
+exclusive ``flock``, so a crash can leave at most a torn *last* line. Readers treat lines
+as follows:
+
+* a torn last line (no trailing newline and not a complete record) is ignored with a
+  one-line warning; writers (:func:`prepare_for_append`, :func:`append_record`) first move it
+  aside to ``records.jsonl.torn-<UTC timestamp>`` so nothing is ever appended onto it;
+* any other bad line (not UTF-8, not JSON, not an object, an object without the record
+  fields) raises :class:`RecordsFileError` naming the file and line number, unless
+  ``skip_bad_lines`` is set, in which case bad lines are skipped and counted in a warning.
+
+Folders are searched for files named exactly ``records.jsonl``; ``superseded.jsonl`` (written
+by :mod:`gnnbackdoor.experiments.migrate`), ``*.torn-*`` files and ``results/archive/*.jsonl``
+are therefore never read unless passed by name.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import fcntl
 import hashlib
 import json
+import logging
+import math
 import os
 import platform
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gnnbackdoor.errors import UserError
+
+logger = logging.getLogger(__name__)
+
 RECORDS_FILE = "records.jsonl"
+SUPERSEDED_FILE = "superseded.jsonl"
+# Fields every record has, with the JSON type each must have (None: may be null).
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "task": (str,),
+    "dataset": (str,),
+    "model": (str,),
+    "attack": (str, type(None)),
+    "defense": (str, type(None)),
+    "seed": (int,),
+    "config": (dict,),
+    "metrics": (dict,),
+}
+
+
+class RecordsFileError(UserError):
+    """A records file with a line that is not a record (the message names file and line)."""
+
+
+# -- canonical values ---------------------------------------------------------------------
+
+
+def canonical(value: Any, *, nonfinite_as_null: bool = False) -> Any:
+    """The one JSON form of a configuration (and of record values).
+
+    Dataclass instances become dicts of their ``init`` fields (recursively, so nested
+    sections become nested dicts), enums their ``.value``, tuples, lists and sets lists (sets
+    sorted), mappings dicts with string keys, paths strings, NumPy/torch scalars Python
+    numbers. Two configurations that are equal as typed values have equal canonical forms,
+    whatever text produced them.
+
+    Args:
+        value: A configuration value.
+        nonfinite_as_null: Write ``NaN`` and ``±inf`` floats as ``None`` (used for metrics,
+            where they mean "undefined"); otherwise they raise.
+
+    Raises:
+        ValueError: a non-finite float when ``nonfinite_as_null`` is false.
+        TypeError: a value with no JSON form.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, enum.Enum):
+        return canonical(value.value, nonfinite_as_null=nonfinite_as_null)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        if nonfinite_as_null:
+            return None
+        raise ValueError(f"non-finite number {value!r} has no JSON form")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: canonical(getattr(value, f.name), nonfinite_as_null=nonfinite_as_null)
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+    if isinstance(value, Mapping):
+        return {
+            str(canonical(k)): canonical(v, nonfinite_as_null=nonfinite_as_null)
+            for k, v in value.items()
+        }
+    if isinstance(value, set | frozenset):
+        return sorted(canonical(v, nonfinite_as_null=nonfinite_as_null) for v in value)
+    if isinstance(value, list | tuple):
+        return [canonical(v, nonfinite_as_null=nonfinite_as_null) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and tuple(getattr(value, "shape", (None,))) == ():
+        # NumPy scalars and 0-d arrays, torch 0-d tensors
+        return canonical(value.item(), nonfinite_as_null=nonfinite_as_null)
+    raise TypeError(f"no JSON form for a {type(value).__name__}")
 
 
 def run_key(
@@ -23,52 +127,184 @@ def run_key(
     attack: str | None,
     defense: str | None,
     seed: int,
-    overrides: dict[str, str],
+    config: Mapping[str, Any],
 ) -> str:
-    """A stable 16-hex-digit key of what identifies a run (names folded to lower case)."""
+    """A stable 16-hex-digit key of a run (the first 64 bits of a SHA-256).
+
+    Args:
+        task: The pipeline's task (``link``, ``graph``).
+        dataset, model, attack, defense: Canonical registered names (``None``: none).
+        seed: The run seed.
+        config: The fully resolved configuration: sections ``data``, ``train``, ``model``,
+            ``attack``, ``defense`` (every field, defaults included) and ``runtime``
+            (``{"threads": N}``), typed values or their :func:`canonical` form.
+    """
     identity = {
-        "task": task.lower(),
-        "dataset": dataset.lower(),
-        "model": model.lower(),
-        "attack": (attack or "").lower(),
-        "defense": (defense or "").lower(),
+        "task": task,
+        "dataset": dataset,
+        "model": model,
+        "attack": attack,
+        "defense": defense,
         "seed": int(seed),
-        "overrides": dict(sorted(overrides.items())),
+        "config": canonical(config),
     }
-    blob = json.dumps(identity, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return _digest(identity)
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All records of a ``records.jsonl`` file, or of ``<dir>/records.jsonl``; a torn last
-    line (an interrupted write) is ignored, and so is a second record with a key already
-    read."""
+def _digest(identity: Mapping[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def group_key(record: Mapping[str, Any]) -> str:
+    """A 16-hex-digit key of a record's run without its seed: the records of one
+    configuration over several seeds share it. For reports and pages that group or select
+    records (never by the typed ``overrides``)."""
+    return _digest(
+        {
+            "task": record["task"],
+            "dataset": record["dataset"],
+            "model": record["model"],
+            "attack": record.get("attack"),
+            "defense": record.get("defense"),
+            "config": canonical(record["config"]),
+        }
+    )
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """:func:`run_key` of a record's own fields (equals ``record["key"]`` for records written
+    or migrated by the current code)."""
+    return run_key(
+        record["task"],
+        record["dataset"],
+        record["model"],
+        record.get("attack"),
+        record.get("defense"),
+        record["seed"],
+        record["config"],
+    )
+
+
+def dumps_record(record: Mapping[str, Any]) -> str:
+    """One strict-JSON line (no newline) of a record; ``NaN``/``inf`` become ``null``."""
+    return json.dumps(canonical(record, nonfinite_as_null=True), sort_keys=True, allow_nan=False)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _strict_constant(name: str) -> Any:
+    """Legacy lines may hold bare ``NaN``/``Infinity``; they read as ``None`` (undefined)."""
+    return None
+
+
+def parse_record_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, None)`` for a line holding a record, ``(None, why not)`` otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    try:
+        value = json.loads(text, parse_constant=_strict_constant)
+    except json.JSONDecodeError as error:
+        return None, f"not JSON ({error.msg})"
+    if not isinstance(value, dict):
+        return None, f"a JSON {type(value).__name__}, not a record object"
+    missing = [name for name in RECORD_FIELDS if name not in value]
+    if missing:
+        return None, f"an object without the record fields {', '.join(missing)}"
+    wrong = [
+        name
+        for name, kinds in RECORD_FIELDS.items()
+        if not isinstance(value[name], kinds) or isinstance(value[name], bool)
+    ]
+    if wrong:
+        return None, f"record fields of the wrong type: {', '.join(wrong)}"
+    return value, None
+
+
+def _records_path(path: Path) -> Path:
     path = Path(path)
-    if path.is_dir():
-        path = path / RECORDS_FILE
-    if not path.exists():
+    return path / RECORDS_FILE if path.is_dir() else path
+
+
+def torn_tail_offset(data: bytes) -> int | None:
+    """Offset where a torn last line starts, or ``None`` if the file ends cleanly."""
+    if not data or data.endswith(b"\n"):
+        return None
+    start = data.rfind(b"\n") + 1
+    record, _ = parse_record_line(data[start:])
+    return None if record is not None else start
+
+
+def read_records(
+    path: Path, *, skip_bad_lines: bool = False, repair: bool = False
+) -> list[dict[str, Any]]:
+    """All records of a records file, or of ``<dir>/records.jsonl`` (``[]`` if absent).
+
+    A second record with a key already read (two sweeps raced on one run) is ignored: the
+    first one counts.
+
+    Args:
+        path: A file, or a folder holding ``records.jsonl``.
+        skip_bad_lines: Skip malformed lines (with one warning that counts them) instead of
+            raising.
+        repair: Move a torn last line aside (``<file>.torn-<timestamp>``) before reading, as
+            a writer must; without it the torn line is only ignored, with a warning.
+
+    Raises:
+        RecordsFileError: a malformed line (not UTF-8, not JSON, not an object, no record
+            fields), naming the file and the line number; not raised for a torn last line.
+    """
+    path = _records_path(path)
+    if repair:
+        movetorn_tail_offset(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    records = []
+    except IsADirectoryError:
+        raise RecordsFileError(f"{path} is a folder, not a records file") from None
+    torn = torn_tail_offset(data)
+    if torn is not None:
+        logger.warning(
+            "%s: ignoring a torn last line (%d bytes, an interrupted write); a run or sweep "
+            "into this folder moves it aside",
+            path,
+            len(data) - torn,
+        )
+        data = data[:torn]
+    records: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with path.open() as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            key = record.get("key")
-            if key in seen:  # two sweeps raced on one run: keep the first record
-                continue
-            if key is not None:
-                seen.add(key)
-            records.append(record)
+    bad: list[int] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        record, reason = parse_record_line(raw.strip())
+        if record is None:
+            if not skip_bad_lines:
+                raise RecordsFileError(
+                    f"{path}:{number}: line is {reason}; fix or delete it, or pass --skip-bad-lines"
+                )
+            bad.append(number)
+            continue
+        if record["key"] in seen:
+            continue
+        seen.add(record["key"])
+        records.append(record)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        logger.warning("%s: skipped %d bad line(s): %s", path, len(bad), shown)
     return records
 
 
 def iter_record_files(paths: list[Path]) -> Iterator[Path]:
+    """Files named ``records.jsonl`` under each folder (sorted), and each file given by name.
+
+    Superseded records (``superseded.jsonl``), torn tails (``records.jsonl.torn-*``) and
+    archived records (``results/archive/*.jsonl``) are never found by a folder search.
+    """
     for path in paths:
         path = Path(path)
         if path.is_dir():
@@ -77,23 +313,95 @@ def iter_record_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
+# -- writing ------------------------------------------------------------------------------
+
+
+def movetorn_tail_offset(path: Path) -> Path | None:
+    """Move a torn last line of ``path`` to ``<path>.torn-<UTC timestamp>`` and cut it from
+    the file, with a one-line warning.
+
+    Returns:
+        Where the torn bytes went, or ``None`` when the file ends cleanly or is absent.
+    """
+    path = _records_path(path)
+    if not path.exists():
+        return None
+    with path.open("r+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return _move_torn_tail_locked(path, handle)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _move_torn_tail_locked(path: Path, handle) -> Path | None:
+    data = handle.read()
+    start = torn_tail_offset(data)
+    if start is None:
+        if data and not data.endswith(b"\n"):  # a complete record without its newline
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = path.with_name(f"{path.name}.torn-{stamp}")
+    with aside.open("xb") as out:
+        out.write(data[start:])
+        out.flush()
+        os.fsync(out.fileno())
+    handle.truncate(start)
+    handle.flush()
+    os.fsync(handle.fileno())
+    logger.warning(
+        "%s: moved a torn last line (%d bytes, an interrupted write) to %s",
+        path,
+        len(data) - start,
+        aside.name,
+    )
+    return aside
+
+
+def prepare_for_append(out_dir: Path) -> None:
+    """Make ``out_dir/records.jsonl`` safe to append to (moves a torn last line aside)."""
+    movetorn_tail_offset(Path(out_dir) / RECORDS_FILE)
+
+
 def append_record(out_dir: Path, record: dict[str, Any]) -> None:
-    """Append one record as a line and flush it to disk before returning."""
+    """Append one record as one strict-JSON line: a single ``write`` under an exclusive
+    ``flock``, then ``fsync``; a torn last line left by a crash is moved aside first.
+
+    Raises:
+        ValueError, TypeError: a configuration value with no JSON form (a bug, not user input).
+    """
+    line = (dumps_record(record) + "\n").encode()
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / RECORDS_FILE).open("a") as handle:
-        handle.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
+    path = out_dir / RECORDS_FILE
+    with path.open("a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0)
+            _move_torn_tail_locked(path, handle)
+            handle.seek(0, os.SEEK_END)
+            os.write(handle.fileno(), line)
+            os.fsync(handle.fileno())
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``path`` with ``records`` (strict JSON lines) atomically: a temporary file in
+    the same folder, ``fsync``, then ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as handle:
+        handle.write(b"".join((dumps_record(r) + "\n").encode() for r in records))
         handle.flush()
         os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, set | tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+# -- provenance ---------------------------------------------------------------------------
 
 
 def versions() -> dict[str, str]:

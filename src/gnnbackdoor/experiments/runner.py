@@ -9,14 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gnnbackdoor.attacks import ATTACKS
 from gnnbackdoor.datasets.base import DATASETS, DataLocation
 from gnnbackdoor.defenses import DEFENSES
 from gnnbackdoor.errors import ConfigError
-from gnnbackdoor.experiments.config import DataConfig, as_dict, build, split_overrides
+from gnnbackdoor.experiments.config import DataConfig, build, split_overrides
 from gnnbackdoor.experiments.pipelines import TASKS, ResolvedRun
 from gnnbackdoor.experiments.records import (
     append_record,
+    canonical,
     read_records,
     run_key,
     timestamp,
@@ -30,7 +33,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunSpec:
-    """What to run: names as the user typed them, one seed, and ``--set`` overrides."""
+    """What to run: names as the user typed them, one seed, and ``--set`` overrides.
+
+    Two specs that resolve to the same components and configuration are the same run (one
+    :attr:`RunIdentity.key`), however they were spelled.
+    """
 
     task: str
     dataset: str
@@ -41,15 +48,58 @@ class RunSpec:
     overrides: dict[str, str] = field(default_factory=dict)
 
     def key(self) -> str:
-        return run_key(
-            self.task,
-            self.dataset,
-            self.model,
-            self.attack,
-            self.defense,
-            self.seed,
-            self.overrides,
-        )
+        """The run key (resolves the spec; loads no data)."""
+        return identify(self).key
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What identifies a run: canonical names, the seed and the resolved configuration.
+
+    Attributes:
+        key: :func:`~gnnbackdoor.experiments.records.run_key` of the other fields.
+        config: Sections ``data``, ``train``, ``model``, ``attack``, ``defense`` (every
+            field, defaults included, in :func:`~gnnbackdoor.experiments.records.canonical`
+            form; ``None`` for an absent component) and ``runtime`` (``{"threads": N}``).
+    """
+
+    key: str
+    task: str
+    dataset: str
+    model: str
+    attack: str | None
+    defense: str | None
+    seed: int
+    config: dict[str, Any]
+
+
+def runtime_config() -> dict[str, Any]:
+    """The run-time settings results depend on: torch's intra-op thread count (reductions
+    are summed in a thread-dependent order, so figures can move with it)."""
+    return {"threads": torch.get_num_threads()}
+
+
+def identity_of(
+    task: str,
+    names: tuple[str, str, str | None, str | None],
+    seed: int,
+    resolved: ResolvedRun,
+    runtime: dict[str, Any],
+) -> RunIdentity:
+    """The identity of a resolved run (``names``: canonical dataset, model, attack, defense)."""
+    config = canonical(
+        {
+            "data": resolved.data_config,
+            "train": resolved.train_config,
+            "model": resolved.model_spec,
+            "attack": resolved.attack,
+            "defense": resolved.defense,
+            "runtime": runtime,
+        }
+    )
+    dataset, model, attack, defense = names
+    key = run_key(task, dataset, model, attack, defense, seed, config)
+    return RunIdentity(key, task, dataset, model, attack, defense, int(seed), config)
 
 
 def _check_task(kind: str, name: str, component_task: str, task: str) -> None:
@@ -64,6 +114,32 @@ def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None
         UserError: unknown names (listing the choices), a component of another task, or bad
             ``--set`` values.
     """
+    return _resolve(spec, location, save_root)[0]
+
+
+def identify(
+    spec: RunSpec,
+    location: DataLocation | None = None,
+    runtime: dict[str, Any] | None = None,
+) -> RunIdentity:
+    """The identity (key, canonical names, resolved configuration) of a spec; loads no data.
+
+    Args:
+        runtime: The ``runtime`` section (default: :func:`runtime_config`, the current torch
+            thread count).
+
+    Raises:
+        UserError: as :func:`resolve`.
+    """
+    return _resolve(spec, location or DataLocation(), None, runtime)[1]
+
+
+def _resolve(
+    spec: RunSpec,
+    location: DataLocation,
+    save_root: Path | None,
+    runtime: dict[str, Any] | None = None,
+) -> tuple[ResolvedRun, RunIdentity]:
     pipeline_cls = TASKS.get(spec.task)
     dataset_cls = DATASETS.get(spec.dataset)
     model_cls = MODELS.get(spec.model)
@@ -84,14 +160,13 @@ def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None
         "defense": defense_cls,
     }
     values = split_overrides(spec.overrides, sections)
-    save_dir = save_root / spec.key() if save_root is not None else None
     data_config = build(DataConfig, values["data"], "data")
     dataset = dataset_cls()
     if data_config.node_attributes:
         if not hasattr(dataset, "with_node_attributes"):
             raise ConfigError(f"data.node_attributes: {spec.dataset} has no node attributes")
         dataset = dataset.with_node_attributes()
-    return ResolvedRun(
+    resolved = ResolvedRun(
         dataset_name=DATASETS.canonical(spec.dataset),
         dataset=dataset,
         model_spec=build(model_cls, values["model"], "model"),
@@ -101,35 +176,37 @@ def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None
         defense=build(defense_cls, values["defense"], "defense") if defense_cls else None,
         seed=spec.seed,
         location=location,
-        save_dir=save_dir,
     )
+    names = (
+        resolved.dataset_name,
+        MODELS.canonical(spec.model),
+        ATTACKS.canonical(spec.attack) if spec.attack else None,
+        DEFENSES.canonical(spec.defense) if spec.defense else None,
+    )
+    identity = identity_of(task, names, spec.seed, resolved, runtime or runtime_config())
+    if save_root is not None:
+        resolved.save_dir = save_root / identity.key
+    return resolved, identity
 
 
 def execute(spec: RunSpec, location: DataLocation, save_root: Path | None = None) -> dict:
     """Run one spec and return its record (not yet written)."""
-    resolved = resolve(spec, location, save_root)
+    resolved, identity = _resolve(spec, location, save_root)
     pipeline = TASKS.get(spec.task)()
     timer = PhaseTimer()
     start = time.perf_counter()
     output = pipeline.execute(resolved, timer)
     timer.seconds["total_s"] = time.perf_counter() - start
-    config: dict[str, Any] = {
-        "data": as_dict(resolved.data_config),
-        "train": as_dict(resolved.train_config),
-        "model": as_dict(resolved.model_spec),
-        "attack": resolved.attack.params() if resolved.attack else None,
-        "defense": resolved.defense.params() if resolved.defense else None,
-    }
     return {
-        "key": spec.key(),
-        "task": pipeline.task,
-        "dataset": resolved.dataset_name,
-        "model": MODELS.canonical(spec.model),
-        "attack": ATTACKS.canonical(spec.attack) if spec.attack else None,
-        "defense": DEFENSES.canonical(spec.defense) if spec.defense else None,
-        "seed": spec.seed,
-        "overrides": dict(sorted(spec.overrides.items())),
-        "config": config,
+        "key": identity.key,
+        "task": identity.task,
+        "dataset": identity.dataset,
+        "model": identity.model,
+        "attack": identity.attack,
+        "defense": identity.defense,
+        "seed": identity.seed,
+        "overrides": dict(sorted(spec.overrides.items())),  # what was typed; information only
+        "config": identity.config,
         "metrics": output.metrics,
         "attack_info": output.attack_info,
         "timings": timer.seconds,
@@ -143,40 +220,52 @@ def run_all(
     out_dir: Path,
     location: DataLocation,
     save_root: Path | None = None,
+    *,
+    skip_bad_lines: bool = False,
 ) -> list[dict]:
     """Run every spec whose key is not yet in ``out_dir/records.jsonl``; append each record
     as soon as its run finishes (so an interrupted sweep resumes where it stopped).
 
-    Every spec is resolved before the first run, so a typo fails fast.
+    Every spec is resolved before the first run, so a typo fails fast; specs that resolve
+    to one key (``--set max_epochs=2`` and ``--set train.max_epochs=2``) run once. A torn
+    last line of the records file is moved aside first.
+
+    Args:
+        skip_bad_lines: Skip malformed lines of the existing records file (counted in a
+            warning) instead of stopping.
 
     Returns:
         The records written by this call.
+
+    Raises:
+        UserError: a bad spec, or a malformed line in the records file.
     """
-    for spec in specs:
-        resolve(spec, location, None)
-    done = {record.get("key") for record in read_records(out_dir)}
+    identities = [identify(spec, location) for spec in specs]
+    done = {
+        record["key"]
+        for record in read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
+    }
     written = []
-    for spec in specs:
-        key = spec.key()
-        if key in done:
-            logger.info("skip %s (already recorded)", _label(spec))
+    for spec, identity in zip(specs, identities, strict=True):
+        if identity.key in done:
+            logger.info("skip %s (already recorded)", _label(identity))
             continue
-        logger.info("run %s", _label(spec))
+        logger.info("run %s", _label(identity))
         record = execute(spec, location, save_root)
         append_record(out_dir, record)
-        done.add(key)
+        done.update((identity.key, record["key"]))
         written.append(record)
     return written
 
 
-def _label(spec: RunSpec) -> str:
+def _label(identity: RunIdentity) -> str:
     parts = [
-        spec.task,
-        spec.dataset,
-        spec.model,
-        spec.attack or "-",
-        spec.defense or "-",
-        f"seed={spec.seed}",
+        identity.task,
+        identity.dataset,
+        identity.model,
+        identity.attack or "-",
+        identity.defense or "-",
+        f"seed={identity.seed}",
+        f"key={identity.key}",
     ]
-    parts += [f"{k}={v}" for k, v in sorted(spec.overrides.items())]
     return " ".join(parts)

@@ -30,8 +30,8 @@ PROTOCOL = {
 #: the values of the Table III runs. Dotted paths into the records' resolved configuration.
 ABLATION_SETTINGS: dict[str, Any] = {
     "defense.explainer": "gnnexplainer",
-    "defense.heatmap": "gradcam",
-    "defense.teacher_term": True,
+    "defense.unlearning.heatmap": "gradcam",
+    "defense.unlearning.teacher_term": True,
     "defense.num_trigger_nodes": 3,
     "defense.holding_rate": 0.03,
     "defense.auxiliary_dataset": None,
@@ -247,7 +247,9 @@ def _heatmaps(records) -> str:
     body = []
     for attack in ATTACKS:
         for key, title in HEATMAPS.items():
-            runs = where(_runs(records, {"defense.heatmap": key}), dataset="AIDS", attack=attack)
+            runs = where(
+                _runs(records, {"defense.unlearning.heatmap": key}), dataset="AIDS", attack=attack
+            )
             row = paper(attack=attack, heatmap=title)
             label = "Grad-CAM, every layer (ours)" if key == "gradcam" else title
             body.append(
@@ -269,8 +271,13 @@ def _components(records) -> str:
     paper = reference_table("gcleaner_table9_components.csv")
     rows = [
         ("no", "no", "no", None),
-        ("yes", "no", "no", {"defense.teacher_term": False, "defense.heatmap": "none"}),
-        ("yes", "yes", "no", {"defense.heatmap": "none"}),
+        (
+            "yes",
+            "no",
+            "no",
+            {"defense.unlearning.teacher_term": False, "defense.unlearning.heatmap": "none"},
+        ),
+        ("yes", "yes", "no", {"defense.unlearning.heatmap": "none"}),
         ("yes", "yes", "yes", {}),
     ]
     body = []
