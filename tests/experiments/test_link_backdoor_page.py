@@ -23,7 +23,6 @@ METRICS = {
 def record(model: str, seed: int, surrogate: str | None = None, asr: float = 0.9) -> dict:
     return {
         "key": f"{model}-{seed}-{surrogate}",
-        "config": {"attack": {"surrogate": surrogate}},
         "task": "link",
         "dataset": "Cora",
         "model": model,
