@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnnbackdoor.datasets.splits import split_graphs
-from gnnbackdoor.experiments.context import GraphContext
+from gnnbackdoor.contracts.context import GraphContext
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_graph import GraphTrainConfig
 

@@ -28,7 +28,7 @@ from gnnbackdoor.attacks.triggers import ranked_positions, uninformative
 from gnnbackdoor.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 PLACEMENTS = ("most", "least")
 

@@ -52,7 +52,7 @@ from gnnbackdoor.models.base import GraphClassifier
 from gnnbackdoor.utils.progress import progress
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 
 class TriggerGenerator(nn.Module):

@@ -21,7 +21,7 @@ from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack, Trigger, random_
 from gnnbackdoor.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 
 class Pattern(StrEnum):
