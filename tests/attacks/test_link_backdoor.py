@@ -21,8 +21,8 @@ from gnnbackdoor.attacks.link_triggers import (
     update_pattern,
 )
 from gnnbackdoor.cli import main
-from gnnbackdoor.datasets.splits import split_links
 from gnnbackdoor.contracts.context import LinkContext
+from gnnbackdoor.datasets.splits import split_links
 from gnnbackdoor.experiments.pipelines import LinkPipeline
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_link import LinkTrainConfig

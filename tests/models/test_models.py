@@ -12,6 +12,7 @@ from torch_geometric.nn import MLP
 
 from gnnbackdoor.datasets import load_dataset, split_graphs, split_links
 from gnnbackdoor.errors import ConfigError, UserError
+from gnnbackdoor.metrics import evaluate_links
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.graph import WeightedGINConv
 from gnnbackdoor.models.io import load_model, save_model
@@ -21,7 +22,7 @@ from gnnbackdoor.models.train_graph import (
     predict_graphs,
     train_graph_model,
 )
-from gnnbackdoor.models.train_link import LinkTrainConfig, evaluate_links, train_link_model
+from gnnbackdoor.models.train_link import LinkTrainConfig, train_link_model
 from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 LINK_MODELS = ["gae", "vgae", "gic", "arga", "arvga"]
@@ -254,8 +255,8 @@ def test_subgraph_augmentation_changes_training_deterministically(tiny_graph_dat
         torch.manual_seed(3)
         model = MODELS.get("gcn")().build(3, 2)
         config = GraphTrainConfig(max_epochs=3, batch_size=8, subgraph_augmentation=p)
-        generator = torch.Generator().manual_seed(3)
-        train_graph_model(model, tiny_graph_dataset[:30], tiny_graph_dataset[30:], config, generator)
+        shuffle = torch.Generator().manual_seed(3)
+        train_graph_model(model, tiny_graph_dataset[:30], tiny_graph_dataset[30:], config, shuffle)
         return predict_graphs(model, tiny_graph_dataset)[1]
 
     assert torch.equal(train_once(0.5), train_once(0.5))

@@ -41,6 +41,7 @@ from gnnbackdoor.metrics import (
     attack_success_rate,
     average_misclassification_confidence,
     benign_performance_drop,
+    evaluate_links,
 )
 from gnnbackdoor.metrics.shield import shield_diagnostics
 from gnnbackdoor.models import base as model_base
@@ -52,7 +53,6 @@ from gnnbackdoor.models.train_graph import GraphTrainConfig, graph_labels, predi
 from gnnbackdoor.models.train_link import (
     LinkTrainConfig,
     TrainReport,
-    evaluate_links,
     link_scores,
 )
 from gnnbackdoor.registry import Registry
