@@ -29,7 +29,12 @@ from gnnbackdoor.attacks.base import Attack, GraphAttack, LinkAttack
 from gnnbackdoor.attacks.triggers import summarise_positions
 from gnnbackdoor.contracts import context as contracts_context
 from gnnbackdoor.contracts.context import GraphContext, LinkContext
-from gnnbackdoor.contracts.results import Probe, RepairResult, ScoredModel, TriggeredGraphs
+from gnnbackdoor.contracts.results import (
+    RepairResult,
+    ScoredModel,
+    ShieldResult,
+    TriggeredGraphs,
+)
 from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
 from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
@@ -280,21 +285,21 @@ class GraphPipeline(TaskPipeline):
         triggered = _evaluated(stage, eval_pos)
         model_under_test = stage.backdoored if stage.backdoored is not None else stage.clean
         target = attack.target_class if attack is not None else None
-        repaired: RepairResult | None = None
-        shielded = shielded_triggered = None
-        predict_fn = _counting_predict_fn(model_under_test, run.train_config.eval_batch_size)
+        defended = None
         if defense is not None:
             with timer.phase("defense_s"), streams.running(Stage.DEFENSE) as generator:
                 ctx.generator = generator
-                if isinstance(defense, ModelRepairDefense):
-                    defender_graphs = [split.test[i] for i in defender_pos]
-                    repaired = defense.repair(copy.deepcopy(model_under_test), defender_graphs, ctx)
-                elif isinstance(defense, InputShield):
-                    shielded = defense.predict(predict_fn, eval_graphs)
-                    if target is not None and triggered.graphs:
-                        shielded_triggered = defense.predict(predict_fn, triggered.graphs)
-            if repaired is not None:
-                _save(run, "defended", repaired.model, ctx.num_features, ctx.num_classes)
+                defended = _defend(
+                    defense,
+                    model_under_test,
+                    [split.test[i] for i in defender_pos],
+                    eval_graphs,
+                    triggered.graphs if target is not None else [],
+                    ctx,
+                    run.train_config.eval_batch_size,
+                )
+            if defended.repaired is not None:
+                _save(run, "defended", defended.repaired.model, ctx.num_features, ctx.num_classes)
         info = dict(stage.info)
         if attack is not None:
             info.update(_activation_info(triggered, stage, eval_pos))
@@ -314,41 +319,13 @@ class GraphPipeline(TaskPipeline):
                     metrics["asr"] = _asr(stage.backdoored, triggered.graphs, target, batch)
                     metrics["clean_model_asr"] = _asr(stage.clean, triggered.graphs, target, batch)
                     metrics["num_triggered"] = len(triggered)
-            if repaired is not None:
-                models = {
-                    ScoredModel.INPUT: model_under_test,
-                    ScoredModel.CLEAN: stage.clean,
-                    ScoredModel.REPAIRED: repaired.model,
-                }
-                metrics["defended_acc"] = accuracy(
-                    predict_graphs(repaired.model, eval_graphs, batch)[0], labels
-                )
-                if target is not None:
-                    metrics["defended_asr"] = _asr(repaired.model, triggered.graphs, target, batch)
-                metrics["num_defender_graphs"] = len(defender_pos)
-                metrics.update(repaired.info)
-                metrics.update(_probe_metrics(repaired.probes, models, batch))
-            elif shielded is not None:
-                metrics["defended_acc"] = accuracy(shielded.labels, labels)
-                if shielded_triggered is not None:
-                    metrics["defended_asr"] = attack_success_rate(
-                        shielded_triggered.labels == target
-                    )
-                queries = shielded.queries
-                if shielded_triggered is not None:
-                    queries += shielded_triggered.queries
-                metrics["queries"] = queries
-                metrics["queried_graphs"] = predict_fn.graphs  # type: ignore[attr-defined]
+            if defense is not None and defended is not None:
+                models = {ScoredModel.INPUT: model_under_test, ScoredModel.CLEAN: stage.clean}
                 metrics.update(
-                    shield_diagnostics(
-                        shielded,
-                        labels.tolist(),
-                        shielded_triggered,
-                        target,
-                        triggered.positions if shielded_triggered is not None else None,
+                    _defense_metrics(
+                        defended, models, eval_graphs, labels, triggered, target, batch
                     )
                 )
-            if defense is not None:
                 metrics.update(defense.describe())
         for name, seconds in ctx.timings.items():
             timer.add(name, seconds)
@@ -462,6 +439,89 @@ def _rebuilt(ctx: GraphContext, state: dict[str, torch.Tensor]) -> GraphClassifi
     return model
 
 
+@dataclass
+class _Defended:
+    """What the defense stage produced (only the fields of the defense's kind are set).
+
+    Attributes:
+        num_defender_graphs: Graphs handed to a repair.
+        repaired: A repair's result.
+        shielded, shielded_triggered: A shield's results on the evaluation graphs and on
+            their triggered copies (``None`` without an attack or triggered graphs).
+        graphs_queried: Graphs a shield sent to the model.
+    """
+
+    num_defender_graphs: int = 0
+    repaired: RepairResult | None = None
+    shielded: ShieldResult | None = None
+    shielded_triggered: ShieldResult | None = None
+    graphs_queried: int = 0
+
+
+def _defend(
+    defense: Defense,
+    model: GraphClassifier,
+    defender_graphs: list[Data],
+    eval_graphs: list[Data],
+    triggered: list[Data],
+    ctx: GraphContext,
+    batch: int,
+) -> _Defended:
+    """Let ``defense`` act: a repair on a copy of ``model`` with the defender's graphs, a
+    shield in front of ``model``'s predictions on the evaluation and triggered graphs."""
+    if isinstance(defense, ModelRepairDefense):
+        repaired = defense.repair(copy.deepcopy(model), defender_graphs, ctx)
+        return _Defended(num_defender_graphs=len(defender_graphs), repaired=repaired)
+    if not isinstance(defense, InputShield):
+        raise TypeError(f"{type(defense).__name__} is neither a repair nor a shield")
+    predict_fn = _counting_predict_fn(model, batch)
+    shielded = defense.predict(predict_fn, eval_graphs)
+    shielded_triggered = defense.predict(predict_fn, triggered) if triggered else None
+    return _Defended(
+        shielded=shielded,
+        shielded_triggered=shielded_triggered,
+        graphs_queried=predict_fn.graphs,  # type: ignore[attr-defined]
+    )
+
+
+def _defense_metrics(
+    defended: _Defended,
+    models: dict[ScoredModel, torch.nn.Module],
+    eval_graphs: list[Data],
+    labels: torch.Tensor,
+    triggered: TriggeredGraphs,
+    target: int | None,
+    batch: int,
+) -> dict[str, float]:
+    """The defended figures: accuracy and ASR after the defense; for a repair, its info and
+    its probes' ASRs (``models`` names the input and clean models); for a shield, its
+    queries and :func:`~gnnbackdoor.metrics.shield.shield_diagnostics`."""
+    out: dict[str, float] = {}
+    if defended.repaired is not None:
+        repaired = defended.repaired
+        out["defended_acc"] = accuracy(
+            predict_graphs(repaired.model, eval_graphs, batch)[0], labels
+        )
+        if target is not None:
+            out["defended_asr"] = _asr(repaired.model, triggered.graphs, target, batch)
+        out["num_defender_graphs"] = defended.num_defender_graphs
+        out.update(repaired.info)
+        scored = {**models, ScoredModel.REPAIRED: repaired.model}
+        for name, probe in repaired.probes.items():
+            out[name] = _asr(scored[probe.model], probe.graphs, probe.target, batch)
+        return out
+    shielded, on_triggered = defended.shielded, defended.shielded_triggered
+    assert shielded is not None
+    out["defended_acc"] = accuracy(shielded.labels, labels)
+    if on_triggered is not None:
+        out["defended_asr"] = attack_success_rate(on_triggered.labels == target)
+    out["queries"] = shielded.queries + (on_triggered.queries if on_triggered else 0)
+    out["queried_graphs"] = defended.graphs_queried
+    positions = triggered.positions if on_triggered is not None else None
+    out.update(shield_diagnostics(shielded, labels.tolist(), on_triggered, target, positions))
+    return out
+
+
 def _evaluated(stage: _AttackStage, eval_pos: Sequence[int]) -> TriggeredGraphs:
     """The attack's triggered graphs made from evaluation graphs (``source``: positions in
     the evaluation list)."""
@@ -501,16 +561,6 @@ def _asr(model, graphs: Sequence[Data], target: int | None, batch: int) -> float
         return float("nan")
     predicted = predict_graphs(model, graphs, batch)[0]
     return attack_success_rate(predicted == target)
-
-
-def _probe_metrics(
-    probes: dict[str, Probe], models: dict[ScoredModel, torch.nn.Module], batch: int
-) -> dict[str, float]:
-    """Each probe's ASR on the model it names, under the probe's name."""
-    return {
-        name: _asr(models[probe.model], probe.graphs, probe.target, batch)
-        for name, probe in probes.items()
-    }
 
 
 def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.Tensor]:
