@@ -37,6 +37,7 @@ from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_graph import GraphTrainConfig, train_graph_model
 from gnnbackdoor.models.train_link import LinkTrainConfig, train_link_model
 from gnnbackdoor.utils.progress import set_quiet
+from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -97,7 +98,11 @@ def toolkit_graph_epoch_s(graphs, epochs: int) -> float:
     torch.manual_seed(0)
     model = MODELS.get("gin")().build(split.num_features, split.num_classes)
     report = train_graph_model(
-        model, split.train, split.val, GraphTrainConfig(max_epochs=epochs, patience=epochs), seed=0
+        model,
+        split.train,
+        split.val,
+        GraphTrainConfig(max_epochs=epochs, patience=epochs),
+        torch.Generator().manual_seed(0),
     )
     return report.seconds / report.epochs
 
@@ -148,7 +153,8 @@ def main() -> None:
     )
     for dataset in [d for d in ("Cora", "CS") if d in args.datasets]:
         load_dataset(dataset, location)  # process once, outside the timings
-        split = split_links(load_dataset(dataset, location), seed=0)
+        with RunStreams(0).running(Stage.DATA_SPLIT):
+            split = split_links(load_dataset(dataset, location))
         load_start = os.getloadavg()[0]
         epochs = args.epochs if dataset == "Cora" else max(10, args.epochs // 5)
         plain = plain_pyg_gae_epoch_s(split, epochs)

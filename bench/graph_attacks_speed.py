@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 
 from gnnbackdoor.attacks import ATTACKS
+from gnnbackdoor.contracts.context import GraphContext
 from gnnbackdoor.datasets import DATASETS, DataLocation
 from gnnbackdoor.datasets.splits import split_graphs
-from gnnbackdoor.experiments.context import GraphContext
 from gnnbackdoor.experiments.records import versions
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_graph import GraphTrainConfig
 from gnnbackdoor.utils.progress import set_quiet
-from gnnbackdoor.utils.seeding import seed_everything
+from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 OUT = Path(__file__).resolve().parent / "results"
 ATTACK_NAMES = ["sba", "gta", "exp-ba", "motif-ba"]
@@ -51,7 +51,8 @@ def bench_dataset(
 ) -> dict:
     graphs = DATASETS.get(name)().load(DataLocation())
     split = split_graphs(graphs, seed, train_fraction, 0.1)
-    generator = seed_everything(seed)
+    torch.manual_seed(seed)  # a script: module initialisation draws from the global RNG
+    generator = RunStreams(seed).torch_generator(Stage.VICTIM)
     config = GraphTrainConfig(max_epochs=max_epochs)
     ctx = GraphContext(split, MODELS.get("gin")(), config, seed, generator)
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 
 from gnnbackdoor.attacks.link_backdoor import LinkBackdoor
+from gnnbackdoor.contracts.context import LinkContext
 from gnnbackdoor.datasets import DATASETS, DataLocation, split_links
-from gnnbackdoor.experiments.context import LinkContext
 from gnnbackdoor.experiments.records import versions
 from gnnbackdoor.experiments.report import markdown_table, reference_table
 from gnnbackdoor.experiments.runner import RunSpec, execute
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_link import LinkTrainConfig
 from gnnbackdoor.utils.progress import set_quiet
-from gnnbackdoor.utils.seeding import seed_everything
+from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 DATASETS_TIMED = ["Cora", "CiteSeer", "Cora_ML_LCC", "CS"]
 PAPER_NAMES = {"Cora_ML_LCC": "Cora_ML"}
@@ -46,8 +46,11 @@ PAPER_NAMES = {"Cora_ML_LCC": "Cora_ML"}
 def time_updates(dataset: str, location: DataLocation, updates: int, seed: int = 0) -> dict:
     """Seconds per trigger update for GAE on ``dataset`` (p = 0.1, m = 2, Q = 5)."""
     graph = DATASETS.get(dataset)().load(location)
-    split = split_links(graph, seed)
-    generator = seed_everything(seed)
+    streams = RunStreams(seed)
+    with streams.running(Stage.DATA_SPLIT):
+        split = split_links(graph)
+    torch.manual_seed(seed)  # a script: module initialisation draws from the global RNG
+    generator = streams.torch_generator(Stage.VICTIM)
     ctx = LinkContext(graph, split, MODELS.get("gae")(), LinkTrainConfig(), seed, generator)
     ctx.clean_model = ctx.build_model()
     attack = LinkBackdoor(init_updates=updates + 1)

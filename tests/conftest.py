@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
 from torch_geometric.data import Data
 
 from gnnbackdoor.datasets import DataLocation
+from gnnbackdoor.datasets.base import GraphDataset
 from gnnbackdoor.utils.progress import set_quiet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,3 +93,48 @@ def tiny_graph_dataset() -> list[Data]:
         x[:, i % 3] = 1
         graphs.append(Data(x=x, edge_index=undirected(pairs), y=torch.tensor([i % 2])))
     return graphs
+
+
+class TinyDataset(GraphDataset):
+    """A dataset object over given graphs, for pipelines run without the registry."""
+
+    task: ClassVar[str] = "graph"
+    registered_name: ClassVar[str] = "tiny"
+
+    def __init__(self, graphs: list[Data]) -> None:
+        self.graphs = graphs
+
+    def load(self, location: DataLocation) -> list[Data]:
+        return self.graphs
+
+
+def tiny_run(graphs: list[Data], defense=None, seed: int = 0, attack: bool = True):
+    """A resolved graph run over ``graphs``: a small GIN with dropout, 4 epochs, SBA (target
+    class 1, 4-node trigger, 30 % injection) unless ``attack`` is false, and ``defense``."""
+    from gnnbackdoor.attacks import ATTACKS
+    from gnnbackdoor.experiments.config import DataConfig
+    from gnnbackdoor.experiments.pipelines import ResolvedRun
+    from gnnbackdoor.models import MODELS
+    from gnnbackdoor.models.train_graph import GraphTrainConfig
+
+    return ResolvedRun(
+        dataset_name="tiny",
+        dataset=TinyDataset(graphs),
+        model_spec=MODELS.get("gin")(hidden_channels=16, num_layers=2, dropout=0.5),
+        data_config=DataConfig(train_fraction=0.6, val_fraction=0.2),
+        train_config=GraphTrainConfig(max_epochs=4, patience=4, batch_size=8),
+        attack=(
+            ATTACKS.get("sba")(target_class=1, injection_ratio=0.3, trigger_size=4)
+            if attack
+            else None
+        ),
+        defense=defense,
+        seed=seed,
+        location=DataLocation(),
+    )
+
+
+@pytest.fixture
+def graph_run():
+    """:func:`tiny_run`, the factory of small resolved graph runs."""
+    return tiny_run

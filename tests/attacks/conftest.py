@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gnnbackdoor.contracts.context import GraphContext
 from gnnbackdoor.datasets.splits import split_graphs
-from gnnbackdoor.experiments.context import GraphContext
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_graph import GraphTrainConfig
 

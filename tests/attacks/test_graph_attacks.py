@@ -10,6 +10,7 @@ import torch
 
 from gnnbackdoor.attacks import ATTACKS, GraphAttack
 from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack
+from gnnbackdoor.contracts.results import TriggeredGraphs
 
 from .conftest import make_context
 
@@ -100,11 +101,13 @@ def test_poison_and_activate(name, params, tiny_graph_dataset):
     test = ctx.split.test
     snap = snapshot(test)
     triggered = attack.activate(test)
+    assert isinstance(triggered, TriggeredGraphs)
     assert unchanged(test, snap)
-    assert len(triggered) == len(test)
-    for original, new, positions in zip(test, triggered, attack.activation_positions_, strict=True):
+    assert len(triggered) == len(test) and triggered.sources() == list(range(len(test)))
+    for original, new, positions in zip(test, triggered.graphs, triggered.positions, strict=True):
         assert new is not original and torch.equal(new.y, original.y)
         check_embedding(attack, original, new, positions)
+    assert not hasattr(attack, "activation_positions_")  # results are values, not state
     info = attack.describe()
     for key in ("trigger_size", "injection_ratio", "target_class", "poison_positions"):
         assert key in info
@@ -168,10 +171,10 @@ def test_graphs_smaller_than_the_trigger_are_skipped(tiny_graph_dataset):
     result = attack.poison(ctx.split.train)
     assert all(ctx.split.train[i].num_nodes >= 8 for i in result.poisoned_index)
     triggered = attack.activate(ctx.split.test)
-    assert len(triggered) == sum(g.num_nodes >= 8 for g in ctx.split.test)
-    assert attack.describe()["activation_skipped_small_graphs"] == sum(
-        g.num_nodes < 8 for g in ctx.split.test
-    )
+    large = [i for i, g in enumerate(ctx.split.test) if g.num_nodes >= 8]
+    assert len(triggered) == len(large) and triggered.source == large
+    for i, graph in zip(large, triggered.graphs, strict=True):
+        assert graph.num_nodes == ctx.split.test[i].num_nodes
 
 
 def test_motif_ba_picks_the_rarest_motif(tiny_graph_dataset):
@@ -240,7 +243,7 @@ def test_exp_ba_does_not_place_by_node_id_when_nothing_is_important(tiny_graph_d
     assert bool((scores == 0).all())  # the explainer has nothing to say about any node
     attack = build("exp-ba", {"explainer_epochs": 5}).fit(ctx)
     triggered = attack.activate(ctx.split.test)
-    first = [sorted(p) == list(range(4)) for p in attack.activation_positions_]
+    first = [sorted(p) == list(range(4)) for p in triggered.positions]
     assert len(triggered) == len(ctx.split.test) and not all(first)
     assert attack.describe()["graphs_without_importance"] == len(ctx.split.test)
 
@@ -260,7 +263,7 @@ def test_motif_ba_does_not_place_by_node_id_when_nothing_is_important(tiny_graph
         for p in ctx.clean_model.parameters():
             p.zero_()
     attack = build("motif-ba", {"max_graphs": 10, "samples_per_graph": 5}).fit(ctx)
-    attack.activate(ctx.split.test)
-    first = [sorted(p) == list(range(4)) for p in attack.activation_positions_]
+    triggered = attack.activate(ctx.split.test)
+    first = [sorted(p) == list(range(4)) for p in triggered.positions]
     assert not all(first)
     assert attack.describe()["graphs_without_importance"] == len(ctx.split.test)

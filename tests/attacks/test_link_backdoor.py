@@ -21,12 +21,12 @@ from gnnbackdoor.attacks.link_triggers import (
     update_pattern,
 )
 from gnnbackdoor.cli import main
+from gnnbackdoor.contracts.context import LinkContext
 from gnnbackdoor.datasets.splits import split_links
-from gnnbackdoor.experiments.context import LinkContext
 from gnnbackdoor.experiments.pipelines import LinkPipeline
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_link import LinkTrainConfig
-from gnnbackdoor.utils.seeding import seed_everything
+from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 
 def undirected(pairs: list[tuple[int, int]]) -> torch.Tensor:
@@ -48,13 +48,16 @@ def ring_graph(n: int = 16, features: int = 6) -> Data:
 
 def tiny_context(model: str = "gae", seed: int = 0, epochs: int = 30) -> LinkContext:
     graph = ring_graph()
-    split = split_links(graph, seed, 0.1, 0.1)
-    generator = seed_everything(seed)
+    streams = RunStreams(seed)
+    with streams.running(Stage.DATA_SPLIT):
+        split = split_links(graph, val=0.1, test=0.1)
     config = LinkTrainConfig(max_epochs=epochs, patience=epochs)
-    ctx = LinkContext(graph, split, MODELS.get(model)(), config, seed, generator)
-    clean = ctx.build_model()
-    ctx.train_model(clean, split.train, desc="clean")
+    with streams.running(Stage.VICTIM) as generator:
+        ctx = LinkContext(graph, split, MODELS.get(model)(), config, seed, generator)
+        clean = ctx.build_model()
+        ctx.train_model(clean, split.train, desc="clean")
     ctx.clean_model = clean
+    ctx.generator = streams.torch_generator(Stage.ATTACK)
     return ctx
 
 
@@ -221,12 +224,13 @@ def test_pipeline_counts_only_eligible_links():
         p=0.2, init_updates=1, warmup_epochs=0, update_every=5, num_test_targets=20
     ).fit(ctx)
     backdoored = attack.backdoor(ctx)
-    metrics = LinkPipeline._attack_metrics(ctx, attack, ctx.clean_model, backdoored)
+    targets = attack.test_targets(ctx)
+    triggered = attack.activate(ctx.split.train, targets)
+    metrics = LinkPipeline._attack_metrics(ctx, ctx.clean_model, backdoored, targets, triggered)
     from gnnbackdoor.models.train_link import link_scores
 
-    targets = attack.test_targets(ctx)
     eligible = link_scores(ctx.clean_model, ctx.split.train, targets) < 0.5
-    hit = link_scores(backdoored, attack.activate(ctx.split.train, targets), targets) >= 0.5
+    hit = link_scores(backdoored, triggered, targets) >= 0.5
     assert metrics["num_eligible"] == int(eligible.sum())
     if int(eligible.sum()):
         assert metrics["asr"] == pytest.approx(float((hit & eligible).sum()) / int(eligible.sum()))

@@ -9,10 +9,17 @@ from torch_geometric.utils import erdos_renyi_graph
 
 from gnnbackdoor.datasets import split_graphs, split_links
 from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 
 def _pairs(index: torch.Tensor) -> set[tuple[int, int]]:
     return {tuple(sorted(p)) for p in index.t().tolist()}
+
+
+def seeded_split_links(graph: Data, seed: int):
+    """``split_links`` run as the pipeline runs it: in the seeded data-split stage."""
+    with RunStreams(seed).running(Stage.DATA_SPLIT):
+        return split_links(graph)
 
 
 @pytest.fixture
@@ -23,7 +30,7 @@ def random_graph() -> Data:
 
 
 def test_link_split_is_85_5_10_disjoint_and_covers_all_edges(random_graph):
-    split = split_links(random_graph, seed=0)
+    split = seeded_split_links(random_graph, 0)
     train = _pairs(split.train.pos_edge_label_index)
     val = _pairs(split.val.pos_edge_label_index)
     test = _pairs(split.test.pos_edge_label_index)
@@ -38,7 +45,7 @@ def test_link_split_is_85_5_10_disjoint_and_covers_all_edges(random_graph):
 
 
 def test_link_split_negatives_are_non_edges_in_equal_number(random_graph):
-    split = split_links(random_graph, seed=1)
+    split = seeded_split_links(random_graph, 1)
     edges = _pairs(random_graph.edge_index)
     for part in (split.val, split.test):
         negatives = _pairs(part.neg_edge_label_index)
@@ -47,8 +54,8 @@ def test_link_split_negatives_are_non_edges_in_equal_number(random_graph):
 
 
 def test_link_split_depends_only_on_the_seed(random_graph):
-    a, b = split_links(random_graph, 3), split_links(random_graph, 3)
-    c = split_links(random_graph, 4)
+    a, b = seeded_split_links(random_graph, 3), seeded_split_links(random_graph, 3)
+    c = seeded_split_links(random_graph, 4)
     assert torch.equal(a.test.pos_edge_label_index, b.test.pos_edge_label_index)
     assert torch.equal(a.test.neg_edge_label_index, b.test.neg_edge_label_index)
     assert not torch.equal(a.test.pos_edge_label_index, c.test.pos_edge_label_index)
@@ -56,7 +63,7 @@ def test_link_split_depends_only_on_the_seed(random_graph):
 
 def test_link_split_rejects_bad_fractions(random_graph):
     with pytest.raises(ConfigError):
-        split_links(random_graph, 0, val=0.6, test=0.5)
+        split_links(random_graph, val=0.6, test=0.5)
 
 
 def test_graph_split_is_stratified_disjoint_and_seeded(tiny_graph_dataset):

@@ -43,6 +43,10 @@ def _model(in_channels: int, classes: int = 2, name: str = "gin"):
     return MODELS.get(name)(hidden_channels=16, num_layers=2).build(in_channels, classes)
 
 
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
 def test_registered():
     assert DEFENSES.get("gcleaner") is GCleaner
 
@@ -174,7 +178,7 @@ def test_teacher_does_not_depend_on_the_recovery_settings(tiny_graph_dataset, mo
 
     teachers = []
 
-    def spy(model, clean, config, generator=None):
+    def spy(model, clean, config, generator):
         teacher, losses = fine_tune_teacher(model, clean, config, generator)
         teachers.append({k: v.clone() for k, v in teacher.state_dict().items()})
         return teacher, losses
@@ -200,14 +204,14 @@ def test_teacher_is_frozen_and_unchanged_by_unlearning(tiny_graph_dataset):
     student = _model(3)
     graphs = tiny_graph_dataset[:8]
     config = UnlearningConfig(epochs=2, teacher_epochs=2, batch_size=4, lr=0.01, heatmap_weight=1)
-    teacher, _ = fine_tune_teacher(student, graphs, config)
+    teacher, _ = fine_tune_teacher(student, graphs, config, _gen())
     assert teacher is not student
     assert not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
     frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in student.state_dict().items()}
     triggered = [Data(x=g.x.flip(0), edge_index=g.edge_index, y=g.y) for g in graphs]
-    unlearn(student, teacher, graphs, triggered, config)
+    unlearn(student, teacher, graphs, triggered, config, _gen())
     assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())
     assert any(not torch.equal(student_before[k], v) for k, v in student.state_dict().items())
 
@@ -231,8 +235,8 @@ def test_input_level_heat_maps_keep_a_feature_blind_model_finite(tiny_graph_data
     config = UnlearningConfig(
         epochs=2, teacher_epochs=1, batch_size=4, heatmap=method, lr=0.01, heatmap_weight=1
     )
-    teacher, _ = fine_tune_teacher(student, graphs, config)
-    report = unlearn(student, teacher, graphs, graphs, config)
+    teacher, _ = fine_tune_teacher(student, graphs, config, _gen())
+    report = unlearn(student, teacher, graphs, graphs, config, _gen())
     assert all(torch.isfinite(p).all() for p in student.parameters())
     assert all(torch.isfinite(torch.tensor(report.losses)))
 
@@ -416,12 +420,14 @@ def test_teacher_learning_rate_is_its_own(tiny_graph_dataset):
     student = _model(3)
     graphs = tiny_graph_dataset[:8]
     config = UnlearningConfig(lr=0.5, teacher_epochs=2, batch_size=4, teacher_lr=0.0)
-    teacher, _ = fine_tune_teacher(student, graphs, config)
+    teacher, _ = fine_tune_teacher(student, graphs, config, _gen())
     assert all(
         torch.equal(a, b)
         for a, b in zip(teacher.state_dict().values(), student.state_dict().values(), strict=True)
     )
-    moved, _ = fine_tune_teacher(student, graphs, UnlearningConfig(lr=0.5, teacher_epochs=2))
+    moved, _ = fine_tune_teacher(
+        student, graphs, UnlearningConfig(lr=0.5, teacher_epochs=2), _gen()
+    )
     assert any(
         not torch.equal(a, b)
         for a, b in zip(moved.state_dict().values(), student.state_dict().values(), strict=True)

@@ -14,6 +14,7 @@ from torch_geometric.data import Data
 
 from gnnbackdoor.attacks.base import ATTACKS, GraphAttack, PoisonResult
 from gnnbackdoor.cli import main
+from gnnbackdoor.contracts.results import TriggeredGraphs
 from gnnbackdoor.experiments.records import read_records
 from gnnbackdoor.experiments.runner import RunSpec, run_all
 from gnnbackdoor.models.io import load_model
@@ -48,9 +49,11 @@ class MarkerAttack(GraphAttack):
             out[i].y = torch.tensor([self.target_class])
         return PoisonResult(out, list(range(count)))
 
-    def activate(self, graphs: Sequence[Data]) -> list[Data]:
+    def activate(self, graphs: Sequence[Data]) -> TriggeredGraphs:
         MarkerAttack.seen_labels.extend(int(g.y) for g in graphs)
-        return [self._mark(g) for g in graphs]
+        return TriggeredGraphs(
+            [self._mark(g) for g in graphs], [list(range(g.num_nodes)) for g in graphs]
+        )
 
 
 def test_link_run_writes_one_complete_record_per_seed_and_resumes(tmp_path, offline_location):

@@ -12,6 +12,7 @@ from torch_geometric.nn import MLP
 
 from gnnbackdoor.datasets import load_dataset, split_graphs, split_links
 from gnnbackdoor.errors import ConfigError, UserError
+from gnnbackdoor.metrics import evaluate_links
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.graph import WeightedGINConv
 from gnnbackdoor.models.io import load_model, save_model
@@ -21,7 +22,8 @@ from gnnbackdoor.models.train_graph import (
     predict_graphs,
     train_graph_model,
 )
-from gnnbackdoor.models.train_link import LinkTrainConfig, evaluate_links, train_link_model
+from gnnbackdoor.models.train_link import LinkTrainConfig, train_link_model
+from gnnbackdoor.utils.seeding import RunStreams, Stage
 
 LINK_MODELS = ["gae", "vgae", "gic", "arga", "arvga"]
 GRAPH_MODELS = ["gcn", "gat", "gin", "sage"]
@@ -55,7 +57,8 @@ def test_link_model_shapes_and_edge_weight_gradient(name, path_graph):
 @pytest.mark.parametrize("name", LINK_MODELS)
 def test_link_model_learns_the_sbm_above_chance(name, offline_location):
     graph = load_dataset("SBM", offline_location)
-    split = split_links(graph, seed=0)
+    with RunStreams(0).running(Stage.DATA_SPLIT):
+        split = split_links(graph)
     torch.manual_seed(0)
     model = MODELS.get(name)().build(graph.num_features)
     report = train_link_model(
@@ -85,7 +88,7 @@ def test_graph_model_learns_the_motif_dataset(name, offline_location):
         split.train,
         split.val,
         GraphTrainConfig(max_epochs=40, patience=40, batch_size=16),
-        seed=0,
+        torch.Generator().manual_seed(0),
     )
     predicted, probs = predict_graphs(model, split.test)
     assert probs.shape == (len(split.test), 3)
@@ -101,7 +104,7 @@ def test_graph_training_is_deterministic_for_a_seed(tiny_graph_dataset):
             tiny_graph_dataset[:30],
             tiny_graph_dataset[30:],
             GraphTrainConfig(max_epochs=5, batch_size=8),
-            seed=3,
+            torch.Generator().manual_seed(3),
         )
         return predict_graphs(model, tiny_graph_dataset)[1]
 
@@ -252,7 +255,8 @@ def test_subgraph_augmentation_changes_training_deterministically(tiny_graph_dat
         torch.manual_seed(3)
         model = MODELS.get("gcn")().build(3, 2)
         config = GraphTrainConfig(max_epochs=3, batch_size=8, subgraph_augmentation=p)
-        train_graph_model(model, tiny_graph_dataset[:30], tiny_graph_dataset[30:], config, seed=3)
+        shuffle = torch.Generator().manual_seed(3)
+        train_graph_model(model, tiny_graph_dataset[:30], tiny_graph_dataset[30:], config, shuffle)
         return predict_graphs(model, tiny_graph_dataset)[1]
 
     assert torch.equal(train_once(0.5), train_once(0.5))

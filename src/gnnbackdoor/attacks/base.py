@@ -2,9 +2,10 @@
 
 Attacks follow the estimator contract (STYLE.md): the constructor (a dataclass) only stores
 parameters; ``fit`` learns the trigger from the context; ``poison`` makes poisoned training
-data; ``activate`` embeds the trigger into test inputs; ``backdoor`` produces the backdoored
-model (poison then train, unless an attack needs its own loop: GTA's bi-level optimisation,
-Link-Backdoor's re-optimised triggers). Learned state ends with ``_``.
+data; ``activate`` embeds the trigger into test inputs and returns them with the trigger's
+positions (:class:`~gnnbackdoor.contracts.results.TriggeredGraphs`); ``backdoor`` produces
+the backdoored model (poison then train, unless an attack needs its own loop: GTA's bi-level
+optimisation, Link-Backdoor's re-optimised triggers). Learned state ends with ``_``.
 
 The task pipelines in :mod:`gnnbackdoor.experiments.pipelines` call these methods and compute
 every metric; an attack never evaluates itself.
@@ -24,7 +25,8 @@ from gnnbackdoor.registry import Registry
 from gnnbackdoor.settings import Fraction, NonNegativeInt, Settings, as_dict
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext, LinkContext
+    from gnnbackdoor.contracts.context import GraphContext, LinkContext
+    from gnnbackdoor.contracts.results import TriggeredGraphs
     from gnnbackdoor.models.base import GraphClassifier, LinkPredictor
 
 
@@ -81,8 +83,9 @@ class GraphAttack(Attack):
         """Embed triggers into ``injection_ratio`` of ``graphs`` and relabel them."""
 
     @abstractmethod
-    def activate(self, graphs: Sequence[Data]) -> list[Data]:
-        """Triggered copies of ``graphs`` (never modifies the inputs); labels unchanged."""
+    def activate(self, graphs: Sequence[Data]) -> TriggeredGraphs:
+        """Triggered copies of ``graphs`` with the trigger's nodes in each (never modifies the
+        inputs; labels unchanged). Draws only from the generator handed to ``fit``."""
 
     def backdoor(self, ctx: GraphContext) -> GraphClassifier:
         """The backdoored model: by default a fresh victim trained on ``poison(train)``."""

@@ -29,7 +29,7 @@ from gnnbackdoor.attacks.triggers import ranked_positions, uninformative
 from gnnbackdoor.settings import PositiveInt
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 
 class Placement(StrEnum):

@@ -62,7 +62,7 @@ from gnnbackdoor.settings import NonNegativeInt, PositiveFloat, PositiveInt
 from gnnbackdoor.utils.progress import progress
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 
 @ATTACKS.register("gta")

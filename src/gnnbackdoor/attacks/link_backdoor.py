@@ -55,8 +55,8 @@ from gnnbackdoor.attacks.link_triggers import (
     limit_links,
     update_pattern,
 )
+from gnnbackdoor.contracts.context import LinkContext
 from gnnbackdoor.errors import ConfigError
-from gnnbackdoor.experiments.context import LinkContext
 from gnnbackdoor.models.base import MODELS, LinkPredictor
 from gnnbackdoor.models.train_link import link_scores
 from gnnbackdoor.settings import Fraction, NonNegativeInt, PositiveInt
@@ -167,7 +167,7 @@ class LinkBackdoor(LinkAttack):
     # --- fit: targets and the initial trigger (Algorithm 1, lines 1-4) -----------------------
 
     def fit(self, ctx: LinkContext) -> LinkBackdoor:
-        self._generator = torch.Generator().manual_seed(ctx.seed + 7919)
+        self._generator = ctx.generator  # every draw of the attack, activation included
         self._update_seconds: list[float] = []
         self._update_cpu_seconds: list[float] = []
         self._losses: list[float] = []

@@ -44,7 +44,7 @@ from gnnbackdoor.attacks.triggers import (
 from gnnbackdoor.settings import PositiveInt
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 #: The networkx atlas holds every graph of up to this many nodes.
 ATLAS_MAX_NODES = 7

@@ -22,7 +22,7 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.settings import Fraction, PositiveInt
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
 
 
 class Pattern(StrEnum):

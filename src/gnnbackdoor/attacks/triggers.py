@@ -8,8 +8,9 @@ the trigger"); the other edges and nodes are untouched.
 
 :class:`SubgraphTriggerAttack` is the base of SBA, GTA, Exp-BA and Motif-BA: it resolves the
 trigger size (a node count, or a fraction of the training graphs' average size), chooses which
-training graphs to poison, relabels them, skips graphs smaller than the trigger, and records
-the positions used. Subclasses say which trigger goes into a graph and where.
+training graphs to poison, relabels them, skips graphs smaller than the trigger, and returns
+the triggered test graphs with the positions used. Subclasses say which trigger goes into a
+graph and where.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from torch_geometric.data import Data
 from torch_geometric.utils import coalesce
 
 from gnnbackdoor.attacks.base import GraphAttack, PoisonResult
+from gnnbackdoor.contracts.results import TriggeredGraphs
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.settings import Fraction
 
 if TYPE_CHECKING:
-    from gnnbackdoor.experiments.context import GraphContext
+    from gnnbackdoor.contracts.context import GraphContext
     from gnnbackdoor.models.base import GraphClassifier
 
 #: At most this many per-graph position lists are kept in ``describe()``; the rest are counted.
@@ -201,8 +203,9 @@ class SubgraphTriggerAttack(GraphAttack):
     target-class graph is taken only when there are not enough others), embeds the trigger
     and relabels them ``target_class``. Graphs smaller than the trigger are never poisoned and
     are left out of :meth:`activate`'s output (so ASR is measured on graphs that can carry
-    the trigger; the count left out is recorded). ``fit`` fails if no training graph is large
-    enough.
+    the trigger; its ``source`` says which inputs were triggered). ``fit`` fails if no
+    training graph is large enough. Every draw (which graphs, where) comes from the
+    generator handed to ``fit`` (``ctx.generator``).
 
     Attributes:
         trigger_size: Trigger nodes (GraphProt: 5). Ignored when ``trigger_fraction`` is set.
@@ -253,8 +256,6 @@ class SubgraphTriggerAttack(GraphAttack):
             )
         self.generator_ = ctx.generator
         self.poison_positions_: dict[int, list[int]] = {}
-        self.activation_positions_: list[list[int]] = []
-        self.activation_skipped_ = 0
         self._fit_trigger(ctx)
         return self
 
@@ -312,18 +313,19 @@ class SubgraphTriggerAttack(GraphAttack):
             self.num_val_poisoned_ += 1
         return val
 
-    def activate(self, graphs: Sequence[Data]) -> list[Data]:
-        """Triggered copies of the graphs that have at least ``size_`` nodes (labels kept)."""
+    def activate(self, graphs: Sequence[Data]) -> TriggeredGraphs:
+        """Triggered copies of the graphs that have at least ``size_`` nodes (labels kept),
+        with the trigger's positions and which inputs they came from."""
         self._check_fitted()
-        out = []
-        for graph in graphs:
+        out, positions, source = [], [], []
+        for i, graph in enumerate(graphs):
             if int(graph.num_nodes) < self.size_:
-                self.activation_skipped_ += 1
                 continue
-            triggered, positions = self._embed(graph)
+            triggered, where = self._embed(graph)
             out.append(triggered)
-            self.activation_positions_.append(positions.tolist())
-        return out
+            positions.append(where.tolist())
+            source.append(i)
+        return TriggeredGraphs(out, positions, source)
 
     def trigger_info(self) -> dict[str, Any]:
         """Subclass extras for :meth:`describe` (the pattern, the motif counts, ...)."""
@@ -346,20 +348,15 @@ class SubgraphTriggerAttack(GraphAttack):
             "poisoned_fraction": len(poisoned) / max(getattr(self, "num_train_graphs_", 1), 1),
             "poison_validation": self.poison_validation,
             "num_val_poisoned": getattr(self, "num_val_poisoned_", 0),
-            "num_activated": len(self.activation_positions_),
-            "activation_skipped_small_graphs": self.activation_skipped_,
         }
         info.update(self.trigger_info())
-        info["poison_positions"] = _summarise_positions(
+        info["poison_positions"] = summarise_positions(
             {str(k): v for k, v in self.poison_positions_.items()}
-        )
-        info["activation_positions"] = _summarise_positions(
-            {str(i): v for i, v in enumerate(self.activation_positions_)}
         )
         return info
 
 
-def _summarise_positions(positions: dict[str, list[int]]) -> dict[str, Any]:
+def summarise_positions(positions: dict[str, list[int]]) -> dict[str, Any]:
     """All positions when few, else the first ``MAX_RECORDED_POSITIONS`` and a count."""
     shown = dict(list(positions.items())[:MAX_RECORDED_POSITIONS])
     return {"count": len(positions), "truncated": len(positions) > len(shown), "by_graph": shown}

@@ -7,9 +7,10 @@ from typing import ClassVar
 
 import torch
 import torch_geometric.transforms as T
+from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.datasets import CitationFull, Coauthor, Planetoid
-from torch_geometric.utils import stochastic_blockmodel_graph, to_undirected
+from torch_geometric.utils import to_undirected
 
 from gnnbackdoor.datasets.base import DATASETS, DataLocation, GraphDataset
 
@@ -97,20 +98,37 @@ class StochasticBlockModel(_LinkDataset):
     p_out = 0.008
 
     def load(self, location: DataLocation) -> Data:
-        generator_state = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(1234)
-            sizes = [self.block_size] * self.num_blocks
-            probs = torch.full((self.num_blocks, self.num_blocks), self.p_out)
-            probs.fill_diagonal_(self.p_in)
-            edge_index = to_undirected(stochastic_blockmodel_graph(sizes, probs))
-            y = torch.arange(self.num_blocks).repeat_interleave(self.block_size)
-            per_block = self.num_features // self.num_blocks
-            on_prob = torch.full((len(y), self.num_features), 0.05)
-            for block in range(self.num_blocks):
-                cols = slice(block * per_block, (block + 1) * per_block)
-                on_prob[y == block, cols] = 0.6
-            x = torch.bernoulli(on_prob)
-        finally:
-            torch.random.set_rng_state(generator_state)
+        generator = torch.Generator().manual_seed(1234)
+        y = torch.arange(self.num_blocks).repeat_interleave(self.block_size)
+        probs = torch.full((self.num_blocks, self.num_blocks), self.p_out)
+        probs.fill_diagonal_(self.p_in)
+        edge_index = undirected_block_model(y, probs, generator)
+        per_block = self.num_features // self.num_blocks
+        on_prob = torch.full((len(y), self.num_features), 0.05)
+        for block in range(self.num_blocks):
+            cols = slice(block * per_block, (block + 1) * per_block)
+            on_prob[y == block, cols] = 0.6
+        x = torch.bernoulli(on_prob, generator=generator)
         return Data(x=x, edge_index=edge_index, y=y)
+
+
+def undirected_block_model(block: Tensor, probs: Tensor, generator: torch.Generator) -> Tensor:
+    """An undirected stochastic block model: each node pair ``i < j`` is an edge with
+    probability ``probs[block[i], block[j]]``, drawn from ``generator``.
+
+    Written out because ``torch_geometric.utils.stochastic_blockmodel_graph`` draws from
+    torch's global generator (it takes none); this is the same computation (pairs from
+    ``torch.combinations``, one Bernoulli draw each), so a generator seeded like the global one
+    gives the same graph.
+
+    Args:
+        block: ``[N]`` long, each node's block.
+        probs: ``[K, K]`` symmetric edge probabilities between blocks.
+        generator: The random source.
+
+    Returns:
+        ``edge_index`` ``[2, 2E]`` with both directions of every edge, coalesced.
+    """
+    row, col = torch.combinations(torch.arange(block.numel()), r=2).t()
+    mask = torch.bernoulli(probs[block[row], block[col]], generator=generator).to(torch.bool)
+    return to_undirected(torch.stack([row[mask], col[mask]], dim=0), num_nodes=block.numel())

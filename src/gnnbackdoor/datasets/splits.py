@@ -1,12 +1,10 @@
-"""Train/validation/test splits for both tasks, seeded and deterministic."""
+"""Train/validation/test splits for both tasks, deterministic given their random source."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch_geometric.transforms as T
 from sklearn.model_selection import train_test_split
 from torch_geometric.data import Data
@@ -35,15 +33,22 @@ class LinkSplit:
         return int(self.train.num_nodes)
 
 
-def split_links(graph: Data, seed: int, val: float = 0.05, test: float = 0.10) -> LinkSplit:
+def split_links(graph: Data, *, val: float = 0.05, test: float = 0.10) -> LinkSplit:
     """Split the undirected edges of ``graph`` 85/5/10 (by default) with PyG's
     ``RandomLinkSplit``; validation and test get as many sampled non-edges as edges.
 
+    ``RandomLinkSplit`` takes no generator: it permutes edges with torch's global generator
+    and samples non-edges with Python's ``random``. Run it under a seeded stage
+    (``RunStreams(seed).running(Stage.DATA_SPLIT)``, as the link pipeline does) for a
+    reproducible split; this function seeds nothing itself.
+
     Args:
         graph: ``x`` ``[N, F]`` and undirected ``edge_index``.
-        seed: Seeds the edge permutation and the negative sampling.
         val: Fraction of edges for validation.
         test: Fraction of edges for testing.
+
+    Raises:
+        ConfigError: fractions outside (0, 1) or summing to 1 or more.
     """
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise ConfigError(
@@ -57,15 +62,7 @@ def split_links(graph: Data, seed: int, val: float = 0.05, test: float = 0.10) -
         add_negative_train_samples=False,
     )
     data = Data(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes)
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng():
-        # PyG's negative sampler draws from Python's and NumPy's generators as well as torch's
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        train, valid, tst = transform(data)
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)
+    train, valid, tst = transform(data)
     return LinkSplit(train=train, val=valid, test=tst)
 
 

@@ -10,10 +10,19 @@ from gnnbackdoor.defenses.base import (
     InputShield,
     ModelRepairDefense,
     PredictFn,
+    RepairResult,
     ShieldResult,
 )
 
-__all__ = ["DEFENSES", "Defense", "InputShield", "ModelRepairDefense", "PredictFn", "ShieldResult"]
+__all__ = [
+    "DEFENSES",
+    "Defense",
+    "InputShield",
+    "ModelRepairDefense",
+    "PredictFn",
+    "RepairResult",
+    "ShieldResult",
+]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

@@ -1,29 +1,45 @@
 """Defense bases and registry, split by kind as in TrojanZoo:
 
 * :class:`ModelRepairDefense` purifies a model with a small clean set (GCleaner):
-  ``repair(model, clean_graphs, ctx) -> model``.
+  ``repair(model, clean_graphs, ctx) -> RepairResult`` (the model, figures about the repair,
+  and graph sets for the pipeline to score).
 * :class:`InputShield` wraps only a prediction function (GraphProt):
-  ``predict(predict_fn, graphs) -> ShieldResult``; no gradients, weights or training data.
+  ``predict(predict_fn, graphs) -> ShieldResult`` (labels with per-graph diagnostics); no
+  gradients, weights or training data.
+
+Both return values (:mod:`gnnbackdoor.contracts.results`); the pipeline computes every
+metric from them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnbackdoor.contracts.results import RepairResult, ShieldResult
 from gnnbackdoor.registry import Registry
 from gnnbackdoor.settings import OpenFraction, Settings, as_dict
 
 if TYPE_CHECKING:
+    from gnnbackdoor.contracts.context import GraphContext
     from gnnbackdoor.datasets.base import DataLocation
-    from gnnbackdoor.experiments.context import GraphContext
     from gnnbackdoor.models.base import GraphClassifier
+
+__all__ = [
+    "DEFENSES",
+    "Defense",
+    "InputShield",
+    "ModelRepairDefense",
+    "PredictFn",
+    "RepairResult",
+    "ShieldResult",
+]
 
 #: A black-box model: a list of graphs in, a ``[B]`` tensor of labels out.
 PredictFn = Callable[[Sequence[Data]], Tensor]
@@ -64,7 +80,8 @@ class ModelRepairDefense(Defense):
         dataset_size: int | None = None,
         location: DataLocation | None = None,
     ) -> tuple[list[int], list[int]]:
-        """Positions in ``test`` for the defender's clean set and for evaluation (disjoint).
+        """Positions in ``test`` for the defender's clean set and for evaluation (disjoint),
+        drawn from ``generator`` (the defender-split stage's).
 
         ``dataset_size`` (the whole dataset's graph count) is given by the pipeline for
         defenses whose holding rate is a share of the dataset (GCleaner); unused here."""
@@ -75,25 +92,11 @@ class ModelRepairDefense(Defense):
     @abstractmethod
     def repair(
         self, model: GraphClassifier, clean_graphs: Sequence[Data], ctx: GraphContext
-    ) -> GraphClassifier:
-        """A purified model (``model`` itself may be modified or copied)."""
-
-
-@dataclass
-class ShieldResult:
-    """What a shield returns for a batch of graphs.
-
-    Attributes:
-        labels: Final labels ``[B]``.
-        details: One dict per graph (votes, removed nodes, ...), JSON-serialisable.
-        queries: Number of calls made to the prediction function.
-        graphs_queried: Number of (sub)graphs sent to it in total.
-    """
-
-    labels: Tensor
-    details: list[dict[str, Any]] = field(default_factory=list)
-    queries: int = 0
-    graphs_queried: int = 0
+    ) -> RepairResult:
+        """The purified model (``model`` itself may be modified or copied), with figures about
+        the repair and any graph sets the pipeline should score. Draws only from
+        ``ctx.generator`` (the defense stage's) and, for module initialisation and dropout,
+        torch's global generator, which the pipeline seeds for the stage."""
 
 
 @dataclass

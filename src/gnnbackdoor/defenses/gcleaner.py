@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch_geometric.data import Data
 
+from gnnbackdoor.contracts.results import Probe, RepairResult, ScoredModel
 from gnnbackdoor.defenses.base import DEFENSES, ModelRepairDefense
 from gnnbackdoor.defenses.trigger_recovery import (
     Explainer,
@@ -53,8 +54,8 @@ from gnnbackdoor.models.train_graph import predict_graphs
 from gnnbackdoor.settings import Fraction, PositiveInt
 
 if TYPE_CHECKING:
+    from gnnbackdoor.contracts.context import GraphContext
     from gnnbackdoor.datasets.base import DataLocation
-    from gnnbackdoor.experiments.context import GraphContext
     from gnnbackdoor.models.base import GraphClassifier
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,6 @@ class GCleaner(ModelRepairDefense):
             from gnnbackdoor.datasets import DATASETS
 
             self.auxiliary_dataset = DATASETS.canonical(self.auxiliary_dataset)
-        self.info_: dict[str, Any] = {}
         self.auxiliary_graphs_: list[Data] | None = None
 
     # ------------------------------------------------------------------ defender's data
@@ -203,7 +203,13 @@ class GCleaner(ModelRepairDefense):
 
     def repair(
         self, model: GraphClassifier, clean_graphs: Sequence[Data], ctx: GraphContext
-    ) -> GraphClassifier:
+    ) -> RepairResult:
+        """Recover a trigger on the defender's graphs and unlearn it (see the module
+        docstring). The result's info holds the recovery's and the unlearning's figures
+        (``gc_*``); its probes ask the pipeline for the recovered trigger's ASR towards each
+        class ``K`` (:meth:`recovery_probes`) on the model handed in
+        (``gc_recovery_asr_cK``), on the run's clean victim (``gc_recovery_clean_model_asr_cK``)
+        and on the repaired model (``gc_unlearned_recovery_asr_cK``)."""
         clean = list(self.auxiliary_graphs_ if self.auxiliary_dataset else clean_graphs)
         if self.auxiliary_dataset and self.auxiliary_graphs_ is None:
             raise ConfigError("auxiliary_dataset is set but split_defender_data was not called")
@@ -229,22 +235,10 @@ class GCleaner(ModelRepairDefense):
         explain_s = time.perf_counter() - start
         recovery = recover_trigger(model, usable, positions, n, self.recovery, generator)
         recovery_s = time.perf_counter() - start
-        before = self._trigger_rates(model, usable, recovery.triggered, ctx.num_classes)
-
-        # Diagnostic only (the defense never sees it): the recovered trigger on the victim
-        # trained without poison. High rates mean the recovered "trigger" is a perturbation
-        # that flips any model, not the backdoor.
-        reference = ctx.clean_model
-        on_clean = (
-            self._trigger_rates(reference, usable, recovery.triggered, ctx.num_classes)
-            if reference is not None
-            else [float("nan")] * ctx.num_classes
-        )
 
         start = time.perf_counter()
         report = unlearn(model, teacher, usable, recovery.triggered, config, generator)
         unlearning_s = time.perf_counter() - start + teacher_s
-        after = self._trigger_rates(model, usable, recovery.triggered, ctx.num_classes)
 
         ctx.timings["gcleaner_explain_s"] = explain_s
         ctx.timings["gcleaner_recovery_s"] = recovery_s
@@ -268,30 +262,25 @@ class GCleaner(ModelRepairDefense):
                 info[f"gc_auxiliary_pseudo_labels_c{c}"] = float(
                     counts[c] if c < len(counts) else 0
                 )
-        for c in range(ctx.num_classes):
-            info[f"gc_recovery_asr_c{c}"] = before[c]
-            info[f"gc_unlearned_recovery_asr_c{c}"] = after[c]
-            info[f"gc_recovery_clean_model_asr_c{c}"] = on_clean[c]
-        self.info_ = info
-        return model
+        probes = self.recovery_probes(usable, recovery.triggered, ctx.num_classes)
+        return RepairResult(model, info, probes)
 
     @staticmethod
-    def _trigger_rates(
-        model: GraphClassifier, clean: Sequence[Data], triggered: Sequence[Data], num_classes: int
-    ) -> list[float]:
-        """Per class ``c``: among the defender's graphs whose label is not ``c``, the share
-        predicted ``c`` once the recovered trigger is embedded — the recovered trigger's ASR
-        if ``c`` were the target (the defense never learns the attacker's target; the page
-        reads the entry of the attack's ``target_class``)."""
-        predicted = predict_graphs(model, triggered)[0]
-        labels = torch.tensor([int(g.y.view(-1)[0]) for g in clean])
-        rates = []
+    def recovery_probes(
+        clean: Sequence[Data], triggered: Sequence[Data], num_classes: int
+    ) -> dict[str, Probe]:
+        """For each class ``c``: the defender's graphs whose label is not ``c``, with the
+        recovered trigger embedded, to be classified as ``c``: the recovered trigger's ASR if
+        ``c`` were the target (the defense never learns the attacker's target; the page reads
+        the entry of the attack's ``target_class``). Scored on the model handed to the repair,
+        on the repaired model, and (a diagnostic the defense never sees: high rates mean the
+        recovered "trigger" is a perturbation that flips any model, not the backdoor) on the
+        victim trained without poison."""
+        labels = [int(g.y.view(-1)[0]) for g in clean]
+        probes: dict[str, Probe] = {}
         for c in range(num_classes):
-            eligible = labels != c
-            rates.append(
-                float((predicted[eligible] == c).float().mean()) if eligible.any() else float("nan")
-            )
-        return rates
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self.info_)
+            graphs = [t for t, label in zip(triggered, labels, strict=True) if label != c]
+            probes[f"gc_recovery_asr_c{c}"] = Probe(graphs, c, ScoredModel.INPUT)
+            probes[f"gc_unlearned_recovery_asr_c{c}"] = Probe(graphs, c, ScoredModel.REPAIRED)
+            probes[f"gc_recovery_clean_model_asr_c{c}"] = Probe(graphs, c, ScoredModel.CLEAN)
+        return probes

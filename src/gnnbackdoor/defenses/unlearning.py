@@ -257,10 +257,11 @@ def fine_tune_teacher(
     model: GraphClassifier,
     clean: Sequence[Data],
     config: UnlearningConfig,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator,
 ) -> tuple[GraphClassifier, list[float]]:
     """A copy of ``model`` fine-tuned on ``clean`` with cross-entropy, then frozen (eval
-    mode, ``requires_grad`` off on every parameter)."""
+    mode, ``requires_grad`` off on every parameter). ``generator`` shuffles the clean graphs;
+    dropout draws from torch's global generator (seeded by the pipeline's defense stage)."""
     teacher = copy.deepcopy(model)
     teacher.train()
     optimiser = _sgd(teacher, config, config.teacher_lr)
@@ -294,7 +295,7 @@ def unlearn(
     clean: Sequence[Data],
     triggered: Sequence[Data],
     config: UnlearningConfig,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator,
 ) -> UnlearningReport:
     """Purify ``student`` in place with Eq. 14 on aligned ``clean`` / ``triggered`` pairs.
 

@@ -1,11 +1,21 @@
 """One pipeline per task. A pipeline loads and splits the data, trains the clean victim, lets
-the attack and the defense act through their base-class methods, and measures everything.
-Attacks and defenses are resolved by the runner from registries: adding one never touches
-this module."""
+the attack and the defense act through their base-class methods, and measures everything
+with :mod:`gnnbackdoor.metrics`. Attacks and defenses are resolved by the runner from
+registries: adding one never touches this module.
+
+Each stage of a run (:class:`~gnnbackdoor.utils.seeding.Stage`: data split, victim, attack,
+defender split, defense, evaluation) runs inside ``RunStreams.running``: torch's, Python's
+and NumPy's global generators are forked and seeded from the stage's own stream, and the
+stage's ``torch.Generator`` is handed to the acting component as ``ctx.generator``. No stage
+shares a random stream with another, so a defense setting never moves a draw of the data
+split, the victims or the attack. The pipelines never change torch's thread count (the CLI
+does; results depend on it, so records and cache keys carry it).
+"""
 
 from __future__ import annotations
 
 import copy
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,31 +26,43 @@ import torch
 from torch_geometric.data import Data
 
 from gnnbackdoor.attacks.base import Attack, GraphAttack, LinkAttack
+from gnnbackdoor.attacks.triggers import summarise_positions
+from gnnbackdoor.contracts import context as contracts_context
+from gnnbackdoor.contracts.context import GraphContext, LinkContext
+from gnnbackdoor.contracts.results import (
+    RepairResult,
+    ScoredModel,
+    ShieldResult,
+    TriggeredGraphs,
+)
 from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
 from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments import clean_cache, stage_cache
 from gnnbackdoor.experiments.config import DataConfig, as_dict
-from gnnbackdoor.experiments.context import GraphContext, LinkContext
 from gnnbackdoor.metrics import (
     accuracy,
     attack_success_rate,
     average_misclassification_confidence,
     benign_performance_drop,
+    evaluate_links,
 )
 from gnnbackdoor.metrics.shield import shield_diagnostics
-from gnnbackdoor.models.base import ModelSpec
+from gnnbackdoor.models import base as model_base
+from gnnbackdoor.models import graph as model_graph
+from gnnbackdoor.models import train_graph
+from gnnbackdoor.models.base import GraphClassifier, ModelSpec
 from gnnbackdoor.models.io import save_model
 from gnnbackdoor.models.train_graph import GraphTrainConfig, graph_labels, predict_graphs
 from gnnbackdoor.models.train_link import (
     LinkTrainConfig,
     TrainReport,
-    evaluate_links,
     link_scores,
 )
 from gnnbackdoor.registry import Registry
-from gnnbackdoor.utils.seeding import seed_everything
+from gnnbackdoor.utils import seeding
+from gnnbackdoor.utils.seeding import RunStreams, Stage, use_deterministic_kernels
 from gnnbackdoor.utils.timing import PhaseTimer
 
 
@@ -108,45 +130,62 @@ class LinkPipeline(TaskPipeline):
     train_config_cls = LinkTrainConfig
 
     def execute(self, run: ResolvedRun, timer: PhaseTimer) -> PipelineOutput:
+        use_deterministic_kernels()
+        streams = RunStreams(run.seed)
         with timer.phase("load_s"):
             graph = run.dataset.fetch(run.location)
             data_config = run.data_config
-            split = split_links(graph, run.seed, data_config.link_val, data_config.link_test)
-        generator = seed_everything(run.seed)
-        ctx = LinkContext(graph, split, run.model_spec, run.train_config, run.seed, generator)
-        with timer.phase("clean_train_s"):
+            with streams.running(Stage.DATA_SPLIT):
+                split = split_links(graph, val=data_config.link_val, test=data_config.link_test)
+        ctx = LinkContext(
+            graph,
+            split,
+            run.model_spec,
+            run.train_config,
+            run.seed,
+            streams.torch_generator(Stage.VICTIM),
+        )
+        with timer.phase("clean_train_s"), streams.running(Stage.VICTIM) as generator:
+            ctx.generator = generator
             clean = ctx.build_model()
             report = ctx.train_model(clean, split.train, desc="clean")
         ctx.clean_model = clean
-        clean_scores = evaluate_links(clean, split.test)
-        metrics: dict[str, float] = {
-            "clean_auc": clean_scores["auc"],
-            "clean_ap": clean_scores["ap"],
-            "clean_val_auc": report.best_val,
-            "clean_epochs": report.epochs,
-        }
         timer.add("clean_epoch_s", report.seconds_per_epoch)
         _save(run, "clean", clean, ctx.num_features, None)
+        attack = run.attack if isinstance(run.attack, LinkAttack) else None
         info: dict[str, Any] = {}
-        if isinstance(run.attack, LinkAttack):
-            attack = run.attack
-            with timer.phase("attack_fit_s"):
-                attack.fit(ctx)
-            with timer.phase("backdoor_train_s"):
-                backdoored = attack.backdoor(ctx)
-            with timer.phase("attack_eval_s"):
-                metrics.update(self._attack_metrics(ctx, attack, clean, backdoored))
+        if attack is not None:
+            with streams.running(Stage.ATTACK) as generator:
+                ctx.generator = generator
+                with timer.phase("attack_fit_s"):
+                    attack.fit(ctx)
+                with timer.phase("backdoor_train_s"):
+                    backdoored = attack.backdoor(ctx)
+                with timer.phase("attack_eval_s"):
+                    targets = attack.test_targets(ctx)
+                    triggered = attack.activate(split.train, targets)
             _save(run, "backdoored", backdoored, ctx.num_features, None)
             info = attack.describe()
             for name, seconds in ctx.timings.items():
                 timer.add(name, seconds)
+        with streams.running(Stage.EVALUATION):
+            clean_scores = evaluate_links(clean, split.test)
+            metrics: dict[str, float] = {
+                "clean_auc": clean_scores["auc"],
+                "clean_ap": clean_scores["ap"],
+                "clean_val_auc": report.best_val,
+                "clean_epochs": report.epochs,
+            }
+            if attack is not None:
+                with timer.phase("attack_eval_s"):
+                    metrics.update(self._attack_metrics(ctx, clean, backdoored, targets, triggered))
         return PipelineOutput(metrics, info)
 
     @staticmethod
-    def _attack_metrics(ctx: LinkContext, attack: LinkAttack, clean, backdoored) -> dict:
+    def _attack_metrics(
+        ctx: LinkContext, clean, backdoored, targets: torch.Tensor, triggered: Data
+    ) -> dict[str, float]:
         clean_graph = ctx.split.train
-        targets = attack.test_targets(ctx)
-        triggered = attack.activate(clean_graph, targets)
         eligible = link_scores(clean, clean_graph, targets) < 0.5
         backdoored_p = link_scores(backdoored, triggered, targets)
         hit = backdoored_p >= 0.5
@@ -169,6 +208,29 @@ class LinkPipeline(TaskPipeline):
         }
 
 
+@dataclass
+class _AttackStage:
+    """What a graph run holds once the clean victim is trained and the attack has acted (the
+    victim and attack stages; the stage cache stores exactly this).
+
+    Attributes:
+        clean: The clean victim.
+        backdoored: The backdoored victim (``None`` without an attack).
+        triggered: The attack's activation of every test graph whose label is not the target
+            class (``source`` indexes ``eligible``); ``None`` without an attack.
+        eligible: Positions in the test split of the graphs handed to ``activate``.
+        figures: The clean training's figures (``clean_val_acc``, ``clean_epochs``).
+        info: The attack's ``describe()``.
+    """
+
+    clean: GraphClassifier
+    backdoored: GraphClassifier | None
+    triggered: TriggeredGraphs | None
+    eligible: list[int]
+    figures: dict[str, float]
+    info: dict[str, Any]
+
+
 @TASKS.register("graph")
 class GraphPipeline(TaskPipeline):
     """Graph classification: clean accuracy; with an attack, backdoored accuracy, ASR and the
@@ -176,210 +238,329 @@ class GraphPipeline(TaskPipeline):
 
     ASR counts evaluation graphs whose true label is not the target class. A model-repair
     defense takes its clean graphs from the test split; they are excluded from every figure.
+    The attack activates every eligible test graph (so its draws never depend on the
+    defender's split); the figures use those outside the defender's set.
     """
 
     task = "graph"
     train_config_cls = GraphTrainConfig
 
     def execute(self, run: ResolvedRun, timer: PhaseTimer) -> PipelineOutput:
+        use_deterministic_kernels()
+        streams = RunStreams(run.seed)
         with timer.phase("load_s"):
             graphs = run.dataset.fetch(run.location)
-            split = split_graphs(
-                graphs, run.seed, run.data_config.train_fraction, run.data_config.val_fraction
-            )
-        generator = seed_everything(run.seed)
-        ctx = GraphContext(split, run.model_spec, run.train_config, run.seed, generator)
-        defense = run.defense
-        defender_graphs: list[Data] = []
-        defender_pos: list[int] = []
-        eval_graphs = split.test
-        if isinstance(defense, ModelRepairDefense):
-            defender_pos, eval_pos = defense.split_defender_data(
-                split.test, generator, dataset_size=len(graphs), location=run.location
-            )
-            defender_graphs = [split.test[i] for i in defender_pos]
-            eval_graphs = [split.test[i] for i in eval_pos]
-        labels = graph_labels(eval_graphs)
-        attack = run.attack
-        cache = None
-        if defense is not None:
-            cache = stage_cache.cache_path(run, defender_pos, len(eval_graphs))
-        payload = stage_cache.load(cache) if cache is not None else None
-        if payload is not None:
-            stage = payload["stage"]
-            clean = ctx.build_model()
-            clean.load_state_dict(stage.clean_state)
-            clean.eval()
-            ctx.clean_model = clean
-            model_under_test = clean
-            if stage.backdoored_state is not None:
-                model_under_test = ctx.build_model()
-                model_under_test.load_state_dict(stage.backdoored_state)
-                model_under_test.eval()
-            stage_cache.restore_random_states(payload, generator)
-            metrics, triggered = stage.metrics, stage.triggered
-            positions = getattr(stage, "trigger_positions", None)
-            info = {**stage.info, "stage_cached": True}
-            for name, seconds in stage.seconds.items():
-                timer.add(name, seconds)
-            ctx.timings.update(stage.ctx_timings)
-        else:
-            seconds_before = dict(timer.seconds)
-            metrics, info, model_under_test, triggered = self._attack_stage(
-                run, ctx, split, eval_graphs, labels, timer
-            )
-            positions = _trigger_positions(run.attack, triggered)
-            if cache is not None:
-                stage = stage_cache.Stage(
-                    metrics=dict(metrics),
-                    info=dict(info),
-                    clean_state=ctx.clean_model.state_dict(),
-                    backdoored_state=(
-                        None
-                        if model_under_test is ctx.clean_model
-                        else model_under_test.state_dict()
-                    ),
-                    triggered=triggered,
-                    seconds={k: v - seconds_before.get(k, 0.0) for k, v in timer.seconds.items()},
-                    ctx_timings=dict(ctx.timings),
-                    trigger_positions=positions,
+            with streams.running(Stage.DATA_SPLIT):
+                split = split_graphs(
+                    graphs,
+                    streams.seed(Stage.DATA_SPLIT),
+                    run.data_config.train_fraction,
+                    run.data_config.val_fraction,
                 )
-                stage_cache.save(cache, stage, generator)
+        ctx = GraphContext(
+            split,
+            run.model_spec,
+            run.train_config,
+            run.seed,
+            streams.torch_generator(Stage.VICTIM),
+        )
+        attack = run.attack if isinstance(run.attack, GraphAttack) else None
+        if attack is not None and not 0 <= attack.target_class < ctx.num_classes:
+            raise ConfigError(
+                f"target_class {attack.target_class} is not a class of {run.dataset_name} "
+                f"(0..{ctx.num_classes - 1})"
+            )
+        defense = run.defense
+        # The defender's split comes first only to fail fast on impossible settings before
+        # any training; its stream is its own, so the order changes no draw.
+        defender_pos: list[int] = []
+        eval_pos = list(range(len(split.test)))
+        if isinstance(defense, ModelRepairDefense):
+            with streams.running(Stage.DEFENDER_SPLIT) as generator:
+                defender_pos, eval_pos = defense.split_defender_data(
+                    split.test, generator, dataset_size=len(graphs), location=run.location
+                )
+        stage = self._victim_and_attack(run, ctx, streams, timer, cached=defense is not None)
+        eval_graphs = [split.test[i] for i in eval_pos]
+        triggered = _evaluated(stage, eval_pos)
+        model_under_test = stage.backdoored if stage.backdoored is not None else stage.clean
+        target = attack.target_class if attack is not None else None
+        defended = None
         if defense is not None:
-            target = attack.target_class if isinstance(attack, GraphAttack) else None
-            metrics.update(
-                self._defend(
-                    run,
-                    ctx,
+            with timer.phase("defense_s"), streams.running(Stage.DEFENSE) as generator:
+                ctx.generator = generator
+                defended = _defend(
                     defense,
                     model_under_test,
-                    defender_graphs,
+                    [split.test[i] for i in defender_pos],
                     eval_graphs,
-                    triggered,
-                    target,
-                    timer,
-                    positions,
+                    triggered.graphs if target is not None else [],
+                    ctx,
+                    run.train_config.eval_batch_size,
                 )
-            )
+            if defended.repaired is not None:
+                _save(run, "defended", defended.repaired.model, ctx.num_features, ctx.num_classes)
+        info = dict(stage.info)
+        if attack is not None:
+            info.update(_activation_info(triggered, stage, eval_pos))
+        with streams.running(Stage.EVALUATION):
+            batch = run.train_config.eval_batch_size
+            labels = graph_labels(eval_graphs)
+            metrics: dict[str, float] = {
+                "clean_acc": accuracy(predict_graphs(stage.clean, eval_graphs, batch)[0], labels),
+                **stage.figures,
+                "num_eval_graphs": len(eval_graphs),
+            }
+            if attack is not None and stage.backdoored is not None:
+                with timer.phase("attack_eval_s"):
+                    metrics["backdoored_acc"] = accuracy(
+                        predict_graphs(stage.backdoored, eval_graphs, batch)[0], labels
+                    )
+                    metrics["asr"] = _asr(stage.backdoored, triggered.graphs, target, batch)
+                    metrics["clean_model_asr"] = _asr(stage.clean, triggered.graphs, target, batch)
+                    metrics["num_triggered"] = len(triggered)
+            if defense is not None and defended is not None:
+                models = {ScoredModel.INPUT: model_under_test, ScoredModel.CLEAN: stage.clean}
+                metrics.update(
+                    _defense_metrics(
+                        defended, models, eval_graphs, labels, triggered, target, batch
+                    )
+                )
+                metrics.update(defense.describe())
         for name, seconds in ctx.timings.items():
             timer.add(name, seconds)
         return PipelineOutput(metrics, info)
 
-    def _attack_stage(self, run, ctx, split, eval_graphs, labels, timer):
-        """Clean victim, then (with an attack) the backdoored victim and its metrics."""
-        batch = run.train_config.eval_batch_size
-        with timer.phase("clean_train_s"):
-            clean = ctx.build_model()
-            cached = clean_cache.cache_path(
-                {
-                    "dataset": run.dataset_name,
-                    "model": [run.model_spec.registered_name, as_dict(run.model_spec)],
-                    "data": as_dict(run.data_config),
-                    "train": as_dict(run.train_config),
-                    "seed": run.seed,
-                }
+    def _victim_and_attack(
+        self,
+        run: ResolvedRun,
+        ctx: GraphContext,
+        streams: RunStreams,
+        timer: PhaseTimer,
+        cached: bool,
+    ) -> _AttackStage:
+        """The victim and attack stages, from the stage cache when it is on (defended runs)
+        and holds them; ``ctx.clean_model`` is set either way."""
+        path = stage_cache.cache_path(run, _STAGE_SOURCES) if cached else None
+        entry = stage_cache.load(path) if path is not None else None
+        if entry is not None:
+            stage = _AttackStage(
+                clean=_rebuilt(ctx, entry.clean_state),
+                backdoored=(
+                    None
+                    if entry.backdoored_state is None
+                    else _rebuilt(ctx, entry.backdoored_state)
+                ),
+                triggered=entry.triggered,
+                eligible=list(entry.eligible),
+                figures=dict(entry.figures),
+                info={**entry.info, "stage_cached": True},
             )
-            report = TrainReport()
-            if cached is None or not clean_cache.load(cached, clean, report):
-                report = ctx.train_model(clean, split.train, desc="clean")
-                if cached is not None:
-                    clean_cache.save(cached, clean, report)
-            else:
-                timer.add("clean_cache_hit", 1.0)
+            ctx.clean_model = stage.clean
+            for name, seconds in entry.seconds.items():
+                timer.add(name, seconds)
+            ctx.timings.update(entry.ctx_timings)
+            return stage
+        seconds_before = dict(timer.seconds)
+        stage = self._run_victim_and_attack(run, ctx, streams, timer)
+        if path is not None:
+            stage_cache.save(
+                path,
+                stage_cache.AttackStage(
+                    clean_state=stage.clean.state_dict(),
+                    backdoored_state=(
+                        None if stage.backdoored is None else stage.backdoored.state_dict()
+                    ),
+                    triggered=stage.triggered,
+                    eligible=stage.eligible,
+                    figures=dict(stage.figures),
+                    info=dict(stage.info),
+                    seconds={k: v - seconds_before.get(k, 0.0) for k, v in timer.seconds.items()},
+                    ctx_timings=dict(ctx.timings),
+                ),
+            )
+        return stage
+
+    def _run_victim_and_attack(
+        self, run: ResolvedRun, ctx: GraphContext, streams: RunStreams, timer: PhaseTimer
+    ) -> _AttackStage:
+        with timer.phase("clean_train_s"), streams.running(Stage.VICTIM) as generator:
+            ctx.generator = generator
+            clean, report = _clean_victim(run, ctx, timer)
         ctx.clean_model = clean
         timer.add("clean_epoch_s", report.seconds_per_epoch)
-        metrics: dict[str, float] = {
-            "clean_acc": accuracy(predict_graphs(clean, eval_graphs, batch)[0], labels),
-            "clean_val_acc": report.best_val,
-            "clean_epochs": report.epochs,
-            "num_eval_graphs": len(eval_graphs),
-        }
         _save(run, "clean", clean, ctx.num_features, ctx.num_classes)
-        info: dict[str, Any] = {}
-        model_under_test = clean
-        triggered: list[Data] = []
+        figures = {"clean_val_acc": report.best_val, "clean_epochs": report.epochs}
         attack = run.attack
-        if isinstance(attack, GraphAttack):
-            if not 0 <= attack.target_class < ctx.num_classes:
-                raise ConfigError(
-                    f"target_class {attack.target_class} is not a class of {run.dataset_name} "
-                    f"(0..{ctx.num_classes - 1})"
-                )
+        if not isinstance(attack, GraphAttack):
+            return _AttackStage(clean, None, None, [], figures, {})
+        test = ctx.split.test
+        eligible = [i for i, g in enumerate(test) if int(g.y.view(-1)[0]) != attack.target_class]
+        with streams.running(Stage.ATTACK) as generator:
+            ctx.generator = generator
             with timer.phase("attack_fit_s"):
                 attack.fit(ctx)
             with timer.phase("backdoor_train_s"):
                 backdoored = attack.backdoor(ctx)
             with timer.phase("attack_eval_s"):
-                eligible = [g for g in eval_graphs if int(g.y.view(-1)[0]) != attack.target_class]
-                triggered = attack.activate(eligible)
-                metrics["backdoored_acc"] = accuracy(
-                    predict_graphs(backdoored, eval_graphs, batch)[0], labels
-                )
-                metrics["asr"] = self._asr(backdoored, triggered, attack.target_class, batch)
-                metrics["clean_model_asr"] = self._asr(clean, triggered, attack.target_class, batch)
-                metrics["num_triggered"] = len(triggered)
-            _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
-            info = attack.describe()
-            model_under_test = backdoored
-        return metrics, info, model_under_test, triggered
+                triggered = attack.activate([test[i] for i in eligible])
+        _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
+        return _AttackStage(clean, backdoored, triggered, eligible, figures, attack.describe())
 
-    @staticmethod
-    def _asr(model, triggered: Sequence[Data], target: int, batch: int) -> float:
-        if not triggered:
-            return float("nan")
-        predicted = predict_graphs(model, triggered, batch)[0]
-        return attack_success_rate(predicted == target)
 
-    def _defend(
-        self,
-        run,
-        ctx,
-        defense,
-        model,
-        defender_graphs,
-        eval_graphs,
-        triggered,
-        target,
-        timer,
-        positions=None,
-    ) -> dict[str, float]:
-        labels = graph_labels(eval_graphs)
-        batch = run.train_config.eval_batch_size
-        out: dict[str, float] = {}
-        if isinstance(defense, ModelRepairDefense):
-            with timer.phase("defense_s"):
-                repaired = defense.repair(copy.deepcopy(model), defender_graphs, ctx)
-            out["defended_acc"] = accuracy(predict_graphs(repaired, eval_graphs, batch)[0], labels)
-            if target is not None:
-                out["defended_asr"] = self._asr(repaired, triggered, target, batch)
-            out["num_defender_graphs"] = len(defender_graphs)
-            _save(run, "defended", repaired, ctx.num_features, ctx.num_classes)
-        elif isinstance(defense, InputShield):
-            predict_fn = _counting_predict_fn(model, batch)
-            with timer.phase("defense_s"):
-                shielded = defense.predict(predict_fn, eval_graphs)
-                out["defended_acc"] = accuracy(shielded.labels, labels)
-                queries = shielded.queries
-                shielded_triggered = None
-                if target is not None and triggered:
-                    shielded_triggered = defense.predict(predict_fn, triggered)
-                    out["defended_asr"] = attack_success_rate(shielded_triggered.labels == target)
-                    queries += shielded_triggered.queries
-            out["queries"] = queries
-            out["queried_graphs"] = predict_fn.graphs  # type: ignore[attr-defined]
-            out.update(
-                shield_diagnostics(shielded, labels.tolist(), shielded_triggered, target, positions)
-            )
-        out.update(defense.describe())
+def _clean_victim(
+    run: ResolvedRun, ctx: GraphContext, timer: PhaseTimer
+) -> tuple[GraphClassifier, TrainReport]:
+    """The clean victim, from the clean-model cache when it is on and holds it."""
+    clean = ctx.build_model()
+    cached = clean_cache.cache_path(
+        {
+            "dataset": run.dataset_name,
+            "model": [run.model_spec.registered_name, as_dict(run.model_spec)],
+            "data": as_dict(run.data_config),
+            "train": as_dict(run.train_config),
+            "seed": run.seed,
+        }
+    )
+    report = TrainReport()
+    if cached is not None and clean_cache.load(cached, clean, report):
+        timer.add("clean_cache_hit", 1.0)
+        return clean, report
+    report = ctx.train_model(clean, ctx.split.train, desc="clean")
+    if cached is not None:
+        clean_cache.save(cached, clean, report)
+    return clean, report
+
+
+def _rebuilt(ctx: GraphContext, state: dict[str, torch.Tensor]) -> GraphClassifier:
+    model = ctx.build_model()
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+@dataclass
+class _Defended:
+    """What the defense stage produced (only the fields of the defense's kind are set).
+
+    Attributes:
+        num_defender_graphs: Graphs handed to a repair.
+        repaired: A repair's result.
+        shielded, shielded_triggered: A shield's results on the evaluation graphs and on
+            their triggered copies (``None`` without an attack or triggered graphs).
+        graphs_queried: Graphs a shield sent to the model.
+    """
+
+    num_defender_graphs: int = 0
+    repaired: RepairResult | None = None
+    shielded: ShieldResult | None = None
+    shielded_triggered: ShieldResult | None = None
+    graphs_queried: int = 0
+
+
+def _defend(
+    defense: Defense,
+    model: GraphClassifier,
+    defender_graphs: list[Data],
+    eval_graphs: list[Data],
+    triggered: list[Data],
+    ctx: GraphContext,
+    batch: int,
+) -> _Defended:
+    """Let ``defense`` act: a repair on a copy of ``model`` with the defender's graphs, a
+    shield in front of ``model``'s predictions on the evaluation and triggered graphs."""
+    if isinstance(defense, ModelRepairDefense):
+        repaired = defense.repair(copy.deepcopy(model), defender_graphs, ctx)
+        return _Defended(num_defender_graphs=len(defender_graphs), repaired=repaired)
+    if not isinstance(defense, InputShield):
+        raise TypeError(f"{type(defense).__name__} is neither a repair nor a shield")
+    predict_fn = _counting_predict_fn(model, batch)
+    shielded = defense.predict(predict_fn, eval_graphs)
+    shielded_triggered = defense.predict(predict_fn, triggered) if triggered else None
+    return _Defended(
+        shielded=shielded,
+        shielded_triggered=shielded_triggered,
+        graphs_queried=predict_fn.graphs,  # type: ignore[attr-defined]
+    )
+
+
+def _defense_metrics(
+    defended: _Defended,
+    models: dict[ScoredModel, torch.nn.Module],
+    eval_graphs: list[Data],
+    labels: torch.Tensor,
+    triggered: TriggeredGraphs,
+    target: int | None,
+    batch: int,
+) -> dict[str, float]:
+    """The defended figures: accuracy and ASR after the defense; for a repair, its info and
+    its probes' ASRs (``models`` names the input and clean models); for a shield, its
+    queries and :func:`~gnnbackdoor.metrics.shield.shield_diagnostics`."""
+    out: dict[str, float] = {}
+    if defended.repaired is not None:
+        repaired = defended.repaired
+        out["defended_acc"] = accuracy(
+            predict_graphs(repaired.model, eval_graphs, batch)[0], labels
+        )
+        if target is not None:
+            out["defended_asr"] = _asr(repaired.model, triggered.graphs, target, batch)
+        out["num_defender_graphs"] = defended.num_defender_graphs
+        out.update(repaired.info)
+        scored = {**models, ScoredModel.REPAIRED: repaired.model}
+        for name, probe in repaired.probes.items():
+            out[name] = _asr(scored[probe.model], probe.graphs, probe.target, batch)
         return out
+    shielded, on_triggered = defended.shielded, defended.shielded_triggered
+    assert shielded is not None
+    out["defended_acc"] = accuracy(shielded.labels, labels)
+    if on_triggered is not None:
+        out["defended_asr"] = attack_success_rate(on_triggered.labels == target)
+    out["queries"] = shielded.queries + (on_triggered.queries if on_triggered else 0)
+    out["queried_graphs"] = defended.graphs_queried
+    positions = triggered.positions if on_triggered is not None else None
+    out.update(shield_diagnostics(shielded, labels.tolist(), on_triggered, target, positions))
+    return out
 
 
-def _trigger_positions(attack, triggered: Sequence[Data]) -> list[list[int]] | None:
-    """The trigger's nodes in each triggered graph, when the attack recorded them."""
-    positions = getattr(attack, "activation_positions_", None)
-    if positions is None or len(positions) != len(triggered):
-        return None
-    return [list(p) for p in positions]
+def _evaluated(stage: _AttackStage, eval_pos: Sequence[int]) -> TriggeredGraphs:
+    """The attack's triggered graphs made from evaluation graphs (``source``: positions in
+    the evaluation list)."""
+    if stage.triggered is None:
+        return TriggeredGraphs([], [])
+    rank = {test_pos: i for i, test_pos in enumerate(eval_pos)}
+    keep = [
+        (j, rank[stage.eligible[s]])
+        for j, s in enumerate(stage.triggered.sources())
+        if stage.eligible[s] in rank
+    ]
+    return TriggeredGraphs(
+        [stage.triggered.graphs[j] for j, _ in keep],
+        [list(stage.triggered.positions[j]) for j, _ in keep],
+        [r for _, r in keep],
+    )
+
+
+def _activation_info(
+    triggered: TriggeredGraphs, stage: _AttackStage, eval_pos: Sequence[int]
+) -> dict[str, Any]:
+    """The record's ``attack_info`` entries about the evaluation graphs' activation."""
+    evaluated = set(eval_pos)
+    eligible = sum(1 for i in stage.eligible if i in evaluated)
+    return {
+        "num_activated": len(triggered),
+        "activation_skipped_small_graphs": eligible - len(triggered),
+        "activation_positions": summarise_positions(
+            {str(i): p for i, p in enumerate(triggered.positions)}
+        ),
+    }
+
+
+def _asr(model, graphs: Sequence[Data], target: int | None, batch: int) -> float:
+    """Share of ``graphs`` that ``model`` classifies as ``target`` (``nan`` for none)."""
+    if not graphs or target is None:
+        return float("nan")
+    predicted = predict_graphs(model, graphs, batch)[0]
+    return attack_success_rate(predicted == target)
 
 
 def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.Tensor]:
@@ -391,3 +572,15 @@ def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.
 
     predict_fn.graphs = 0  # type: ignore[attr-defined]
     return predict_fn
+
+
+#: The code that shapes the victim and attack stages (besides the attack's own classes); its
+#: source goes into the stage cache's key.
+_STAGE_SOURCES: list[Any] = [
+    sys.modules[__name__],
+    contracts_context,
+    model_base,
+    model_graph,
+    train_graph,
+    seeding,
+]

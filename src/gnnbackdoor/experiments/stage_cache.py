@@ -1,19 +1,21 @@
-"""Opt-in on-disk cache of the attack stage of defended graph runs, so that a sweep over a
-defense's settings (holding rate aside) trains the clean and the backdoored victims once.
+"""Opt-in on-disk cache of the victim and attack stages of defended graph runs, so that a
+sweep over a defense's settings (holding rate included) trains the clean and the backdoored
+victims once.
 
-Set ``GNNBACKDOOR_STAGE_CACHE`` to a folder to turn it on; unset, nothing changes. The stage
-is everything a :class:`~gnnbackdoor.experiments.pipelines.GraphPipeline` does before the
-defense acts: the clean victim, the backdoored victim, the triggered evaluation graphs, the
-metrics measured so far, the attack's ``describe()`` and timings, and the Python, NumPy,
-torch and run-generator random states at that point. A hit restores all of it, so the
-defense sees exactly what an uncached run gives it and every metric is the same; only the
-stage's timings are the stored ones (the record's ``attack_info`` says
-``stage_cached: true``).
+Set ``GNNBACKDOOR_STAGE_CACHE`` to a folder to turn it on; unset, nothing changes. An entry
+(:class:`AttackStage`) holds what a :class:`~gnnbackdoor.experiments.pipelines.GraphPipeline`
+has before the defender's split and the defense act: the clean and the backdoored victims'
+weights, the attack's triggered test graphs with their trigger positions, the clean
+training's figures, the attack's ``describe()`` and timings. Those stages draw only from
+their own random streams (:mod:`gnnbackdoor.utils.seeding`), which nothing after them
+touches, so an entry holds no random state: a hit gives the defense exactly what an
+uncached run gives it and every metric is the same; only the stages' timings are the stored
+ones (the record's ``attack_info`` says ``stage_cached: true``).
 
 The key hashes the dataset, model, data and training settings, the attack and its
-parameters, the seed, the defender's positions in the test split (so holding rates never
-share an entry) and the source of the modules that shape the stage (the attack's class and
-its base classes in this package, the pipeline, the models and their training).
+parameters, the seed, torch's thread count, the package, torch and PyG versions, and the
+source of the modules that shape the stages (the attack's class and its base classes in this
+package, and the modules the pipeline names).
 """
 
 from __future__ import annotations
@@ -27,23 +29,35 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch_geometric.data import Data
 
-from gnnbackdoor.utils.seeding import global_rng_states, restore_global_rng_states
+from gnnbackdoor.contracts.results import TriggeredGraphs
+from gnnbackdoor.experiments.config import as_dict
 
 ENV = "GNNBACKDOOR_STAGE_CACHE"
 
 
 @dataclass
-class Stage:
-    metrics: dict[str, float]
-    info: dict[str, Any]
+class AttackStage:
+    """One cache entry (see the module docstring).
+
+    Attributes:
+        clean_state, backdoored_state: The victims' ``state_dict``s (``None``: no attack).
+        triggered: The attack's activation of the eligible test graphs (``None``: no attack).
+        eligible: Test-split positions of the graphs handed to ``activate``.
+        figures: The clean training's figures for the record's metrics.
+        info: The attack's ``describe()``.
+        seconds: The stages' phase timings.
+        ctx_timings: What the attack added to ``ctx.timings``.
+    """
+
     clean_state: dict[str, torch.Tensor]
     backdoored_state: dict[str, torch.Tensor] | None
-    triggered: list[Data]
+    triggered: TriggeredGraphs | None
+    eligible: list[int]
+    figures: dict[str, float]
+    info: dict[str, Any]
     seconds: dict[str, float]
     ctx_timings: dict[str, float]
-    trigger_positions: list[list[int]] | None = None
 
 
 def _source_digest(objects: list[Any]) -> str:
@@ -63,17 +77,20 @@ def _own_classes(cls: type) -> list[type]:
     return [c for c in cls.__mro__ if c.__module__.startswith("gnnbackdoor.")]
 
 
-def cache_path(run: Any, defender_positions: list[int], num_eval: int) -> Path | None:
-    """The cache file of ``run``'s attack stage, or ``None`` when the cache is off."""
+def cache_path(run: Any, sources: list[Any]) -> Path | None:
+    """The cache file of ``run``'s victim and attack stages, or ``None`` when the cache is off.
+
+    Args:
+        run: The :class:`~gnnbackdoor.experiments.pipelines.ResolvedRun`.
+        sources: Modules (or classes) whose source shapes the stages besides the attack's
+            classes; the pipeline passes its own module among them.
+    """
     root = os.environ.get(ENV)
     if not root:
         return None
     import torch_geometric
 
     from gnnbackdoor import __version__
-    from gnnbackdoor.experiments import pipelines
-    from gnnbackdoor.experiments.config import as_dict
-    from gnnbackdoor.models import graph, train_graph
 
     attack = run.attack
     parts = {
@@ -83,35 +100,28 @@ def cache_path(run: Any, defender_positions: list[int], num_eval: int) -> Path |
         "train": as_dict(run.train_config),
         "attack": [type(attack).__name__, attack.params()] if attack is not None else None,
         "seed": run.seed,
-        "defender": defender_positions,
-        "num_eval": num_eval,
+        "threads": torch.get_num_threads(),
         "versions": [__version__, torch.__version__, torch_geometric.__version__],
-        "source": _source_digest([*_own_classes(type(attack)), pipelines, graph, train_graph]),
+        "source": _source_digest([*_own_classes(type(attack)), *sources]),
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return Path(root) / f"stage-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pt"
 
 
-def save(path: Path, stage: Stage, generator: torch.Generator) -> None:
+def save(path: Path, stage: AttackStage) -> None:
+    """Store ``stage`` atomically (written aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "stage": stage,
-        **global_rng_states(),
-        "generator": generator.get_state(),
-    }
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(payload, tmp)
+    torch.save({"stage": stage}, tmp)
     tmp.replace(path)
 
 
-def load(path: Path) -> dict[str, Any] | None:
-    """The stored payload, or ``None`` on a miss; :func:`restore_random_states` applies its
-    random states once the models have been rebuilt."""
+def load(path: Path) -> AttackStage | None:
+    """The stored stage, or ``None`` on a miss (no file, or an entry of an older layout)."""
     if not path.is_file():
         return None
-    return torch.load(path, weights_only=False)
-
-
-def restore_random_states(payload: dict[str, Any], generator: torch.Generator) -> None:
-    restore_global_rng_states(payload)
-    generator.set_state(payload["generator"])
+    try:
+        stage = torch.load(path, weights_only=False)["stage"]
+    except Exception:  # a stale or partial entry: run the stages instead
+        return None
+    return stage if isinstance(stage, AttackStage) else None

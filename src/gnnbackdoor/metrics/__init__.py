@@ -7,7 +7,7 @@ from gnnbackdoor.metrics.backdoor import (
     benign_performance_drop,
 )
 from gnnbackdoor.metrics.classification import accuracy
-from gnnbackdoor.metrics.ranking import average_precision, roc_auc
+from gnnbackdoor.metrics.ranking import average_precision, evaluate_links, roc_auc
 
 __all__ = [
     "accuracy",
@@ -15,5 +15,6 @@ __all__ = [
     "average_misclassification_confidence",
     "average_precision",
     "benign_performance_drop",
+    "evaluate_links",
     "roc_auc",
 ]

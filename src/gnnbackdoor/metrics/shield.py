@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gnnbackdoor.defenses.base import ShieldResult
+    from gnnbackdoor.contracts.results import ShieldResult
 
 
 def subgraph_vote_rate(details: Sequence[dict[str, Any]], wanted: Sequence[int]) -> float:

@@ -127,17 +127,17 @@ def train_graph_model(
     train: Sequence[Data],
     val: Sequence[Data],
     config: GraphTrainConfig,
-    seed: int,
+    generator: torch.Generator,
     callback: GraphEpochCallback | None = None,
     desc: str = "train",
 ) -> TrainReport:
     """Train ``model`` in place with cross-entropy; keep the best epoch on ``val``.
 
     Without validation graphs, training runs ``max_epochs`` and keeps the last weights.
-    ``seed`` seeds the mini-batch shuffling.
+    ``generator`` shuffles the mini-batches and draws the subgraph augmentation; dropout
+    draws from torch's global generator (the caller's to seed, e.g. a pipeline stage).
     """
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
     report = TrainReport()
     best_key = (-1.0, float("-inf"))
     best_state = copy.deepcopy(model.state_dict())

@@ -1,4 +1,5 @@
-"""Training and evaluation of link predictors, with early stopping on validation AUC."""
+"""Training of link predictors, with early stopping on validation AUC, and their link scores
+(the metrics on them are in :mod:`gnnbackdoor.metrics.ranking`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnbackdoor.metrics import average_precision, roc_auc
 from gnnbackdoor.models.base import LinkPredictor
 from gnnbackdoor.models.link import sample_negative_pairs
 from gnnbackdoor.settings import (
@@ -83,17 +84,23 @@ def link_scores(model: LinkPredictor, graph: Data, pairs: Tensor) -> Tensor:
         model.train(was_training)
 
 
-def evaluate_links(model: LinkPredictor, split: Data, with_ap: bool = True) -> dict[str, float]:
-    """AUC (and AP unless ``with_ap`` is false) on ``split.pos_edge_label_index`` vs
-    ``split.neg_edge_label_index``."""
+def split_scores(model: LinkPredictor, split: Data) -> tuple[Tensor, Tensor]:
+    """Link probabilities of ``split.pos_edge_label_index`` ``[P]`` and of
+    ``split.neg_edge_label_index`` ``[Q]``, message passing on ``split``."""
     pairs = torch.cat([split.pos_edge_label_index, split.neg_edge_label_index], dim=1)
     scores = link_scores(model, split, pairs)
     num_pos = split.pos_edge_label_index.size(1)
-    pos, neg = scores[:num_pos], scores[num_pos:]
-    result = {"auc": roc_auc(pos, neg)}
-    if with_ap:
-        result["ap"] = average_precision(pos, neg)
-    return result
+    return scores[:num_pos], scores[num_pos:]
+
+
+def validation_auc(model: LinkPredictor, split: Data) -> float:
+    """The early-stopping criterion: AUC of the positive vs. negative pairs of ``split``
+    (scikit-learn's ``roc_auc_score``, as :func:`gnnbackdoor.metrics.roc_auc` computes it;
+    a training criterion, so it lives with training: ``models/`` sits below ``metrics/``)."""
+    pos, neg = split_scores(model, split)
+    scores = torch.cat([pos, neg]).detach().cpu().double().numpy()
+    labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).numpy()
+    return float(roc_auc_score(labels, scores))
 
 
 def train_link_model(
@@ -110,7 +117,7 @@ def train_link_model(
         model: A freshly built :class:`LinkPredictor`.
         train: ``x``, ``edge_index`` (message passing) and ``pos_edge_label_index``
             (supervision; negatives are sampled anew each epoch); optional ``edge_weight``.
-        val: Validation split (see :func:`evaluate_links`).
+        val: Validation split (see :func:`validation_auc`).
         config: Optimiser and stopping settings.
         callback: Optional per-epoch hook that may swap the training graph (see
             :data:`EpochCallback`).
@@ -145,7 +152,7 @@ def train_link_model(
         loss.backward()
         optimiser.step()
 
-        val_auc = evaluate_links(model, val, with_ap=False)["auc"]  # AP is not used here
+        val_auc = validation_auc(model, val)
         report.history.append(val_auc)
         report.epochs = epoch
         if not val_auc <= report.best_val:  # also true for the first epoch (nan)

@@ -1,10 +1,18 @@
-"""What a pipeline hands to attacks and defenses: data, the clean model, and ways to build and
-train more victims with the run's settings (so an attack never re-implements training)."""
+"""What a pipeline hands to attacks and defenses: data, the clean model, the acting stage's
+random generator, and ways to build and train more victims with the run's settings (so an
+attack never re-implements training).
+
+The pipeline sets ``generator`` to the generator of the stage currently acting (see
+:mod:`gnnbackdoor.utils.seeding`): the attack's while the attack fits, poisons and activates,
+the defense's while the defense acts. A component keeps the generator it was handed at
+``fit`` if it draws later (e.g. trigger positions at activation).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch_geometric.data import Data
@@ -29,8 +37,9 @@ class LinkContext:
         split: Train/val/test edges (``split.train.edge_index`` is the clean training graph).
         model_spec: The victim's specification.
         train_config: Training settings shared by every model of the run.
-        seed: The run's seed.
-        generator: A torch generator seeded with ``seed`` for the attack's own draws.
+        seed: The run's seed, for naming and records only: components draw from
+            ``generator``, never from a seed of their own derived from it.
+        generator: The acting stage's generator; every random draw of a component.
         clean_model: The victim trained on clean data (set before the attack is fitted).
         timings: Extra seconds (or seconds per step) the attack wants recorded.
     """
@@ -105,9 +114,12 @@ class GraphContext:
         val: Sequence[Data] | None = None,
     ) -> TrainReport:
         """Train ``model`` on ``graphs`` with the run's settings, early-stopping on ``val``
-        (default: the clean validation graphs)."""
+        (default: the clean validation graphs); mini-batches are shuffled with
+        ``generator``."""
         val = self.split.val if val is None else val
-        return train_graph_model(model, graphs, val, self.train_config, self.seed, callback, desc)
+        return train_graph_model(
+            model, graphs, val, self.train_config, self.generator, callback, desc
+        )
 
     def train_new_model(
         self, graphs: Sequence[Data], desc: str = "train", val: Sequence[Data] | None = None
@@ -116,3 +128,50 @@ class GraphContext:
         model = self.build_model()
         self.train_model(model, graphs, desc=desc, val=val)
         return model
+
+
+@runtime_checkable
+class LinkTrainer(Protocol):
+    """What a link attack may ask of its context besides data: fresh victims, trained with the
+    run's settings (:class:`LinkContext` is the implementation the pipeline hands over)."""
+
+    generator: torch.Generator
+
+    def build_model(self, name: str | None = None) -> LinkPredictor: ...
+
+    def train_model(
+        self,
+        model: LinkPredictor,
+        train: Data,
+        callback: EpochCallback | None = None,
+        desc: str = "train",
+    ) -> TrainReport: ...
+
+
+@runtime_checkable
+class GraphTrainer(Protocol):
+    """The graph-classification counterpart of :class:`LinkTrainer` (implemented by
+    :class:`GraphContext`)."""
+
+    generator: torch.Generator
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def num_features(self) -> int: ...
+
+    def build_model(self, name: str | None = None) -> GraphClassifier: ...
+
+    def train_model(
+        self,
+        model: GraphClassifier,
+        graphs: Sequence[Data],
+        callback: GraphEpochCallback | None = None,
+        desc: str = "train",
+        val: Sequence[Data] | None = None,
+    ) -> TrainReport: ...
+
+    def train_new_model(
+        self, graphs: Sequence[Data], desc: str = "train", val: Sequence[Data] | None = None
+    ) -> GraphClassifier: ...

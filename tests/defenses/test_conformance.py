@@ -1,0 +1,88 @@
+"""Every registered defense, with its default settings, through the same contract on a tiny
+graph set: it runs inside the graph pipeline under an attack, returns values of the declared
+types, and the pipeline computes the figures from them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gnnbackdoor.contracts.context import GraphContext
+from gnnbackdoor.contracts.results import RepairResult, ShieldResult
+from gnnbackdoor.datasets.splits import split_graphs
+from gnnbackdoor.defenses import DEFENSES, InputShield, ModelRepairDefense
+from gnnbackdoor.experiments.pipelines import GraphPipeline
+from gnnbackdoor.models import MODELS
+from gnnbackdoor.models.base import GraphClassifier
+from gnnbackdoor.models.train_graph import GraphTrainConfig, predict_graphs
+from gnnbackdoor.utils.timing import PhaseTimer
+
+GRAPH_DEFENSES = sorted(
+    name
+    for name, cls in DEFENSES.items()
+    if cls.task == "graph" and not name.startswith("test-")  # test doubles
+)
+
+
+def test_there_are_defenses_of_both_kinds():
+    kinds = {
+        "repair" if issubclass(DEFENSES.get(n), ModelRepairDefense) else "shield"
+        for n in GRAPH_DEFENSES
+    }
+    assert kinds == {"repair", "shield"}
+    for name in GRAPH_DEFENSES:
+        assert issubclass(DEFENSES.get(name), ModelRepairDefense | InputShield), name
+
+
+@pytest.mark.parametrize("name", GRAPH_DEFENSES)
+def test_every_defense_runs_in_the_pipeline(name, tiny_graph_dataset, graph_run):
+    defense = DEFENSES.get(name)()
+    out = GraphPipeline().execute(graph_run(tiny_graph_dataset, defense), PhaseTimer())
+    metrics = out.metrics
+    for key in ("defended_acc", "defended_asr", "clean_acc", "asr"):
+        value = metrics[key]
+        assert math.isnan(value) or 0.0 <= value <= 1.0, key
+    if isinstance(defense, ModelRepairDefense):
+        assert metrics["num_defender_graphs"] >= 1
+        assert metrics["num_eval_graphs"] + metrics["num_defender_graphs"] == 16
+    else:
+        assert metrics["queries"] >= 1 and metrics["queried_graphs"] >= metrics["num_eval_graphs"]
+
+
+@pytest.mark.parametrize("name", GRAPH_DEFENSES)
+def test_every_defense_returns_its_kinds_value(name, tiny_graph_dataset):
+    split = split_graphs(tiny_graph_dataset, 0, train_fraction=0.6, val_fraction=0.2)
+    torch.manual_seed(0)
+    spec = MODELS.get("gin")(hidden_channels=16, num_layers=2)
+    ctx = GraphContext(
+        split,
+        spec,
+        GraphTrainConfig(max_epochs=3, batch_size=8),
+        0,
+        torch.Generator().manual_seed(0),
+    )
+    model = ctx.train_new_model(split.train)
+    ctx.clean_model = model
+    defense = DEFENSES.get(name)()
+    if isinstance(defense, ModelRepairDefense):
+        defender, evaluation = defense.split_defender_data(
+            split.test, torch.Generator().manual_seed(1), dataset_size=len(tiny_graph_dataset)
+        )
+        assert defender and evaluation and not set(defender) & set(evaluation)
+        assert sorted(defender + evaluation) == list(range(len(split.test)))
+        result = defense.repair(model, [split.test[i] for i in defender], ctx)
+        assert isinstance(result, RepairResult)
+        assert isinstance(result.model, GraphClassifier)
+        labels = predict_graphs(result.model, split.test)[0]
+        assert labels.shape == (len(split.test),)
+        for probe_name, probe in result.probes.items():
+            assert isinstance(probe_name, str) and 0 <= probe.target < split.num_classes
+        assert all(isinstance(k, str) for k in result.info)
+    else:
+        result = defense.predict(lambda graphs: predict_graphs(model, graphs)[0], split.test)
+        assert isinstance(result, ShieldResult)
+        assert result.labels.shape == (len(split.test),)
+        assert len(result.details) in (0, len(split.test))
+        assert result.queries >= 1
