@@ -241,7 +241,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         (
             "datasets",
             datasets.DATASETS,
-            lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; "),
+            lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; ") + _empty_note(c),
         ),
         ("models", models.MODELS, lambda c: f"[{c.task}] {c.reference}"),
         ("attacks", attacks.ATTACKS, lambda c: f"[{c.task}] {c.reference}"),
@@ -259,6 +259,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name, component in registry.items():
             print(f"  {name:<14} {describe(component)}")
     return 0
+
+
+def _empty_note(dataset_cls) -> str:
+    """What ``list`` says about a dataset's graphs without nodes (dropped at load)."""
+    count = getattr(dataset_cls, "empty_graphs", 0)
+    return f"; drops its {count} graphs without nodes at load" if count else ""
 
 
 def _service_settings(args: argparse.Namespace, **extra):

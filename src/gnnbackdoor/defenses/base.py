@@ -29,6 +29,20 @@ if TYPE_CHECKING:
 PredictFn = Callable[[Sequence[Data]], Tensor]
 
 
+def holding_count(rate: float, size: int, basis: str) -> int:
+    """``round(rate * size)`` defender graphs; a rate that rounds to 0 is refused.
+
+    Raises:
+        ConfigError: ``round(rate * size) == 0`` (the message names ``size``)."""
+    count = round(rate * size)
+    if count == 0:
+        raise ConfigError(
+            f"defense.holding_rate={rate} gives 0 defender graphs of the {size} {basis} "
+            f"graphs; use at least {0.5 / max(size, 1):.2g}"
+        )
+    return count
+
+
 @dataclass
 class Defense(ABC):
     task: ClassVar[str] = "graph"
@@ -69,7 +83,12 @@ class ModelRepairDefense(Defense):
 
         ``dataset_size`` (the whole dataset's graph count) is given by the pipeline for
         defenses whose holding rate is a share of the dataset (GCleaner); unused here."""
-        count = max(1, round(self.holding_rate * len(test)))
+        count = holding_count(self.holding_rate, len(test), "test")
+        if count >= len(test):
+            raise ConfigError(
+                f"defense.holding_rate={self.holding_rate} gives {count} defender graphs, "
+                f"leaving none of the {len(test)} test graphs to evaluate"
+            )
         order = torch.randperm(len(test), generator=generator).tolist()
         return sorted(order[:count]), sorted(order[count:])
 

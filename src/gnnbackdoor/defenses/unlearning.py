@@ -241,7 +241,8 @@ def fine_tune_teacher(
             )
             optimiser.zero_grad()
             loss.backward()
-            _clip(teacher, config)
+            if not (bool(torch.isfinite(loss)) and _clip(teacher, config)):
+                continue  # a non-finite step would poison the teacher's weights
             optimiser.step()
             epoch_loss += float(loss.detach()) * batch.num_graphs
         losses.append(epoch_loss / max(len(graphs), 1))

@@ -49,6 +49,7 @@ def save(path: Path, model: torch.nn.Module, report: Any) -> None:
             "best_val": report.best_val,
             "seconds": report.seconds,
             "history": list(report.history),
+            "diverged_epoch": report.diverged_epoch,
         },
         **global_rng_states(),
     }

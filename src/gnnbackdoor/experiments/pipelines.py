@@ -125,6 +125,8 @@ class LinkPipeline(TaskPipeline):
             "clean_val_auc": report.best_val,
             "clean_epochs": report.epochs,
         }
+        if report.diverged:
+            metrics["clean_diverged_epoch"] = report.diverged_epoch
         timer.add("clean_epoch_s", report.seconds_per_epoch)
         _save(run, "clean", clean, ctx.num_features, None)
         info: dict[str, Any] = {}
@@ -136,6 +138,8 @@ class LinkPipeline(TaskPipeline):
                 backdoored = attack.backdoor(ctx)
             with timer.phase("attack_eval_s"):
                 metrics.update(self._attack_metrics(ctx, attack, clean, backdoored))
+            if getattr(backdoored, "diverged_epoch", 0):
+                metrics["backdoored_diverged_epoch"] = backdoored.diverged_epoch
             _save(run, "backdoored", backdoored, ctx.num_features, None)
             info = attack.describe()
             for name, seconds in ctx.timings.items():
@@ -263,6 +267,8 @@ class GraphPipeline(TaskPipeline):
             )
         for name, seconds in ctx.timings.items():
             timer.add(name, seconds)
+        if run.dataset.dropped_empty_graphs:
+            metrics["num_empty_graphs_dropped"] = run.dataset.dropped_empty_graphs
         return PipelineOutput(metrics, info)
 
     def _attack_stage(self, run, ctx, split, eval_graphs, labels, timer):
@@ -294,6 +300,8 @@ class GraphPipeline(TaskPipeline):
             "clean_epochs": report.epochs,
             "num_eval_graphs": len(eval_graphs),
         }
+        if report.diverged:
+            metrics["clean_diverged_epoch"] = report.diverged_epoch
         _save(run, "clean", clean, ctx.num_features, ctx.num_classes)
         info: dict[str, Any] = {}
         model_under_test = clean
@@ -318,6 +326,8 @@ class GraphPipeline(TaskPipeline):
                 metrics["asr"] = self._asr(backdoored, triggered, attack.target_class, batch)
                 metrics["clean_model_asr"] = self._asr(clean, triggered, attack.target_class, batch)
                 metrics["num_triggered"] = len(triggered)
+                if getattr(backdoored, "diverged_epoch", 0):
+                    metrics["backdoored_diverged_epoch"] = backdoored.diverged_epoch
             _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
             info = attack.describe()
             model_under_test = backdoored

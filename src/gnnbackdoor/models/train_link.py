@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,11 +12,13 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.errors import ConfigError, TrainingDivergedError
 from gnnbackdoor.metrics import average_precision, roc_auc
 from gnnbackdoor.models.base import LinkPredictor
 from gnnbackdoor.models.link import sample_negative_pairs
 from gnnbackdoor.utils.progress import progress
+
+logger = logging.getLogger(__name__)
 
 #: Called after each epoch with ``(epoch, model)``; may return a new training graph that
 #: replaces the current one from the next epoch on (Link-Backdoor re-optimises its triggers so).
@@ -55,17 +58,61 @@ class LinkTrainConfig:
 
 @dataclass
 class TrainReport:
-    """What a training run did: epochs, the best epoch and its validation score, seconds."""
+    """What a training run did: epochs, the best epoch and its validation score, seconds.
+
+    ``diverged_epoch`` is the epoch in which a loss, gradient, weight or validation score
+    became non-finite (0: training never diverged); the weights kept are then those of the
+    best (or, without validation, the last) finite epoch before it.
+    """
 
     epochs: int = 0
     best_epoch: int = 0
     best_val: float = float("nan")
     seconds: float = 0.0
     history: list[float] = field(default_factory=list)
+    diverged_epoch: int = 0
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_epoch > 0
 
     @property
     def seconds_per_epoch(self) -> float:
         return self.seconds / max(self.epochs, 1)
+
+
+def check_learning_rate(lr: float, key: str = "train.lr") -> None:
+    """Refuse a learning rate that is not a positive number (``nan``) in one line."""
+    if not lr > 0:
+        raise ConfigError(f"{key} must be a positive number, got {lr}")
+
+
+def all_finite(model: torch.nn.Module, grads: bool = False) -> bool:
+    """Whether every parameter (or, with ``grads``, every gradient present) is finite."""
+    tensors = [p.grad if grads else p for p in model.parameters()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+
+
+def mark_diverged(report: TrainReport, epoch: int, kept_epoch: int, model: torch.nn.Module):
+    """Record that training diverged in ``epoch``; with no finite epoch kept
+    (``kept_epoch == 0``) stop with one line instead of returning an unusable model.
+
+    The module gets ``diverged_epoch`` too, so a pipeline can record it for models trained
+    inside an attack or defense.
+
+    Raises:
+        TrainingDivergedError: no finite epoch to keep.
+    """
+    report.diverged_epoch = epoch
+    if kept_epoch == 0:
+        raise TrainingDivergedError(
+            f"training diverged at epoch {epoch} (non-finite loss, gradient or weights) before "
+            "any finite epoch; lower train.lr"
+        )
+    logger.warning(
+        "training diverged at epoch %d; keeping the weights of epoch %d", epoch, kept_epoch
+    )
+    model.diverged_epoch = epoch
 
 
 @torch.no_grad()
@@ -94,6 +141,17 @@ def evaluate_links(model: LinkPredictor, split: Data, with_ap: bool = True) -> d
     return result
 
 
+def _finite_val_auc(model: LinkPredictor, split: Data) -> float | None:
+    """Validation AUC as :func:`evaluate_links` gives it (AP is not used in training), or
+    ``None`` when a score is not finite."""
+    pairs = torch.cat([split.pos_edge_label_index, split.neg_edge_label_index], dim=1)
+    scores = link_scores(model, split, pairs)
+    if not bool(torch.isfinite(scores).all()):
+        return None
+    num_pos = split.pos_edge_label_index.size(1)
+    return roc_auc(scores[:num_pos], scores[num_pos:])
+
+
 def train_link_model(
     model: LinkPredictor,
     train: Data,
@@ -114,6 +172,8 @@ def train_link_model(
             :data:`EpochCallback`).
         desc: Progress-bar label.
     """
+    check_learning_rate(config.lr)
+    check_learning_rate(config.discriminator_lr, "train.discriminator_lr")
     optimiser = torch.optim.Adam(
         model.encoder_parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -140,10 +200,15 @@ def train_link_model(
                 disc_optimiser.step()
         optimiser.zero_grad()
         loss, _ = model.training_loss(train.x, train.edge_index, pos, neg, edge_weight)
+        if not bool(torch.isfinite(loss)):
+            mark_diverged(report, epoch, report.best_epoch, model)
+            break
         loss.backward()
         optimiser.step()
-
-        val_auc = evaluate_links(model, val, with_ap=False)["auc"]  # AP is not used here
+        val_auc = _finite_val_auc(model, val) if all_finite(model) else None
+        if val_auc is None:
+            mark_diverged(report, epoch, report.best_epoch, model)
+            break
         report.history.append(val_auc)
         report.epochs = epoch
         if not val_auc <= report.best_val:  # also true for the first epoch (nan)
