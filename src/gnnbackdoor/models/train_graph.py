@@ -106,7 +106,9 @@ def predict_graphs(
     probs = []
     try:
         for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
-            logits = model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
+            # our classifiers pool one row per graph, graphs without nodes included
+            extra = {"num_graphs": batch.num_graphs} if isinstance(model, GraphClassifier) else {}
+            logits = model(batch.x, batch.edge_index, batch.batch, **extra)
             probs.append(torch.softmax(logits, dim=-1))
     finally:
         model.train(was_training)
