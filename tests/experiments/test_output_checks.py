@@ -117,4 +117,3 @@ def test_report_paper_columns_must_exist(records, tmp_path, capsys):
     _one_line_error(capsys, "lacks column(s) asr")
     assert main(["report", str(records), "--paper", str(paper)]) == 0
     assert "| 91 |" in capsys.readouterr().out
-
