@@ -124,3 +124,24 @@ def test_every_graph_dataset_trains_every_graph_model_and_answers_once_per_graph
     assert labels.shape == (len(split.test),)
     assert probs.shape == (len(split.test), split.num_classes)
     assert bool(torch.isfinite(probs).all())
+
+
+@pytest.mark.parametrize(
+    "dataset_name",
+    [n if n in GENERATED else pytest.param(n, marks=pytest.mark.realdata) for n in GRAPH_DATASETS],
+)
+def test_every_graph_dataset_splits_at_any_allowed_fraction_or_says_why(
+    request, tmp_path_factory, dataset_name
+):
+    from gnnbackdoor.errors import ConfigError
+
+    graphs = DATASETS.get(dataset_name)().fetch(_location(request, tmp_path_factory, dataset_name))
+    for train_fraction in (0.001, 0.05, 0.5, 0.667, 0.8, 0.999):
+        for val_fraction in (0.0, 0.1, 0.5, 0.99):
+            try:
+                split = split_graphs(graphs, 0, train_fraction, val_fraction)
+            except ConfigError as error:
+                assert "\n" not in str(error) and "graphs" in str(error)
+                continue
+            total = len(split.train) + len(split.val) + len(split.test)
+            assert total == len(graphs) and split.train and split.test
