@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -226,11 +227,52 @@ def _setup(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _usable_folder(path: Path, option: str) -> None:
+    """Create ``path`` (a folder the command writes into) now, before any work, and check
+    that files can be written there; one line otherwise.
+
+    Raises:
+        UserError: ``path`` is a file, lies under a file, or is not writable.
+    """
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{option} {path}: cannot create it ({error.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: folder is not writable")
+
+
+def _usable_file(path: Path, option: str) -> None:
+    """Check that the file ``path`` can be written (creating its folder) before any work.
+
+    Raises:
+        UserError: ``path`` is a folder, its folder cannot be made, or it is not writable.
+    """
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder, not a file")
+    _usable_folder(path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{option} {path}: file is not writable")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """``--out`` and ``--save-model`` of ``run``/``sweep``, checked before the first run."""
+    _usable_folder(args.out, "--out")
+    records = args.out / "records.jsonl"
+    if records.exists() and (records.is_dir() or not os.access(records, os.W_OK)):
+        raise UserError(f"--out {args.out}: {records.name} is not a writable file")
+    if args.save_model is not None:
+        _usable_folder(args.save_model, "--save-model")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.config import parse_assignments
     from gnnbackdoor.experiments.runner import RunSpec, run_all
 
     _setup(args)
+    _check_outputs(args)
     overrides = parse_assignments(args.overrides)
     specs = [
         RunSpec(args.task, args.dataset, args.model, args.attack, args.defense, seed, overrides)
@@ -248,6 +290,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.sweep import load_sweep
 
     _setup(args)
+    _check_outputs(args)
     specs = load_sweep(args.file)
     written = run_all(
         specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
@@ -283,9 +326,13 @@ def _summarise(written: list[dict], total: int) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.pages import render_page
     from gnnbackdoor.experiments.records import iter_record_files, read_records
-    from gnnbackdoor.experiments.report import generic_report
+    from gnnbackdoor.experiments.report import check_paper_csv, generic_report
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    if args.out:
+        _usable_file(args.out, "--out")
+    if args.paper is not None:
+        check_paper_csv(args.paper, args.paper_columns)
     if args.page:
         text = render_page(args.page, args.records, args.templates)
     else:
@@ -313,7 +360,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         (
             "datasets",
             datasets.DATASETS,
-            lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; "),
+            lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; ") + _empty_note(c),
         ),
         ("models", models.MODELS, lambda c: f"[{c.task}] {c.reference}"),
         ("attacks", attacks.ATTACKS, lambda c: f"[{c.task}] {c.reference}"),
@@ -338,6 +385,12 @@ def _cmd_records(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     return migrate.run(args)
+
+
+def _empty_note(dataset_cls) -> str:
+    """What ``list`` says about a dataset's graphs without nodes (dropped at load)."""
+    count = getattr(dataset_cls, "empty_graphs", 0)
+    return f"; drops its {count} graphs without nodes at load" if count else ""
 
 
 def _service_settings(args: argparse.Namespace, **extra):

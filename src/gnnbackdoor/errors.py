@@ -25,3 +25,8 @@ class DatasetNotFoundError(UserError):
 
 class ConfigError(UserError, ValueError):
     """A parameter value outside its valid range or of the wrong type."""
+
+
+class TrainingDivergedError(UserError):
+    """Training produced a non-finite loss, gradient, weight or score before any finite epoch
+    could be kept; the message names the epoch and the setting to lower."""

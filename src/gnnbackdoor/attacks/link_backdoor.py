@@ -187,7 +187,12 @@ class LinkBackdoor(LinkAttack):
         )
         num_train_edges = int(train.pos_edge_label_index.size(1))
         self.num_train_edges_ = num_train_edges
-        self.num_poison_ = max(1, round(self.p * num_train_edges))
+        self.num_poison_ = round(self.p * num_train_edges)
+        if self.num_poison_ == 0:
+            raise ConfigError(
+                f"attack.p={self.p} gives 0 poisoning target links of the {num_train_edges} "
+                f"training edges; use at least {0.5 / max(num_train_edges, 1):.2g}"
+            )
         pool = sample_non_edges(self._num_nodes, forbidden, 3 * self.num_poison_, self._generator)
         absent = link_scores(self.trigger_model_, train, pool) < 0.5
         ordered = torch.cat([pool[:, absent], pool[:, ~absent]], dim=1)

@@ -198,7 +198,8 @@ def label_of(graph: Data) -> int:
 class SubgraphTriggerAttack(GraphAttack):
     """Base of the subgraph-trigger attacks on graph classification.
 
-    Poisoning picks ``round(injection_ratio * len(train))`` training graphs (at least one)
+    Poisoning picks ``round(injection_ratio * len(train))`` training graphs (a ratio that
+    rounds to 0 is refused)
     among those with at least ``trigger size`` nodes, non-target-class graphs first (a
     target-class graph is taken only when there are not enough others), embeds the trigger
     and relabels them ``target_class``. Graphs smaller than the trigger are never poisoned and
@@ -266,7 +267,12 @@ class SubgraphTriggerAttack(GraphAttack):
     def choose_poison_index(self, graphs: Sequence[Data]) -> list[int]:
         """Which of ``graphs`` to poison (see the class docstring), in increasing order."""
         self._check_fitted()
-        wanted = max(1, round(self.injection_ratio * len(graphs)))
+        wanted = round(self.injection_ratio * len(graphs))
+        if wanted == 0:
+            raise ConfigError(
+                f"attack.injection_ratio={self.injection_ratio} poisons 0 of the "
+                f"{len(graphs)} training graphs; use at least {0.5 / len(graphs):.2g}"
+            )
         fits = [i for i, g in enumerate(graphs) if int(g.num_nodes) >= self.size_]
         others = [i for i in fits if label_of(graphs[i]) != self.target_class]
         targets = [i for i in fits if label_of(graphs[i]) == self.target_class]

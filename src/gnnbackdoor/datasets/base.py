@@ -20,7 +20,7 @@ from gnnbackdoor.datasets.mirror import (
     default_mirror_dir,
     stage_raw_files,
 )
-from gnnbackdoor.errors import DatasetNotFoundError
+from gnnbackdoor.errors import DatasetNotFoundError, UserError
 from gnnbackdoor.registry import Registry
 
 
@@ -63,6 +63,12 @@ class GraphDataset(ABC):
     feature_note: ClassVar[str] = "as PyG loads it"
     reference: ClassVar[str] = ""
     registered_name: ClassVar[str]
+    #: Graphs without nodes in the raw files (shown by ``gnnbackdoor list``; a graph with no
+    #: node has no readout and no place for a trigger, so :meth:`fetch` drops them).
+    empty_graphs: ClassVar[int] = 0
+    #: How many graphs without nodes the last :meth:`fetch` dropped (recorded in each run as
+    #: ``num_empty_graphs_dropped`` when not 0).
+    dropped_empty_graphs: int = 0
 
     def stage(self, location: DataLocation) -> Path:
         """Copy raw files from the mirror into the cache when needed; return the PyG root."""
@@ -81,15 +87,32 @@ class GraphDataset(ABC):
 
     def fetch(self, location: DataLocation) -> Data | list[Data]:
         """:meth:`load`, with a failed download (no network, unknown host) reported as one
-        line that names the mirror variable."""
+        line that names the mirror variable.
+
+        Graph-classification datasets lose their graphs with no nodes here (TU Fingerprint
+        holds 651): no pooled readout, trigger or subgraph exists for them, and keeping them
+        would make every batch that ends in one yield one row too few. The count is kept in
+        :attr:`dropped_empty_graphs`.
+
+        Raises:
+            DatasetNotFoundError: the files could not be loaded.
+            UserError: a graph dataset with no graph that has a node.
+        """
         try:
-            return self.load(location)
+            loaded = self.load(location)
         except OSError as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DatasetNotFoundError(
                 f"could not load {self.registered_name} ({reason}); set {MIRROR_ENV} to an "
                 "offline mirror of PyG raw files"
             ) from None
+        if isinstance(loaded, Data):
+            return loaded
+        graphs = [g for g in loaded if g.num_nodes]
+        self.dropped_empty_graphs = len(loaded) - len(graphs)
+        if not graphs:
+            raise UserError(f"{self.registered_name} holds no graph with a node")
+        return graphs
 
 
 DATASETS: Registry[type[GraphDataset]] = Registry("dataset")

@@ -29,6 +29,7 @@ class Fingerprint4(Fingerprint):
 
     reference = "GCleaner Table II subset of TU Fingerprint (Morris et al., 2020)"
     feature_note: ClassVar[str] = "the 2 continuous node attributes (TU Fingerprint subset)"
+    empty_graphs: ClassVar[int] = 0  # the subset keeps only graphs with a node
 
     def load(self, location: DataLocation) -> list[Data]:
         graphs = []

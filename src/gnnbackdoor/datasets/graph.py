@@ -171,6 +171,7 @@ class Fingerprint(_TUGraphDataset):
     optional_files: ClassVar[list[str]] = ["node_attributes"]
     use_node_attr = True
     has_node_attributes = True
+    empty_graphs = 651
     feature_note = "the 2 continuous node attributes (TU Fingerprint has no node labels)"
 
 

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from gnnbackdoor.contracts.results import RepairResult, ShieldResult
+from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.registry import Registry
 from gnnbackdoor.settings import OpenFraction, Settings, as_dict
 
@@ -43,6 +44,20 @@ __all__ = [
 
 #: A black-box model: a list of graphs in, a ``[B]`` tensor of labels out.
 PredictFn = Callable[[Sequence[Data]], Tensor]
+
+
+def holding_count(rate: float, size: int, basis: str) -> int:
+    """``round(rate * size)`` defender graphs; a rate that rounds to 0 is refused.
+
+    Raises:
+        ConfigError: ``round(rate * size) == 0`` (the message names ``size``)."""
+    count = round(rate * size)
+    if count == 0:
+        raise ConfigError(
+            f"defense.holding_rate={rate} gives 0 defender graphs of the {size} {basis} "
+            f"graphs; use at least {0.5 / max(size, 1):.2g}"
+        )
+    return count
 
 
 @dataclass
@@ -85,7 +100,12 @@ class ModelRepairDefense(Defense):
 
         ``dataset_size`` (the whole dataset's graph count) is given by the pipeline for
         defenses whose holding rate is a share of the dataset (GCleaner); unused here."""
-        count = max(1, round(self.holding_rate * len(test)))
+        count = holding_count(self.holding_rate, len(test), "test")
+        if count >= len(test):
+            raise ConfigError(
+                f"defense.holding_rate={self.holding_rate} gives {count} defender graphs, "
+                f"leaving none of the {len(test)} test graphs to evaluate"
+            )
         order = torch.randperm(len(test), generator=generator).tolist()
         return sorted(order[:count]), sorted(order[count:])
 

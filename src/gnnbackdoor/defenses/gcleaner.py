@@ -36,7 +36,7 @@ import torch
 from torch_geometric.data import Data
 
 from gnnbackdoor.contracts.results import Probe, RepairResult, ScoredModel
-from gnnbackdoor.defenses.base import DEFENSES, ModelRepairDefense
+from gnnbackdoor.defenses.base import DEFENSES, ModelRepairDefense, holding_count
 from gnnbackdoor.defenses.trigger_recovery import (
     Explainer,
     RecoveryConfig,
@@ -125,7 +125,8 @@ class GCleaner(ModelRepairDefense):
 
     def _count(self, test_size: int, dataset_size: int | None) -> int:
         base = dataset_size if self.holding_basis == "dataset" and dataset_size else test_size
-        return max(1, round(self.holding_rate * base))
+        basis = "dataset" if base == dataset_size else "test"
+        return holding_count(self.holding_rate, base, basis)
 
     def split_defender_data(
         self,

@@ -48,7 +48,9 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
 from gnnbackdoor.defenses.trigger_recovery import gradient_node_scores
+from gnnbackdoor.errors import TrainingDivergedError
 from gnnbackdoor.models.base import GraphClassifier
+from gnnbackdoor.models.train_link import all_finite
 from gnnbackdoor.settings import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -279,10 +281,12 @@ def fine_tune_teacher(
             )
             optimiser.zero_grad()
             loss.backward()
-            _clip(teacher, config)
+            if not (bool(torch.isfinite(loss)) and _clip(teacher, config)):
+                continue  # a non-finite step would poison the teacher's weights
             optimiser.step()
             epoch_loss += float(loss.detach()) * batch.num_graphs
         losses.append(epoch_loss / max(len(graphs), 1))
+    _check_finite(teacher, "the teacher's fine-tuning", "defense.unlearning.teacher_lr")
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -352,8 +356,19 @@ def unlearn(
     finally:
         student_rec.remove()
         teacher_rec.remove()
+    _check_finite(student, "unlearning", "defense.unlearning.lr")
     student.eval()
     return report
+
+
+def _check_finite(model: GraphClassifier, what: str, setting: str) -> None:
+    """Stop with one line when ``model`` ended with non-finite weights (a learning rate so
+    large that even finite gradients overflow them).
+
+    Raises:
+        TrainingDivergedError: a weight is NaN or infinite."""
+    if not all_finite(model):
+        raise TrainingDivergedError(f"{what} diverged (non-finite weights); lower {setting}")
 
 
 def _space(logits: Tensor, space: str) -> Tensor:

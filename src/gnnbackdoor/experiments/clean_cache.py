@@ -56,6 +56,7 @@ def save(path: Path, model: torch.nn.Module, report: Any) -> None:
             "best_val": report.best_val,
             "seconds": report.seconds,
             "history": list(report.history),
+            "diverged_epoch": report.diverged_epoch,
         },
     }
     tmp = path.with_suffix(".tmp")

@@ -136,7 +136,12 @@ class LinkPipeline(TaskPipeline):
             graph = run.dataset.fetch(run.location)
             data_config = run.data_config
             with streams.running(Stage.DATA_SPLIT):
-                split = split_links(graph, val=data_config.link_val, test=data_config.link_test)
+                split = split_links(
+                    graph,
+                    val=data_config.link_val,
+                    test=data_config.link_test,
+                    rng=streams.numpy_generator(Stage.DATA_SPLIT),
+                )
         ctx = LinkContext(
             graph,
             split,
@@ -176,9 +181,13 @@ class LinkPipeline(TaskPipeline):
                 "clean_val_auc": report.best_val,
                 "clean_epochs": report.epochs,
             }
+            if report.diverged:
+                metrics["clean_diverged_epoch"] = report.diverged_epoch
             if attack is not None:
                 with timer.phase("attack_eval_s"):
                     metrics.update(self._attack_metrics(ctx, clean, backdoored, targets, triggered))
+                if getattr(backdoored, "diverged_epoch", 0):
+                    metrics["backdoored_diverged_epoch"] = backdoored.diverged_epoch
         return PipelineOutput(metrics, info)
 
     @staticmethod
@@ -329,6 +338,8 @@ class GraphPipeline(TaskPipeline):
                 metrics.update(defense.describe())
         for name, seconds in ctx.timings.items():
             timer.add(name, seconds)
+        if run.dataset.dropped_empty_graphs:
+            metrics["num_empty_graphs_dropped"] = run.dataset.dropped_empty_graphs
         return PipelineOutput(metrics, info)
 
     def _victim_and_attack(
@@ -391,6 +402,8 @@ class GraphPipeline(TaskPipeline):
         timer.add("clean_epoch_s", report.seconds_per_epoch)
         _save(run, "clean", clean, ctx.num_features, ctx.num_classes)
         figures = {"clean_val_acc": report.best_val, "clean_epochs": report.epochs}
+        if report.diverged:
+            figures["clean_diverged_epoch"] = report.diverged_epoch
         attack = run.attack
         if not isinstance(attack, GraphAttack):
             return _AttackStage(clean, None, None, [], figures, {})
@@ -404,6 +417,8 @@ class GraphPipeline(TaskPipeline):
                 backdoored = attack.backdoor(ctx)
             with timer.phase("attack_eval_s"):
                 triggered = attack.activate([test[i] for i in eligible])
+        if getattr(backdoored, "diverged_epoch", 0):
+            figures["backdoored_diverged_epoch"] = backdoored.diverged_epoch
         _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
         return _AttackStage(clean, backdoored, triggered, eligible, figures, attack.describe())
 

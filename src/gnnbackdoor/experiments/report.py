@@ -104,6 +104,50 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+#: Columns a ``--paper`` CSV must have: its rows are matched to ours on these (and on
+#: ``attack`` and ``defense`` when present), by canonical name.
+PAPER_KEY_COLUMNS = ("dataset", "model")
+
+
+def check_paper_csv(path: Path, columns: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """Read a ``--paper`` CSV and check it can be matched to records; returns its rows.
+
+    The CSV has a header row; ``dataset`` and ``model`` (required) and ``attack``,
+    ``defense`` (optional; ``-`` or empty for none) name the configuration, every other
+    column is a published figure (``--paper-columns`` picks some; by default those whose
+    first row is a number).
+
+    Raises:
+        UserError: missing or unreadable file, no rows, a key or requested column missing,
+            no numeric column, or two rows for the same configuration.
+    """
+    try:
+        rows = read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"--paper {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"--paper {path}: cannot read it as CSV ({error})") from None
+    if not rows:
+        raise UserError(f"--paper {path} holds no rows")
+    header = list(rows[0])
+    missing = [c for c in (*PAPER_KEY_COLUMNS, *(columns or [])) if c not in header]
+    if missing:
+        raise UserError(
+            f"--paper {path} lacks column(s) {', '.join(missing)}; it needs dataset, model "
+            f"(and optionally attack, defense) plus figure columns; it has {', '.join(header)}"
+        )
+    keys = [c for c in ("dataset", "model", "attack", "defense") if c in header]
+    if not columns and not any(c not in keys and _numeric(rows[0][c]) for c in header):
+        raise UserError(f"--paper {path} has no numeric figure column besides {', '.join(keys)}")
+    seen: set[tuple[str, ...]] = set()
+    for number, row in enumerate(rows, start=2):
+        key = tuple(canonical(row.get(c)) for c in keys)
+        if key in seen:
+            raise UserError(f"--paper {path} line {number} repeats the configuration {key}")
+        seen.add(key)
+    return rows
+
+
 def reference_table(name: str) -> list[dict[str, str]]:
     """A published table shipped with the package (``experiments/reference/<name>``)."""
     resource = resources.files("gnnbackdoor.experiments") / "reference" / name
@@ -156,9 +200,7 @@ def generic_report(
     lookup = None
     paper_cols: list[str] = []
     if paper_csv is not None:
-        rows = read_csv(paper_csv)
-        if not rows:
-            raise UserError(f"{paper_csv} holds no rows")
+        rows = check_paper_csv(paper_csv, paper_columns)
         keys = [c for c in ("dataset", "model", "attack", "defense") if c in rows[0]]
         paper_cols = (
             list(paper_columns)

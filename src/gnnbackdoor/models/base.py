@@ -174,12 +174,23 @@ class GraphClassifier(nn.Module):
         return any(getattr(module, "explain", False) for module in self.encoder.modules())
 
     def embed(
-        self, x: Tensor, edge_index: Tensor, batch: Tensor | None, edge_weight: Tensor | None = None
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Tensor | None,
+        edge_weight: Tensor | None = None,
+        num_graphs: int | None = None,
     ) -> Tensor:
-        """Graph embeddings ``[B, hidden]`` (the pooled readout)."""
+        """Graph embeddings ``[B, hidden]`` (the pooled readout).
+
+        ``num_graphs`` (``B``) gives one row per graph even when graphs without nodes end
+        the batch (their readout is the zero vector); without it ``B`` is ``batch.max() + 1``.
+        """
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
-        return self.pool(self.node_embeddings(x, edge_index, edge_weight), batch)
+        return self.pool(
+            self.node_embeddings(x, edge_index, edge_weight), batch, dim_size=num_graphs
+        )
 
     def forward(
         self,
@@ -187,6 +198,7 @@ class GraphClassifier(nn.Module):
         edge_index: Tensor,
         batch: Tensor | None = None,
         edge_weight: Tensor | None = None,
+        num_graphs: int | None = None,
     ) -> Tensor:
-        """Class logits ``[B, num_classes]``."""
-        return self.head(self.embed(x, edge_index, batch, edge_weight))
+        """Class logits ``[B, num_classes]`` (``num_graphs``: see :meth:`embed`)."""
+        return self.head(self.embed(x, edge_index, batch, edge_weight, num_graphs))

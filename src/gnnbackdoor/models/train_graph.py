@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,12 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import subgraph
 
 from gnnbackdoor.models.base import GraphClassifier
-from gnnbackdoor.models.train_link import TrainReport
+from gnnbackdoor.models.train_link import (
+    TrainReport,
+    all_finite,
+    check_learning_rate,
+    mark_diverged,
+)
 from gnnbackdoor.settings import (
     Fraction,
     NonNegativeFloat,
@@ -90,13 +96,16 @@ def _augmented(
 def predict_graphs(
     model: GraphClassifier, graphs: Sequence[Data], batch_size: int = 512
 ) -> tuple[Tensor, Tensor]:
-    """Predicted labels ``[B]`` and class probabilities ``[B, C]`` in eval mode."""
+    """Predicted labels ``[B]`` and class probabilities ``[B, C]`` in eval mode: one row per
+    input graph (a graph without nodes is classified from the zero readout)."""
     was_training = model.training
     model.eval()
     probs = []
     try:
         for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
-            logits = model(batch.x, batch.edge_index, batch.batch)
+            # our classifiers pool one row per graph, graphs without nodes included
+            extra = {"num_graphs": batch.num_graphs} if isinstance(model, GraphClassifier) else {}
+            logits = model(batch.x, batch.edge_index, batch.batch, **extra)
             probs.append(torch.softmax(logits, dim=-1))
     finally:
         model.train(was_training)
@@ -136,7 +145,14 @@ def train_graph_model(
     Without validation graphs, training runs ``max_epochs`` and keeps the last weights.
     ``generator`` shuffles the mini-batches and draws the subgraph augmentation; dropout
     draws from torch's global generator (the caller's to seed, e.g. a pipeline stage).
+
+    A non-finite loss, gradient, weight or validation loss stops training: the best finite
+    epoch (the last one without validation) is kept and ``report.diverged_epoch`` set.
+
+    Raises:
+        TrainingDivergedError: it diverged in the first epoch (no finite epoch to keep).
     """
+    check_learning_rate(config.lr)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     report = TrainReport()
     best_key = (-1.0, float("-inf"))
@@ -150,14 +166,24 @@ def train_graph_model(
         loader = DataLoader(
             epoch_graphs, batch_size=config.batch_size, shuffle=True, generator=generator
         )
+        finite = True
         for batch in loader:
             optimiser.zero_grad()
-            loss = F.cross_entropy(model(batch.x, batch.edge_index, batch.batch), batch.y.view(-1))
+            logits = model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
+            loss = F.cross_entropy(logits, batch.y.view(-1))
             loss.backward()
+            if not (bool(torch.isfinite(loss)) and all_finite(model, grads=True)):
+                finite = False
+                break
             optimiser.step()
+        acc, val_loss = _val_scores(model, val, config.eval_batch_size) if val else (0.0, 0.0)
+        if not (finite and all_finite(model) and math.isfinite(val_loss)):
+            mark_diverged(report, epoch, report.best_epoch if val else report.epochs, model)
+            break
         report.epochs = epoch
+        if not val:
+            best_state = copy.deepcopy(model.state_dict())
         if val:
-            acc, val_loss = _val_scores(model, val, config.eval_batch_size)
             report.history.append(acc)
             key = (acc, -val_loss)
             if key > best_key:
@@ -171,9 +197,9 @@ def train_graph_model(
                 graphs = list(replacement)
         if val and since_best >= config.patience:
             break
-    if val:
+    if val or report.diverged:
         model.load_state_dict(best_state)
-    else:
+    if not val:
         report.best_epoch = report.epochs
     model.eval()
     report.seconds = time.perf_counter() - start

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnbackdoor.errors import ConfigError, TrainingDivergedError
 from gnnbackdoor.models.base import LinkPredictor
 from gnnbackdoor.models.link import sample_negative_pairs
 from gnnbackdoor.settings import (
@@ -23,6 +25,8 @@ from gnnbackdoor.settings import (
     Settings,
 )
 from gnnbackdoor.utils.progress import progress
+
+logger = logging.getLogger(__name__)
 
 #: Called after each epoch with ``(epoch, model)``; may return a new training graph that
 #: replaces the current one from the next epoch on (Link-Backdoor re-optimises its triggers so).
@@ -58,17 +62,61 @@ class LinkTrainConfig(Settings):
 
 @dataclass
 class TrainReport:
-    """What a training run did: epochs, the best epoch and its validation score, seconds."""
+    """What a training run did: epochs, the best epoch and its validation score, seconds.
+
+    ``diverged_epoch`` is the epoch in which a loss, gradient, weight or validation score
+    became non-finite (0: training never diverged); the weights kept are then those of the
+    best (or, without validation, the last) finite epoch before it.
+    """
 
     epochs: int = 0
     best_epoch: int = 0
     best_val: float = float("nan")
     seconds: float = 0.0
     history: list[float] = field(default_factory=list)
+    diverged_epoch: int = 0
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_epoch > 0
 
     @property
     def seconds_per_epoch(self) -> float:
         return self.seconds / max(self.epochs, 1)
+
+
+def check_learning_rate(lr: float, key: str = "train.lr") -> None:
+    """Refuse a learning rate that is not a positive number (``nan``) in one line."""
+    if not lr > 0:
+        raise ConfigError(f"{key} must be a positive number, got {lr}")
+
+
+def all_finite(model: torch.nn.Module, grads: bool = False) -> bool:
+    """Whether every parameter (or, with ``grads``, every gradient present) is finite."""
+    tensors = [p.grad if grads else p for p in model.parameters()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+
+
+def mark_diverged(report: TrainReport, epoch: int, kept_epoch: int, model: torch.nn.Module):
+    """Record that training diverged in ``epoch``; with no finite epoch kept
+    (``kept_epoch == 0``) stop with one line instead of returning an unusable model.
+
+    The module gets ``diverged_epoch`` too, so a pipeline can record it for models trained
+    inside an attack or defense.
+
+    Raises:
+        TrainingDivergedError: no finite epoch to keep.
+    """
+    report.diverged_epoch = epoch
+    if kept_epoch == 0:
+        raise TrainingDivergedError(
+            f"training diverged at epoch {epoch} (non-finite loss, gradient or weights) before "
+            "any finite epoch; lower train.lr"
+        )
+    logger.warning(
+        "training diverged at epoch %d; keeping the weights of epoch %d", epoch, kept_epoch
+    )
+    model.diverged_epoch = epoch
 
 
 @torch.no_grad()
@@ -93,14 +141,17 @@ def split_scores(model: LinkPredictor, split: Data) -> tuple[Tensor, Tensor]:
     return scores[:num_pos], scores[num_pos:]
 
 
-def validation_auc(model: LinkPredictor, split: Data) -> float:
+def validation_auc(model: LinkPredictor, split: Data) -> float | None:
     """The early-stopping criterion: AUC of the positive vs. negative pairs of ``split``
     (scikit-learn's ``roc_auc_score``, as :func:`gnnbackdoor.metrics.roc_auc` computes it;
-    a training criterion, so it lives with training: ``models/`` sits below ``metrics/``)."""
+    a training criterion, so it lives with training: ``models/`` sits below ``metrics/``),
+    or ``None`` when a score is not finite (the model diverged)."""
     pos, neg = split_scores(model, split)
-    scores = torch.cat([pos, neg]).detach().cpu().double().numpy()
+    scores = torch.cat([pos, neg]).detach().cpu().double()
+    if not bool(torch.isfinite(scores).all()):
+        return None
     labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).numpy()
-    return float(roc_auc_score(labels, scores))
+    return float(roc_auc_score(labels, scores.numpy()))
 
 
 def train_link_model(
@@ -123,6 +174,8 @@ def train_link_model(
             :data:`EpochCallback`).
         desc: Progress-bar label.
     """
+    check_learning_rate(config.lr)
+    check_learning_rate(config.discriminator_lr, "train.discriminator_lr")
     optimiser = torch.optim.Adam(
         model.encoder_parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -149,10 +202,15 @@ def train_link_model(
                 disc_optimiser.step()
         optimiser.zero_grad()
         loss, _ = model.training_loss(train.x, train.edge_index, pos, neg, edge_weight)
+        if not bool(torch.isfinite(loss)):
+            mark_diverged(report, epoch, report.best_epoch, model)
+            break
         loss.backward()
         optimiser.step()
-
-        val_auc = validation_auc(model, val)
+        val_auc = validation_auc(model, val) if all_finite(model) else None
+        if val_auc is None:
+            mark_diverged(report, epoch, report.best_epoch, model)
+            break
         report.history.append(val_auc)
         report.epochs = epoch
         if not val_auc <= report.best_val:  # also true for the first epoch (nan)

@@ -86,7 +86,8 @@ class ModelBackend:
         labels = []
         for part in chunks(graphs, self.chunk_size):
             x, edge_index, batch = collate(part)
-            labels.append(self.model(x, edge_index, batch).argmax(dim=-1))
+            logits = self.model(x, edge_index, batch, num_graphs=len(part))
+            labels.append(logits.argmax(dim=-1))
         return torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
 
     def close(self) -> None:
