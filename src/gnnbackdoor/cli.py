@@ -82,8 +82,22 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--save-model", type=Path, default=None)
     _add_data_options(sweep)
 
-    report = commands.add_parser("report", help="Markdown tables from records")
+    report = commands.add_parser(
+        "report", help="a summary per task (or the full table, or a page) from records"
+    )
     report.add_argument("records", type=Path, nargs="+", help="records.jsonl files or folders")
+    report.add_argument(
+        "--wide", action="store_true", help="the full table: every group, every metric"
+    )
+    report.add_argument(
+        "--format", choices=["md", "csv", "json"], default="md", help="output format (md)"
+    )
+    report.add_argument(
+        "--figures", action="store_true", help="also write PNG figures into DIR/figures/"
+    )
+    report.add_argument(
+        "--account", action="store_true", help="end with a plain-language account of the runs"
+    )
     report.add_argument("--page", default=None, help="a reproduction page (see 'list')")
     report.add_argument("--paper", type=Path, default=None, help="CSV of published figures")
     report.add_argument("--paper-columns", nargs="+", default=None)
@@ -214,16 +228,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.pages import PAGES, load_pages
     from gnnbackdoor.experiments.records import iter_record_files, read_records
     from gnnbackdoor.experiments.report import generic_report
+    from gnnbackdoor.experiments.summary import (
+        Format,
+        account,
+        flat_report,
+        summary_report,
+        wide_rows,
+    )
 
     files = list(iter_record_files(args.records))
     if not files:
         raise UserError(f"no records.jsonl under {', '.join(map(str, args.records))}")
     records = [r for f in files for r in read_records(f)]
+    fmt = Format(args.format)
     if args.page:
+        if fmt is not Format.MD:
+            raise UserError("--page writes Markdown; drop --format")
         load_pages()
         text = PAGES.get(args.page)(records)
+    elif args.wide or args.metrics or args.paper:
+        if fmt is Format.MD:
+            text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
+        else:
+            text = flat_report(wide_rows(records), fmt)
     else:
-        text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
+        text = summary_report(records, fmt)
+    if args.account:
+        if fmt is not Format.MD:
+            raise UserError("--account writes plain text; use it with --format md")
+        text += "\nWhat happened:\n" + "\n".join(f"- {line}" for line in account(records)) + "\n"
+    if args.figures:
+        from gnnbackdoor.experiments.figures import write_figures
+
+        first = args.records[0]
+        folder = (first if first.is_dir() else first.parent) / "figures"
+        written = write_figures(records, folder)
+        print(f"{len(written)} figure(s) written in {folder}:", file=sys.stderr)
+        for path in written:
+            print(f"  {path}", file=sys.stderr)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

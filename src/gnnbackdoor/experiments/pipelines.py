@@ -23,6 +23,7 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments import clean_cache, stage_cache
 from gnnbackdoor.experiments.config import DataConfig, as_dict
 from gnnbackdoor.experiments.context import GraphContext, LinkContext
+from gnnbackdoor.experiments.example_graph import choose_example, example_graph
 from gnnbackdoor.metrics import (
     accuracy,
     attack_success_rate,
@@ -293,6 +294,7 @@ class GraphPipeline(TaskPipeline):
             "clean_val_acc": report.best_val,
             "clean_epochs": report.epochs,
             "num_eval_graphs": len(eval_graphs),
+            "num_classes": ctx.num_classes,
         }
         _save(run, "clean", clean, ctx.num_features, ctx.num_classes)
         info: dict[str, Any] = {}
@@ -320,6 +322,10 @@ class GraphPipeline(TaskPipeline):
                 metrics["num_triggered"] = len(triggered)
             _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
             info = attack.describe()
+            positions = _trigger_positions(attack, triggered)
+            example = _example(triggered, positions, attack.target_class, clean, backdoored, batch)
+            if example is not None:
+                info["example_graph"] = example
             model_under_test = backdoored
         return metrics, info, model_under_test, triggered
 
@@ -380,6 +386,24 @@ def _trigger_positions(attack, triggered: Sequence[Data]) -> list[list[int]] | N
     if positions is None or len(positions) != len(triggered):
         return None
     return [list(p) for p in positions]
+
+
+def _example(triggered, positions, target, clean, backdoored, batch: int) -> dict | None:
+    """One triggered graph for the record (see :mod:`gnnbackdoor.experiments.example_graph`),
+    with the clean and the backdoored models' predictions for it. A DataLoader draws its base
+    seed from torch's global generator, so the predictions run in a forked RNG: the record's
+    other figures are the same with or without the example."""
+    index = choose_example(triggered, positions)
+    if index is None or positions is None:
+        return None
+    graph = triggered[index]
+    with torch.random.fork_rng(devices=[]):
+        clean_pred = int(predict_graphs(clean, [graph], batch)[0][0])
+        backdoored_pred = int(predict_graphs(backdoored, [graph], batch)[0][0])
+    return {
+        "index": index,
+        **example_graph(graph, positions[index], target, clean_pred, backdoored_pred),
+    }
 
 
 def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.Tensor]:

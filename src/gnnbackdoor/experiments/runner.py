@@ -23,6 +23,7 @@ from gnnbackdoor.experiments.records import (
     versions,
 )
 from gnnbackdoor.models import MODELS
+from gnnbackdoor.utils.progress import SweepProgress
 from gnnbackdoor.utils.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,9 @@ def _check_task(kind: str, name: str, component_task: str, task: str) -> None:
         raise ConfigError(f"{kind} {name!r} is for --task {component_task}, not --task {task}")
 
 
-def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None) -> ResolvedRun:
-    """Look every name up in its registry and build the typed configuration of the run.
+def resolve(spec: RunSpec, location: DataLocation, save_dir: Path | None = None) -> ResolvedRun:
+    """Look every name up in its registry and build the typed configuration of the run;
+    ``save_dir``: where its trained models go (``save_dir/<role>``), or ``None``.
 
     Raises:
         UserError: unknown names (listing the choices), a component of another task, or bad
@@ -84,7 +86,6 @@ def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None
         "defense": defense_cls,
     }
     values = split_overrides(spec.overrides, sections)
-    save_dir = save_root / spec.key() if save_root is not None else None
     data_config = build(DataConfig, values["data"], "data")
     dataset = dataset_cls()
     if data_config.node_attributes:
@@ -105,9 +106,10 @@ def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None
     )
 
 
-def execute(spec: RunSpec, location: DataLocation, save_root: Path | None = None) -> dict:
-    """Run one spec and return its record (not yet written)."""
-    resolved = resolve(spec, location, save_root)
+def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None) -> dict:
+    """Run one spec and return its record (not yet written); with ``save_dir``, its trained
+    models are written to ``save_dir/<role>`` (``clean``, ``backdoored``, ``defended``)."""
+    resolved = resolve(spec, location, save_dir)
     pipeline = TASKS.get(spec.task)()
     timer = PhaseTimer()
     start = time.perf_counter()
@@ -147,7 +149,9 @@ def run_all(
     """Run every spec whose key is not yet in ``out_dir/records.jsonl``; append each record
     as soon as its run finishes (so an interrupted sweep resumes where it stopped).
 
-    Every spec is resolved before the first run, so a typo fails fast.
+    Every spec is resolved before the first run, so a typo fails fast. With ``save_root``,
+    trained models go to ``save_root/<role>`` when there is one spec, else to
+    ``save_root/<readable run name>/<role>`` (see :func:`model_folder`).
 
     Returns:
         The records written by this call.
@@ -155,18 +159,43 @@ def run_all(
     for spec in specs:
         resolve(spec, location, None)
     done = {record.get("key") for record in read_records(out_dir)}
-    written = []
+    pending = []
     for spec in specs:
-        key = spec.key()
-        if key in done:
-            logger.info("skip %s (already recorded)", _label(spec))
-            continue
-        logger.info("run %s", _label(spec))
-        record = execute(spec, location, save_root)
-        append_record(out_dir, record)
-        done.add(key)
-        written.append(record)
+        if spec.key() not in done:
+            pending.append(spec)
+            done.add(spec.key())
+    sweep = SweepProgress(len(pending), skipped=len(specs) - len(pending))
+    written = []
+    try:
+        for spec in pending:
+            sweep.begin(_label(spec))
+            save_dir = None
+            if save_root is not None:
+                save_dir = save_root if len(specs) == 1 else save_root / model_folder(spec)
+            record = execute(spec, location, save_dir)
+            append_record(out_dir, record)
+            written.append(record)
+            sweep.end()
+    finally:
+        sweep.close()
     return written
+
+
+def model_folder(spec: RunSpec) -> str:
+    """A readable folder name for a run's saved models, e.g.
+    ``graph-MUTAG-gin-sba-none-seed0`` (plus the run key's first 8 digits when the run has
+    ``--set`` overrides, which the name does not spell)."""
+    parts = [
+        spec.task,
+        spec.dataset,
+        spec.model,
+        spec.attack or "none",
+        spec.defense or "none",
+        f"seed{spec.seed}",
+    ]
+    if spec.overrides:
+        parts.append(spec.key()[:8])
+    return "-".join(str(p).replace("/", "_").replace(" ", "_") for p in parts)
 
 
 def _label(spec: RunSpec) -> str:

@@ -17,7 +17,7 @@ from torch_geometric.utils import subgraph
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import GraphClassifier
 from gnnbackdoor.models.train_link import TrainReport
-from gnnbackdoor.utils.progress import progress
+from gnnbackdoor.utils.progress import progress_bar
 
 #: Called after each epoch with ``(epoch, model)``; may return new training graphs.
 GraphEpochCallback = Callable[[int, GraphClassifier], Sequence[Data] | None]
@@ -125,6 +125,10 @@ def _val_scores(model: GraphClassifier, graphs: Sequence[Data], batch_size: int)
     return acc, loss
 
 
+def _stop_reason(patience: int, best_epoch: int) -> str:
+    return f"no validation gain in {patience} epochs, best epoch {best_epoch}"
+
+
 def train_graph_model(
     model: GraphClassifier,
     train: Sequence[Data],
@@ -147,7 +151,8 @@ def train_graph_model(
     since_best = 0
     graphs = list(train)
     start = time.perf_counter()
-    for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
+    bar = progress_bar(desc, total=config.max_epochs, unit="epoch")
+    for epoch in range(1, config.max_epochs + 1):
         model.train()
         epoch_graphs = _augmented(graphs, config, generator)
         loader = DataLoader(
@@ -172,8 +177,11 @@ def train_graph_model(
             replacement = callback(epoch, model)
             if replacement is not None:
                 graphs = list(replacement)
+        bar.update()
         if val and since_best >= config.patience:
+            bar.stop_early(_stop_reason(config.patience, report.best_epoch))
             break
+    bar.close()
     if val:
         model.load_state_dict(best_state)
     else:

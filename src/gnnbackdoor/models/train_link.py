@@ -15,7 +15,7 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.metrics import average_precision, roc_auc
 from gnnbackdoor.models.base import LinkPredictor
 from gnnbackdoor.models.link import sample_negative_pairs
-from gnnbackdoor.utils.progress import progress
+from gnnbackdoor.utils.progress import progress_bar
 
 #: Called after each epoch with ``(epoch, model)``; may return a new training graph that
 #: replaces the current one from the next epoch on (Link-Backdoor re-optimises its triggers so).
@@ -126,7 +126,8 @@ def train_link_model(
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
-    for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
+    bar = progress_bar(desc, total=config.max_epochs, unit="epoch")
+    for epoch in range(1, config.max_epochs + 1):
         model.train()
         pos = train.pos_edge_label_index
         neg = sample_negative_pairs(train.edge_index, train.num_nodes, pos.size(1))
@@ -155,8 +156,13 @@ def train_link_model(
             replacement = callback(epoch, model)
             if replacement is not None:
                 train = replacement
+        bar.update()
         if since_best >= config.patience and epoch >= config.min_epochs:
+            bar.stop_early(
+                f"no validation gain in {config.patience} epochs, best epoch {report.best_epoch}"
+            )
             break
+    bar.close()
     model.load_state_dict(best_state)
     model.eval()
     report.seconds = time.perf_counter() - start
