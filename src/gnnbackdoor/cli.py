@@ -72,14 +72,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--save-model",
         type=Path,
         default=None,
-        help="write each trained model (weights + JSON config) under this folder",
+        help="write the trained models (weights + JSON config) into this folder: "
+        "DIR/clean, DIR/backdoored, DIR/defended for one run, "
+        "DIR/<task>-<dataset>-<model>-<attack>-<defense>-seed<N>/... for several",
     )
     _add_data_options(run)
 
     sweep = commands.add_parser("sweep", help="run every configuration of a YAML grid")
     sweep.add_argument("file", type=Path)
     sweep.add_argument("--out", type=Path, required=True)
-    sweep.add_argument("--save-model", type=Path, default=None)
+    sweep.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="write the trained models under DIR/<task>-<dataset>-<model>-<attack>-<defense>-"
+        "seed<N>/",
+    )
     _add_data_options(sweep)
 
     report = commands.add_parser(

@@ -165,6 +165,13 @@ def run_all(
             pending.append(spec)
             done.add(spec.key())
     sweep = SweepProgress(len(pending), skipped=len(specs) - len(pending))
+    if save_root is not None and len(pending) < len(specs):
+        logger.warning(
+            "%d run(s) already in %s were not run again, so their models were not saved; "
+            "use a new --out to save them",
+            len(specs) - len(pending),
+            out_dir,
+        )
     written = []
     try:
         for spec in pending:
