@@ -340,7 +340,7 @@ def account(records: list[dict[str, Any]]) -> list[str]:
     rows = build_rows(records)
     lines = []
     datasets = sorted({r.dataset for r in rows})
-    seeds = sorted({int(r.get("seed", 0)) for r in records})
+    seeds = sorted({int(r["seed"]) for r in records if r.get("seed") is not None})
     lines.append(
         f"{len(records)} run(s) on {', '.join(datasets)}, seed(s) {', '.join(map(str, seeds))}."
     )
