@@ -257,28 +257,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     elif args.wide or args.metrics or args.paper:
         if fmt is Format.MD:
             text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
+        elif args.paper:
+            raise UserError("--paper writes Markdown; drop --format")
         else:
-            text = flat_report(wide_rows(records), fmt)
+            text = flat_report(wide_rows(records, args.metrics), fmt)
     else:
         text = summary_report(records, fmt)
     if args.account:
         if fmt is not Format.MD:
             raise UserError("--account writes plain text; use it with --format md")
         text += "\nWhat happened:\n" + "\n".join(f"- {line}" for line in account(records)) + "\n"
+    figures: list[Path] = []
     if args.figures:
         from gnnbackdoor.experiments.figures import write_figures
 
         first = args.records[0]
         folder = (first if first.is_dir() else first.parent) / "figures"
-        written = write_figures(records, folder)
-        print(f"{len(written)} figure(s) written in {folder}:", file=sys.stderr)
-        for path in written:
-            print(f"  {path}", file=sys.stderr)
+        figures = write_figures(records, folder)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()
+    if args.figures:  # after the report, so that a terminal shows the list last
+        print(f"{len(figures)} figure(s) written in {folder}:", file=sys.stderr)
+        for path in figures:
+            print(f"  {path}", file=sys.stderr)
     return 0
 
 

@@ -120,7 +120,8 @@ def test_csv_and_json_hold_fractions_and_std_with_two_seeds():
 def test_account_names_chance_the_floor_and_the_clean_model_explanation():
     lines = account(_records())
     shield = next(line for line in lines if line.startswith("graphprot-tf"))
-    assert "floor is 8 %" in shield and "at chance (33 % for 3 classes)" in shield
+    assert "no trigger at all" in shield and "is 8 %" in shield
+    assert "at chance (33 % for 3 classes)" in shield and "no success" in shield
     repair = next(line for line in lines if line.startswith("gcleaner"))
     assert "chance" not in repair and "floor" not in repair
     link = next(line for line in lines if line.startswith("link-backdoor"))

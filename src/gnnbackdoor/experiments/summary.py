@@ -289,8 +289,11 @@ def flat_report(rows: list[dict[str, Any]], fmt: Format) -> str:
     return buffer.getvalue()
 
 
-def wide_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every group with every metric (the ``--wide`` table as flat rows)."""
+def wide_rows(
+    records: list[dict[str, Any]], metrics: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every group with every metric, or only ``metrics`` (the ``--wide`` table as flat
+    rows)."""
     if not records:
         raise UserError("no records found")
     out = []
@@ -308,6 +311,8 @@ def wide_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeds": group["n"],
         }
         for name, (mean, std) in group["metrics"].items():
+            if metrics and name not in metrics:
+                continue
             row[name] = None if math.isnan(mean) else mean
             if group["n"] >= 2:
                 row[f"{name}_std"] = None if math.isnan(std) else std
@@ -405,8 +410,9 @@ def _defense_sentence(row: Row) -> str:
     floor = row.mean("defended_target_no_trigger")
     if not math.isnan(floor):
         text += (
-            f" Its floor is {_pct(floor)}: the shield already answers the target class for "
-            "that share of clean graphs of other classes, so ASR after is read against it."
+            f" Its floor, the ASR it would score with no trigger at all (clean graphs of "
+            f"other classes it labels with the target class), is {_pct(floor)}; read ASR "
+            "after against it."
         )
     classes = row.mean("num_classes")
     if not math.isnan(classes) and classes >= 2 and not math.isnan(after_acc):
@@ -414,6 +420,7 @@ def _defense_sentence(row: Row) -> str:
         if after_acc <= chance + CHANCE_MARGIN:
             text += (
                 f" Its accuracy is at chance ({_pct(chance)} for {int(classes)} classes): "
-                "the defended model no longer classifies, so its low ASR is no success."
+                "the defended model no longer classifies"
             )
+            text += ", so its low ASR is no success." if row.attack else "."
     return text
