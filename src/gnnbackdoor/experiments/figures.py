@@ -52,20 +52,41 @@ def _bars(ax, labels: list[str], series: list[tuple[str, list[float]]], title: s
                 fontsize=7,
             )
     ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylim(0, 128)
+    ax.set_ylim(0, 140)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper center", ncol=len(series), frameon=False)
+    ax.legend(fontsize=7, loc="upper center", ncol=min(len(series), 2), frameon=False)
+
+
+#: At most this many groups per figure.
+MAX_GROUPS = 12
+
+
+def main_rows(rows: list[Row]) -> tuple[list[Row], int]:
+    """The groups a figure shows: those with the fewest ``--set`` overrides (the main
+    configuration; ablations and sweeps over a setting stay in the tables), at most
+    :data:`MAX_GROUPS`; and how many groups are left out."""
+    if not rows:
+        return [], 0
+    size = {id(r): len([p for p in r.settings.split(",") if p]) for r in rows}
+    fewest = min(size.values())
+    shown = [r for r in rows if size[id(r)] == fewest][:MAX_GROUPS]
+    return shown, len(rows) - len(shown)
+
+
+def _left_out(count: int) -> str:
+    return f" ({count} other configuration(s) in the report's tables)" if count else ""
 
 
 def defense_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
     """ASR and accuracy before/after each defense on ``dataset`` (``None``: no defense rows)."""
-    mine = [r for r in rows if r.kind == "defense" and r.dataset == dataset]
+    mine, left_out = main_rows([r for r in rows if r.kind == "defense" and r.dataset == dataset])
     if not mine:
         return None
     plt = _pyplot()
     labels = [f"{r.defense}\n{r.model} / {r.attack or 'none'}" for r in mine]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 2.2 * len(mine), 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 4 + 2.2 * len(mine)), 4))
     _bars(
         left,
         labels,
@@ -92,21 +113,21 @@ def defense_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
         classes = r.mean("num_classes")
         if not math.isnan(classes) and classes >= 2:
             right.hlines(100 / classes, i - 0.45, i + 0.45, colors="grey", linestyles="dashed")
-    fig.suptitle(f"Defenses on {dataset} (dashed: chance)", fontsize=11)
+    fig.suptitle(f"Defenses on {dataset} (dashed: chance){_left_out(left_out)}", fontsize=11)
     return _save(fig, path)
 
 
 def attack_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
     """Per attack on ``dataset``: ASR vs clean-model ASR (and no-trigger rate), and the clean
     vs backdoored accuracy or AUC (``None``: no attack rows)."""
-    mine = [r for r in rows if r.kind == "attack" and r.dataset == dataset]
+    mine, left_out = main_rows([r for r in rows if r.kind == "attack" and r.dataset == dataset])
     if not mine:
         return None
     plt = _pyplot()
     link = mine[0].task == "link"
     score = "auc" if link else "acc"
     labels = [f"{r.attack}\n{r.model}" for r in mine]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 2.2 * len(mine), 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 4 + 2.2 * len(mine)), 4))
     series = [
         ("ASR (backdoored)", [r.mean("asr") for r in mine]),
         ("ASR (clean model)", [r.mean("clean_model_asr") for r in mine]),
@@ -123,7 +144,7 @@ def attack_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
         ],
         "clean test data",
     )
-    fig.suptitle(f"Attacks on {dataset}", fontsize=11)
+    fig.suptitle(f"Attacks on {dataset}{_left_out(left_out)}", fontsize=11)
     return _save(fig, path)
 
 
