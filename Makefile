@@ -17,9 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[service,dev]"
 	touch $@
 
+# The sweep's per-run JSON lines are in runs/demo/records.jsonl; the report tells the story
+# (tables, glossary, a plain-language account) and writes the figures into runs/demo/figures/.
+# One torch thread: the demo's models are tiny, and a shared machine is not oversubscribed.
 demo: setup
-	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/gnnbackdoor sweep experiments/demo.yaml --out runs/demo
-	$(BIN)/gnnbackdoor report runs/demo
+	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/gnnbackdoor sweep experiments/demo.yaml --out runs/demo --threads 1 > /dev/null
+	$(BIN)/gnnbackdoor report runs/demo --account --figures
 
 test: setup
 	GNNBACKDOOR_DATA_MIRROR=$(MIRROR) $(BIN)/python -m pytest -q

@@ -109,22 +109,44 @@ def _build_parser() -> argparse.ArgumentParser:
         "--save-model",
         type=Path,
         default=None,
-        help="write each trained model (weights + JSON config) under this folder",
+        help="write the trained models (weights + JSON config) into this folder: "
+        "DIR/clean, DIR/backdoored, DIR/defended for one run, "
+        "DIR/<task>-<dataset>-<model>-<attack>-<defense>-seed<N>/... for several",
     )
     _add_data_options(run)
 
     sweep = commands.add_parser("sweep", help="run every configuration of a YAML grid")
     sweep.add_argument("file", type=Path)
     sweep.add_argument("--out", type=Path, required=True)
-    sweep.add_argument("--save-model", type=Path, default=None)
+    sweep.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="write the trained models under DIR/<task>-<dataset>-<model>-<attack>-<defense>-"
+        "seed<N>/",
+    )
     _add_data_options(sweep)
 
-    report = commands.add_parser("report", help="Markdown tables from records")
+    report = commands.add_parser(
+        "report", help="a summary per task (or the full table, or a page) from records"
+    )
     report.add_argument(
         "records",
         type=Path,
         nargs="*",
         help="records.jsonl files or folders (with --page: default the page's own folders)",
+    )
+    report.add_argument(
+        "--wide", action="store_true", help="the full table: every group, every metric"
+    )
+    report.add_argument(
+        "--format", choices=["md", "csv", "json"], default="md", help="output format (md)"
+    )
+    report.add_argument(
+        "--figures", action="store_true", help="also write PNG figures into DIR/figures/"
+    )
+    report.add_argument(
+        "--account", action="store_true", help="end with a plain-language account of the runs"
     )
     report.add_argument("--page", default=None, help="a reproduction page (see 'list')")
     report.add_argument(
@@ -327,12 +349,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.pages import render_page
     from gnnbackdoor.experiments.records import iter_record_files, read_records
     from gnnbackdoor.experiments.report import check_paper_csv, generic_report
+    from gnnbackdoor.experiments.summary import (
+        Format,
+        account,
+        flat_report,
+        summary_report,
+        wide_rows,
+    )
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     if args.out:
         _usable_file(args.out, "--out")
     if args.paper is not None:
         check_paper_csv(args.paper, args.paper_columns)
+    fmt = Format(args.format)
+    if args.page and fmt is not Format.MD:
+        raise UserError("--page writes Markdown; drop --format")
+    if args.page and (args.account or args.figures):
+        raise UserError("--page writes its own page; drop --account/--figures")
+    records: list[dict] = []
     if args.page:
         text = render_page(args.page, args.records, args.templates)
     else:
@@ -342,12 +377,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not files:
             raise UserError(f"no records.jsonl under {', '.join(map(str, args.records))}")
         records = [r for f in files for r in read_records(f, skip_bad_lines=args.skip_bad_lines)]
-        text = generic_report(records, args.metrics, args.paper, args.paper_columns) + "\n"
+        if args.wide or args.metrics or args.paper:
+            if fmt is Format.MD:
+                text = generic_report(records, args.metrics, args.paper, args.paper_columns)
+                text += "\n"
+            elif args.paper:
+                raise UserError("--paper writes Markdown; drop --format")
+            else:
+                text = flat_report(wide_rows(records, args.metrics), fmt)
+        else:
+            text = summary_report(records, fmt)
+    if args.account:
+        if fmt is not Format.MD:
+            raise UserError("--account writes plain text; use it with --format md")
+        text += "\nWhat happened:\n" + "\n".join(f"- {line}" for line in account(records)) + "\n"
+    figures: list[Path] = []
+    if args.figures:
+        from gnnbackdoor.experiments.figures import write_figures
+
+        first = args.records[0]
+        folder = (first if first.is_dir() else first.parent) / "figures"
+        figures = write_figures(records, folder)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()
+    if args.figures:  # after the report, so that a terminal shows the list last
+        print(f"{len(figures)} figure(s) written in {folder}:", file=sys.stderr)
+        for path in figures:
+            print(f"  {path}", file=sys.stderr)
     return 0
 
 

@@ -122,7 +122,7 @@ def test_graph_attack_asr_counts_only_non_target_graphs(tmp_path, offline_locati
 def test_save_model_writes_loadable_clean_and_backdoored_models(tmp_path, offline_location):
     spec = RunSpec("graph", "Motifs", "gcn", attack="test-marker", seed=0, overrides=FAST_GRAPH)
     run_all([spec], tmp_path / "runs", offline_location, save_root=tmp_path / "models")
-    folder = tmp_path / "models" / spec.key()
+    folder = tmp_path / "models"  # one run: its models go straight into the chosen folder
     for role in ("clean", "backdoored"):
         model, config = load_model(folder / role)
         assert not model.training
@@ -198,7 +198,36 @@ def test_cli_run_and_report(tmp_path, capsys, monkeypatch, offline_location):
     assert [json.loads(line)["seed"] for line in out.splitlines()] == [0, 1]
     code, out, _ = _cli(["report", str(tmp_path)], capsys)
     assert code == 0
+    assert "| SBM | gae | none | 2 |" in out and " ± " in out and "Glossary:" in out
+    code, out, _ = _cli(["report", str(tmp_path), "--wide"], capsys)
+    assert code == 0
     assert "| SBM | gae |" in out and "clean_auc (%)" in out and "| 2 |" in out
+    code, out, _ = _cli(["report", str(tmp_path), "--format", "json"], capsys)
+    (row,) = json.loads(out)
+    assert row["seeds"] == 2 and 0 <= row["clean_auc"] <= 1 and "clean_auc_std" in row
+    code, _, err = _cli(
+        ["report", str(tmp_path), "--page", "clean_models", "--format", "csv"], capsys
+    )
+    assert code == 2 and "--page writes Markdown" in err
+
+
+def test_graph_record_keeps_one_triggered_graph_and_report_draws_it(
+    tmp_path, capsys, offline_location
+):
+    spec = RunSpec("graph", "Motifs", "gin", attack="sba", seed=0, overrides=FAST_GRAPH)
+    (record,) = run_all([spec], tmp_path, offline_location)
+    example = record["attack_info"]["example_graph"]
+    assert record["metrics"]["num_classes"] == 3
+    assert example["trigger_nodes"] and max(example["trigger_nodes"]) < example["num_nodes"]
+    assert all(u < v < example["num_nodes"] for u, v in example["edges"])
+    trigger = set(example["trigger_nodes"])  # SBA's trigger is a subgraph on those nodes
+    assert any(u in trigger and v in trigger for u, v in example["edges"])
+    assert example["target_class"] == record["config"]["attack"]["target_class"]
+    assert example["backdoored_prediction"] in (0, 1, 2)
+    code, _, err = _cli(["report", str(tmp_path), "--figures"], capsys)
+    assert code == 0
+    drawing = tmp_path / "figures" / "triggered_graph_Motifs_sba.png"
+    assert str(drawing) in err and drawing.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_report_without_records_is_an_error(tmp_path, capsys):

@@ -41,6 +41,7 @@ from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments import clean_cache, stage_cache
 from gnnbackdoor.experiments.config import DataConfig, as_dict
+from gnnbackdoor.experiments.example_graph import choose_example, example_graph
 from gnnbackdoor.metrics import (
     accuracy,
     attack_success_rate,
@@ -319,6 +320,7 @@ class GraphPipeline(TaskPipeline):
                 "clean_acc": accuracy(predict_graphs(stage.clean, eval_graphs, batch)[0], labels),
                 **stage.figures,
                 "num_eval_graphs": len(eval_graphs),
+                "num_classes": ctx.num_classes,
             }
             if attack is not None and stage.backdoored is not None:
                 with timer.phase("attack_eval_s"):
@@ -336,6 +338,10 @@ class GraphPipeline(TaskPipeline):
                     )
                 )
                 metrics.update(defense.describe())
+            if attack is not None and stage.backdoored is not None:
+                example = _example(triggered, target, stage.clean, stage.backdoored, batch)
+                if example is not None:
+                    info["example_graph"] = example
         for name, seconds in ctx.timings.items():
             timer.add(name, seconds)
         if run.dataset.dropped_empty_graphs:
@@ -576,6 +582,31 @@ def _asr(model, graphs: Sequence[Data], target: int | None, batch: int) -> float
         return float("nan")
     predicted = predict_graphs(model, graphs, batch)[0]
     return attack_success_rate(predicted == target)
+
+
+def _example(
+    triggered: TriggeredGraphs,
+    target: int,
+    clean: GraphClassifier,
+    backdoored: GraphClassifier,
+    batch: int,
+) -> dict | None:
+    """One triggered evaluation graph for the record (see
+    :mod:`gnnbackdoor.experiments.example_graph`), with the clean and the backdoored models'
+    predictions for it. A DataLoader draws its base seed from torch's global generator, so
+    the predictions run in a forked RNG: the record's other figures are the same with or
+    without the example."""
+    index = choose_example(triggered.graphs, triggered.positions)
+    if index is None:
+        return None
+    graph = triggered.graphs[index]
+    with torch.random.fork_rng(devices=[]):
+        clean_pred = int(predict_graphs(clean, [graph], batch)[0][0])
+        backdoored_pred = int(predict_graphs(backdoored, [graph], batch)[0][0])
+    return {
+        "index": index,
+        **example_graph(graph, triggered.positions[index], target, clean_pred, backdoored_pred),
+    }
 
 
 def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.Tensor]:

@@ -26,6 +26,7 @@ from gnnbackdoor.experiments.records import (
     versions,
 )
 from gnnbackdoor.models import MODELS
+from gnnbackdoor.utils.progress import SweepProgress
 from gnnbackdoor.utils.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -107,14 +108,17 @@ def _check_task(kind: str, name: str, component_task: str, task: str) -> None:
         raise ConfigError(f"{kind} {name!r} is for --task {component_task}, not --task {task}")
 
 
-def resolve(spec: RunSpec, location: DataLocation, save_root: Path | None = None) -> ResolvedRun:
-    """Look every name up in its registry and build the typed configuration of the run.
+def resolve(spec: RunSpec, location: DataLocation, save_dir: Path | None = None) -> ResolvedRun:
+    """Look every name up in its registry and build the typed configuration of the run;
+    ``save_dir``: where its trained models go (``save_dir/<role>``), or ``None``.
 
     Raises:
         UserError: unknown names (listing the choices), a component of another task, or bad
             ``--set`` values.
     """
-    return _resolve(spec, location, save_root)[0]
+    resolved = _resolve(spec, location)[0]
+    resolved.save_dir = save_dir
+    return resolved
 
 
 def identify(
@@ -131,13 +135,12 @@ def identify(
     Raises:
         UserError: as :func:`resolve`.
     """
-    return _resolve(spec, location or DataLocation(), None, runtime)[1]
+    return _resolve(spec, location or DataLocation(), runtime)[1]
 
 
 def _resolve(
     spec: RunSpec,
     location: DataLocation,
-    save_root: Path | None,
     runtime: dict[str, Any] | None = None,
 ) -> tuple[ResolvedRun, RunIdentity]:
     pipeline_cls = TASKS.get(spec.task)
@@ -184,14 +187,14 @@ def _resolve(
         DEFENSES.canonical(spec.defense) if spec.defense else None,
     )
     identity = identity_of(task, names, spec.seed, resolved, runtime or runtime_config())
-    if save_root is not None:
-        resolved.save_dir = save_root / identity.key
     return resolved, identity
 
 
-def execute(spec: RunSpec, location: DataLocation, save_root: Path | None = None) -> dict:
-    """Run one spec and return its record (not yet written)."""
-    resolved, identity = _resolve(spec, location, save_root)
+def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None) -> dict:
+    """Run one spec and return its record (not yet written); with ``save_dir``, its trained
+    models are written to ``save_dir/<role>`` (``clean``, ``backdoored``, ``defended``)."""
+    resolved, identity = _resolve(spec, location)
+    resolved.save_dir = save_dir
     pipeline = TASKS.get(spec.task)()
     timer = PhaseTimer()
     start = time.perf_counter()
@@ -228,7 +231,9 @@ def run_all(
 
     Every spec is resolved before the first run, so a typo fails fast; specs that resolve
     to one key (``--set max_epochs=2`` and ``--set train.max_epochs=2``) run once. A torn
-    last line of the records file is moved aside first.
+    last line of the records file is moved aside first. With ``save_root``, trained models go
+    to ``save_root/<role>`` when there is one spec, else to
+    ``save_root/<readable run name>/<role>`` (see :func:`model_folder`).
 
     Args:
         skip_bad_lines: Skip malformed lines of the existing records file (counted in a
@@ -245,17 +250,53 @@ def run_all(
         record["key"]
         for record in read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
     }
-    written = []
+    pending = []
     for spec, identity in zip(specs, identities, strict=True):
         if identity.key in done:
             logger.info("skip %s (already recorded)", _label(identity))
             continue
-        logger.info("run %s", _label(identity))
-        record = execute(spec, location, save_root)
-        append_record(out_dir, record)
-        done.update((identity.key, record["key"]))
-        written.append(record)
+        pending.append((spec, identity))
+        done.add(identity.key)
+    sweep = SweepProgress(len(pending), skipped=len(specs) - len(pending))
+    if save_root is not None and len(pending) < len(specs):
+        logger.warning(
+            "%d run(s) already in %s were not run again, so their models were not saved; "
+            "use a new --out to save them",
+            len(specs) - len(pending),
+            out_dir,
+        )
+    written = []
+    try:
+        for spec, identity in pending:
+            logger.info("run %s", _label(identity))
+            sweep.begin(_label(identity))
+            save_dir = save_root
+            if save_root is not None and len(specs) > 1:
+                save_dir = save_root / model_folder(spec, identity)
+            record = execute(spec, location, save_dir)
+            append_record(out_dir, record)
+            written.append(record)
+            sweep.end()
+    finally:
+        sweep.close()
     return written
+
+
+def model_folder(spec: RunSpec, identity: RunIdentity) -> str:
+    """A readable folder name for a run's saved models, e.g.
+    ``graph-MUTAG-gin-sba-none-seed0`` (plus the run key's first 8 digits when the run has
+    ``--set`` overrides, which the name does not spell)."""
+    parts = [
+        identity.task,
+        identity.dataset,
+        identity.model,
+        identity.attack or "none",
+        identity.defense or "none",
+        f"seed{identity.seed}",
+    ]
+    if spec.overrides:
+        parts.append(identity.key[:8])
+    return "-".join(str(p).replace("/", "_").replace(" ", "_") for p in parts)
 
 
 def _label(identity: RunIdentity) -> str:

@@ -30,7 +30,7 @@ from gnnbackdoor.settings import (
     Probability,
     Settings,
 )
-from gnnbackdoor.utils.progress import progress
+from gnnbackdoor.utils.progress import progress_bar
 
 #: Called after each epoch with ``(epoch, model)``; may return new training graphs.
 GraphEpochCallback = Callable[[int, GraphClassifier], Sequence[Data] | None]
@@ -131,6 +131,10 @@ def _val_scores(model: GraphClassifier, graphs: Sequence[Data], batch_size: int)
     return acc, loss
 
 
+def _stop_reason(patience: int, best_epoch: int) -> str:
+    return f"no validation gain in {patience} epochs, best epoch {best_epoch}"
+
+
 def train_graph_model(
     model: GraphClassifier,
     train: Sequence[Data],
@@ -160,7 +164,8 @@ def train_graph_model(
     since_best = 0
     graphs = list(train)
     start = time.perf_counter()
-    for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
+    bar = progress_bar(desc, total=config.max_epochs, unit="epoch")
+    for epoch in range(1, config.max_epochs + 1):
         model.train()
         epoch_graphs = _augmented(graphs, config, generator)
         loader = DataLoader(
@@ -178,6 +183,7 @@ def train_graph_model(
             optimiser.step()
         acc, val_loss = _val_scores(model, val, config.eval_batch_size) if val else (0.0, 0.0)
         if not (finite and all_finite(model) and math.isfinite(val_loss)):
+            bar.stop_early(f"training diverged at epoch {epoch}")
             mark_diverged(report, epoch, report.best_epoch if val else report.epochs, model)
             break
         report.epochs = epoch
@@ -195,8 +201,11 @@ def train_graph_model(
             replacement = callback(epoch, model)
             if replacement is not None:
                 graphs = list(replacement)
+        bar.update()
         if val and since_best >= config.patience:
+            bar.stop_early(_stop_reason(config.patience, report.best_epoch))
             break
+    bar.close()
     if val or report.diverged:
         model.load_state_dict(best_state)
     if not val:

@@ -24,7 +24,7 @@ from gnnbackdoor.settings import (
     PositiveInt,
     Settings,
 )
-from gnnbackdoor.utils.progress import progress
+from gnnbackdoor.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,8 @@ def train_link_model(
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
-    for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
+    bar = progress_bar(desc, total=config.max_epochs, unit="epoch")
+    for epoch in range(1, config.max_epochs + 1):
         model.train()
         pos = train.pos_edge_label_index
         neg = sample_negative_pairs(train.edge_index, train.num_nodes, pos.size(1))
@@ -203,12 +204,14 @@ def train_link_model(
         optimiser.zero_grad()
         loss, _ = model.training_loss(train.x, train.edge_index, pos, neg, edge_weight)
         if not bool(torch.isfinite(loss)):
+            bar.stop_early(f"training diverged at epoch {epoch}")
             mark_diverged(report, epoch, report.best_epoch, model)
             break
         loss.backward()
         optimiser.step()
         val_auc = validation_auc(model, val) if all_finite(model) else None
         if val_auc is None:
+            bar.stop_early(f"training diverged at epoch {epoch}")
             mark_diverged(report, epoch, report.best_epoch, model)
             break
         report.history.append(val_auc)
@@ -222,8 +225,13 @@ def train_link_model(
             replacement = callback(epoch, model)
             if replacement is not None:
                 train = replacement
+        bar.update()
         if since_best >= config.patience and epoch >= config.min_epochs:
+            bar.stop_early(
+                f"no validation gain in {config.patience} epochs, best epoch {report.best_epoch}"
+            )
             break
+    bar.close()
     model.load_state_dict(best_state)
     model.eval()
     report.seconds = time.perf_counter() - start
