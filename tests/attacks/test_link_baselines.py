@@ -185,3 +185,22 @@ def test_bad_settings_give_one_line(attack, setting, fragment, tmp_path, capsys)
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and fragment in err
+
+
+@pytest.mark.parametrize("trigger", ["backdoored-surrogate", "clean-surrogate"])
+def test_black_box_trigger_readings(trigger):
+    ctx = tiny_context()
+    attack = ATTACKS.get("link-backdoor")(
+        p=0.2, num_test_targets=6, surrogate="vgae", init_updates=1, update_every=2,
+        blackbox_trigger=trigger,
+    ).fit(ctx)  # fmt: skip
+    info = attack.describe()
+    if trigger == "backdoored-surrogate":  # Algorithm 1 ran on the surrogate, with updates
+        assert info["surrogate_best_epoch"] is not None
+        assert info["trigger_updates_in_training"] > 0
+    else:
+        assert info["surrogate_best_epoch"] is None
+        assert info["trigger_updates"] == 1
+    before = attack.trigger_
+    attack.backdoor(ctx)
+    assert attack.trigger_ is before  # the target's training never changes the trigger

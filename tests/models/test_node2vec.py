@@ -136,7 +136,9 @@ def test_black_box_link_backdoor_on_deepwalk(blackbox_target):
     backdoored = attack.backdoor(ctx)
     metrics = LinkPipeline._attack_metrics(ctx, attack, clean, backdoored)
     assert 0 <= metrics["asr"] <= 1 or metrics["num_eligible"] == 0
-    assert attack.describe()["mode"] == f"black-box (gae, target {blackbox_target})"
+    mode = f"black-box (gae, trigger backdoored-surrogate, target {blackbox_target})"
+    assert attack.describe()["mode"] == mode
+    assert attack.describe()["surrogate_best_epoch"] is not None
 
 
 def test_white_box_attack_on_deepwalk_is_refused():

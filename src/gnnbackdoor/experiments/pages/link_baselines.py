@@ -29,6 +29,10 @@ TABLE5_DATASETS = ["Cora", "CiteSeer"]
 NOT_OFFLINE = {"PubMed": "not in the offline dataset mirror"}
 #: a baseline figure this far (points) from the paper's is listed with its diagnostics
 FAR = 10.0
+FAR_HEADER = ["dataset", "model", "baseline", "ASR", "paper", "difference", "clean-model ASR",
+              "no-trigger rate", "eligible links"]  # fmt: skip
+TABLE5_HEADER = ["victim", "dataset", "surrogate", "ASR", "paper", "AMC", "paper",
+                 "backdoored AUC", "paper", "benign AUC", "paper"]  # fmt: skip
 
 
 def _white(records: list[dict[str, Any]], dataset: str, model: str, attack: str) -> list[dict]:
@@ -203,21 +207,11 @@ def render(records: list[dict[str, Any]]) -> str:
         "(the backdoored model without the trigger), which tell a trigger's own effect from a "
         "learned backdoor.",
         "",
-        markdown_table(
-            ["dataset", "model", "baseline", "ASR", "paper", "difference", "clean-model ASR",
-             "no-trigger rate", "eligible links"],
-            far,
-        )  # fmt: skip
-        if far
-        else "None.",
+        markdown_table(FAR_HEADER, far) if far else "None.",
         "",
         "## Table 5: DeepWalk and node2vec, black-box (trigger from a surrogate GNN)",
         "",
-        markdown_table(
-            ["victim", "dataset", "surrogate", "ASR", "paper", "AMC", "paper",
-             "backdoored AUC", "paper", "benign AUC", "paper"],
-            _table5(mine),
-        ),  # fmt: skip
+        markdown_table(TABLE5_HEADER, _table5(mine)),
         "",
         provenance(
             mine,
