@@ -21,6 +21,10 @@ from gnnbackdoor.utils.timing import PhaseTimer
 LINK_CASES = [
     ("link-backdoor", {"init_updates": 1, "num_test_targets": 20}),
     ("link-backdoor-no-inj", {"init_updates": 1, "num_test_targets": 20}),
+    ("erb", {"num_test_targets": 20}),
+    ("r-backdoor", {"num_test_targets": 20}),
+    ("p-backdoor", {"particles": 6, "iterations": 3, "num_test_targets": 20}),
+    ("gta-link", {"generator_steps": 3, "update_every": 3, "num_test_targets": 20}),
 ]
 
 

@@ -144,3 +144,37 @@ def test_every_committed_sweep_resolves(sweep):
     assert specs
     keys = [identify(spec).key for spec in specs]
     assert all(len(key) == 16 for key in keys)
+
+
+@pytest.mark.parametrize("surrogate", ["gae", None])
+def test_link_backdoor_records_before_the_black_box_settings_keep_the_old_protocol(surrogate):
+    """Black-box records older than ``blackbox_trigger``/``blackbox_target`` ran the
+    clean-surrogate trigger on a target trained from scratch: they get those values, not
+    today's defaults; white-box records (which read neither) get the defaults."""
+    from gnnbackdoor.experiments.migrate import migrate_record
+
+    record = {
+        "key": "old",
+        "task": "link",
+        "dataset": "SBM",
+        "model": "gae",
+        "attack": "link-backdoor",
+        "defense": None,
+        "seed": 0,
+        "config": {"attack": {"p": 0.1, "surrogate": surrogate}},
+    }
+    migrated, filled = migrate_record(record)
+    attack = migrated["config"]["attack"]
+    if surrogate:
+        assert (attack["blackbox_trigger"], attack["blackbox_target"]) == (
+            "clean-surrogate",
+            "scratch",
+        )
+        assert len(migrated["migration"]["legacy_values"]) == 2
+    else:
+        assert (attack["blackbox_trigger"], attack["blackbox_target"]) == (
+            "backdoored-surrogate",
+            "pretrained",
+        )
+        assert 'attack.blackbox_target="pretrained"' in filled
+    assert migrate_record(migrated)[0] == migrated  # idempotent

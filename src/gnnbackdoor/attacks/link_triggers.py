@@ -48,9 +48,11 @@ class TriggerPattern:
     """The trigger ``g = (A_g, X_g)`` shared by every target link.
 
     Attributes:
-        structure: Bool ``[P]``: which candidate pairs (see :func:`candidate_pairs`) are links.
-        features: ``[m, D]`` features of the trigger nodes in ``[0, 1]``, or ``None`` when the
-            trigger nodes are existing nodes that keep their own features (no-inj ablation).
+        structure: Bool ``[P]``: which candidate pairs (see :func:`candidate_pairs`) are links;
+            or ``[T, P]``, one row per copy, for a trigger generated per target link (GTA).
+        features: ``[m, D]`` features of the trigger nodes in ``[0, 1]`` (``[T, m, D]`` per
+            copy), or ``None`` when the trigger nodes are existing nodes that keep their own
+            features (no-inj ablation).
         initial_features: ``[m, D]`` the features the trigger nodes started from; the feature
             budget counts entries that differ from them.
     """
@@ -61,7 +63,7 @@ class TriggerPattern:
 
     @property
     def m(self) -> int:
-        pairs = self.structure.numel()
+        pairs = self.structure.size(-1)
         # P = 2m + m(m-1)/2  <=>  m^2 + 3m - 2P = 0
         return round((-3 + (9 + 8 * pairs) ** 0.5) / 2)
 
@@ -118,8 +120,12 @@ class TriggerPlacement:
         return self.slots[:, pairs[0]], self.slots[:, pairs[1]]
 
     def links_mask(self, structure: Tensor) -> Tensor:
-        """Bool ``[T, P]``: the links each copy actually has (``structure`` where allowed)."""
-        mask = structure.unsqueeze(0).expand(self.num_targets, -1)
+        """Bool ``[T, P]``: the links each copy actually has (``structure`` where allowed);
+        ``structure`` is ``[P]`` (shared) or ``[T, P]`` (one row per copy)."""
+        if structure.dim() == 2:
+            mask = structure
+        else:
+            mask = structure.unsqueeze(0).expand(self.num_targets, -1)
         return mask if self.allowed is None else mask & self.allowed
 
 
@@ -132,10 +138,13 @@ def trigger_edges(placement: TriggerPlacement, structure: Tensor) -> Tensor:
 
 
 def node_features(x: Tensor, placement: TriggerPlacement, features: Tensor | None) -> Tensor:
-    """``x`` with the injected nodes' rows appended (one copy of ``features`` per target)."""
+    """``x`` with the injected nodes' rows appended (one copy of ``features`` ``[m, D]`` per
+    target, or the copies' own rows when ``features`` is ``[T, m, D]``)."""
     if placement.num_injected == 0:
         return x
     assert features is not None
+    if features.dim() == 3:
+        return torch.cat([x, features.to(x.dtype).reshape(-1, x.size(1))], dim=0)
     return torch.cat([x, features.to(x.dtype).repeat(placement.num_targets, 1)], dim=0)
 
 
@@ -196,45 +205,24 @@ def attack_gradients(
         pattern: The current trigger.
         state: The attacker-chosen target-link state ``T̂`` (1: the link exists).
     """
-    pairs = candidate_pairs(pattern.m)
-    src, dst = placement.pair_nodes(pairs)
     current = placement.links_mask(pattern.structure).to(graph.x.dtype)
     w_ij = current.clone().requires_grad_(True)  # A_g(i, j) of every copy
     w_ji = current.clone().requires_grad_(True)  # A_g(j, i): its own variable, for Eq. 6
-    edge_index = torch.cat(
-        [
-            graph.edge_index,
-            torch.stack([src.reshape(-1), dst.reshape(-1)]),
-            torch.stack([dst.reshape(-1), src.reshape(-1)]),
-        ],
-        dim=1,
-    )
-    base_weight = getattr(graph, "edge_weight", None)
-    if base_weight is None:
-        base_weight = graph.x.new_ones(graph.edge_index.size(1))
-    w_fwd, w_bwd = w_ij, w_ji
-    if placement.allowed is not None:  # a pair that is already an edge stays out (weight 0)
-        w_fwd, w_bwd = w_ij * placement.allowed, w_ji * placement.allowed
-    edge_weight = torch.cat([base_weight, w_fwd.reshape(-1), w_bwd.reshape(-1)])
     inputs = [w_ij, w_ji]
-    x = graph.x
     x_trigger = None
+    copies = None
     if placement.num_injected:
         assert pattern.features is not None
         # One leaf [m, D] expanded to every copy: autograd sums the copies' gradients (the
         # pattern is shared) without a [T * m, D] gradient tensor.
-        x_trigger = pattern.features.to(x.dtype).clone().requires_grad_(True)
+        x_trigger = pattern.features.to(graph.x.dtype).clone().requires_grad_(True)
         copies = x_trigger.unsqueeze(0).expand(placement.num_targets, -1, -1)
-        x = torch.cat([x, copies.reshape(-1, x.size(1))], dim=0)
         inputs.append(x_trigger)
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
-            z = model.encode(x, edge_index, edge_weight)
-            probability = torch.sigmoid(model.score(z, targets))
-            # Eq. 4: L_atk = 1/N sum_n || f(Ĝ, E_T)_n - T̂ ||_2^2
-            loss = ((probability - state) ** 2).mean()
+            loss = attack_loss(model, graph, targets, placement, (w_ij, w_ji), copies, state)
             grads = torch.autograd.grad(loss, inputs)  # Eq. 5
     finally:
         model.train(was_training)
@@ -246,6 +234,61 @@ def attack_gradients(
     if x_trigger is not None:
         features = grads[2].unsqueeze(0)
     return TriggerGradients(float(loss.detach()), structure, (g_ij, g_ji), features)
+
+
+def attack_loss(
+    model: LinkPredictor,
+    graph: Data,
+    targets: Tensor,
+    placement: TriggerPlacement,
+    weights: Tensor | tuple[Tensor, Tensor],
+    features: Tensor | None,
+    state: float = 1.0,
+) -> Tensor:
+    """Eq. 4 for trigger copies given as edge weights: ``L_atk = 1/N Σ_n ||f(Ĝ, E_T)_n - T̂||²``.
+
+    Every candidate pair of every copy is appended to ``graph.edge_index`` in both directions
+    with its weight (0 = no link; real edges keep their weight), so the loss is differentiable
+    with respect to the weights and the injected nodes' features (relaxed triggers: GTA) and
+    equals the discrete trigger's loss for 0/1 weights (PSO's fitness). The caller chooses
+    eval or train mode and whether gradients are recorded.
+
+    Args:
+        model: The trigger (clean, surrogate or backdoored) link predictor.
+        graph: The clean training graph.
+        targets: ``[2, T]`` target links, aligned with ``placement``.
+        placement: Where the copies sit.
+        weights: ``[T, P]`` weights of the candidate pairs, or a pair ``(w_ij, w_ji)`` of them
+            for the two directions (Eq. 6 needs them apart).
+        features: ``[T, m, D]`` injected nodes' features of every copy (``None``: no-inj).
+        state: The attacker-chosen state ``T̂`` (1: the link exists).
+
+    Returns:
+        The scalar loss.
+    """
+    w_ij, w_ji = weights if isinstance(weights, tuple) else (weights, weights)
+    src, dst = placement.pair_nodes(candidate_pairs(int(placement.slots.size(1)) - 2))
+    edge_index = torch.cat(
+        [
+            graph.edge_index,
+            torch.stack([src.reshape(-1), dst.reshape(-1)]),
+            torch.stack([dst.reshape(-1), src.reshape(-1)]),
+        ],
+        dim=1,
+    )
+    base_weight = getattr(graph, "edge_weight", None)
+    if base_weight is None:
+        base_weight = graph.x.new_ones(graph.edge_index.size(1))
+    if placement.allowed is not None:  # a pair that is already an edge stays out (weight 0)
+        w_ij, w_ji = w_ij * placement.allowed, w_ji * placement.allowed
+    edge_weight = torch.cat([base_weight, w_ij.reshape(-1), w_ji.reshape(-1)])
+    x = graph.x
+    if placement.num_injected:
+        assert features is not None
+        x = torch.cat([x, features.to(x.dtype).reshape(-1, x.size(1))], dim=0)
+    z = model.encode(x, edge_index, edge_weight)
+    probability = torch.sigmoid(model.score(z, targets))
+    return ((probability - state) ** 2).mean()
 
 
 def symmetric_gradient_matrix(gradients: TriggerGradients, m: int) -> Tensor:

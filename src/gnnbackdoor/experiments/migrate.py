@@ -29,7 +29,7 @@ import json
 import math
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -101,6 +101,31 @@ section's own name for ``data``/``train``. ``None`` drops a field that no longer
 flat GCleaner field moved into a nested section::
 
     {("defense", "GCleaner"): {"recovery_lr": "recovery.lr"}}
+"""
+
+
+def _black_box(stored: Mapping[str, Any]) -> bool:
+    return stored.get("surrogate") not in (None, "none", "null", "")
+
+
+_LINK_BLACK_BOX_BEFORE_ISSUE_16 = {
+    "blackbox_trigger": "clean-surrogate",
+    "blackbox_target": "scratch",
+}
+
+LEGACY_VALUES: dict[tuple[str, str], tuple[Callable[[Mapping[str, Any]], bool], dict[str, Any]]] = {
+    ("attack", "link-backdoor"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
+    ("attack", "link-backdoor-no-inj"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
+}
+"""Fields added since records were written whose default is not what the old code did.
+
+``{(section, component): (applies, {field: old_value})}``: a record whose stored section
+lacks ``field`` and for which ``applies(stored_section)`` holds gets ``old_value`` instead of
+today's default (and keeps it in its configuration, so its key says how it was made).
+Link-Backdoor's black-box protocol (issue 16): before ``blackbox_trigger`` and
+``blackbox_target`` existed, a black-box run transferred the trigger optimised on the clean
+surrogate and trained the target from fresh weights. White-box runs never read either field,
+so they take today's defaults (behaviour-neutral there).
 """
 
 LEGACY_NAMES: dict[tuple[str, str], str] = {}
@@ -200,12 +225,19 @@ def migrate_record(
     stored_config = record.get("config") or {}
     stored: dict[str, dict[str, Any]] = {}
     overrides: dict[str, str] = {}
+    legacy: list[str] = []
     for section in SECTIONS:
         values = stored_config.get(section)
         if values is None:
             continue
         component = names.get(section) if section in names else section
         stored[section] = _renamed(section, component, values)
+        applies, old_values = LEGACY_VALUES.get((section, component or ""), (None, {}))
+        if applies is not None and applies(stored[section]):
+            for name, value in old_values.items():
+                if name not in stored[section]:
+                    stored[section][name] = value
+                    legacy.append(f"{section}.{name}={json.dumps(value)}")
         overrides.update({f"{section}.{k}": _text(v) for k, v in stored[section].items()})
     runtime = stored_config.get("runtime") or {"threads": legacy_threads}
     spec = RunSpec(
@@ -248,6 +280,9 @@ def migrate_record(
             "original_key": previous.get("original_key", record["key"]),
             "filled_defaults": sorted(set(previous.get("filled_defaults", [])) | set(filled)),
         }
+        legacy_values = sorted(set(previous.get("legacy_values", [])) | set(legacy))
+        if legacy_values:  # fields absent from the record, set to what the old code did
+            migrated["migration"]["legacy_values"] = legacy_values
     return migrated, filled
 
 

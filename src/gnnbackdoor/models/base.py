@@ -29,6 +29,10 @@ class ModelSpec(Settings, ABC):
     task: ClassVar[str]
     reference: ClassVar[str] = ""
     registered_name: ClassVar[str]
+    #: Whether the model's output is differentiable with respect to the graph (edge weights
+    #: and node features), so that gradient-guided attacks can use it as a trigger model
+    #: (false for random-walk embeddings: DeepWalk, node2vec).
+    graph_differentiable: ClassVar[bool] = True
 
     @abstractmethod
     def build(self, in_channels: int, out_channels: int | None = None) -> nn.Module:
