@@ -15,7 +15,7 @@ from tests.conftest import undirected
 from torch_geometric.data import Data
 
 from gnnbackdoor.defenses import DEFENSES, InputShield, ShieldResult
-from gnnbackdoor.defenses.gnnsecurer import METRICS, GNNSecurer, curve_elbow_curvature
+from gnnbackdoor.defenses.gnnsecurer import METRICS, GNNSecurer, _child, curve_elbow_curvature
 from gnnbackdoor.defenses.prune import Prune, node_similarity
 from gnnbackdoor.defenses.shielding import REJECTED, ModelPredictFn
 from gnnbackdoor.defenses.smoothing import (
@@ -325,11 +325,15 @@ def test_gnnsecurer_reports_seven_metrics_and_rejects_on_enough_flags(trained):
 
 def test_gnnsecurer_thresholds_flag_about_one_minus_quantile_of_the_reference(trained):
     fn = model_fn(trained)
-    shield = GNNSecurer(explainer_epochs=10, quantile=0.9, min_flags=1)
-    result = shield.predict(fn, list(fn.clean_graphs))
+    shield = GNNSecurer(explainer_epochs=10, quantile=0.8, min_flags=1)
+    root = np.random.SeedSequence(4)
+    thresholds = shield._thresholds(fn, root)
+    rows = shield.metrics(fn.model, list(fn.clean_graphs), _child(root, 0))  # the same draws
     for name in METRICS:
-        share = sum(name in d["flags"] for d in result.details) / len(result.details)
-        assert share <= 0.2, name  # 12 graphs: at most 1 beyond a 0.9 quantile per tail
+        share = sum(name in shield.flags(row, thresholds) for row in rows) / len(rows)
+        assert share <= 0.2 + 1e-9, name  # outside the central 80 %
+    rate = sum(bool(shield.flags(row, thresholds)) for row in rows) / len(rows)
+    assert shield._calibration[-1] == pytest.approx(rate)
 
 
 def test_gnnsecurer_calibrates_once_per_model_reference_and_seed(trained, monkeypatch):
@@ -352,13 +356,17 @@ def test_gnnsecurer_calibrates_once_per_model_reference_and_seed(trained, monkey
     assert shield.describe()["gnnsecurer_reference_graphs"] == 12
 
 
-def test_gnnsecurer_flags_follow_each_metric_side():
+def test_gnnsecurer_flags_follow_each_metric_side(monkeypatch):
     shield = GNNSecurer()
     thresholds = {name: (0.0, 1.0) for name in METRICS}
     row = dict.fromkeys(METRICS, 0.5)
     assert shield.flags(row, thresholds) == []
     row.update(prediction_confidence=2.0, elbow=-1.0, degree_variance=-1.0, curvature=-1.0)
-    assert shield.flags(row, thresholds) == ["prediction_confidence", "degree_variance", "elbow"]
+    both = ["prediction_confidence", "degree_variance", "elbow", "curvature"]
+    assert shield.flags(row, thresholds) == both  # every side is "both" by default
+    sides = dict.fromkeys(METRICS, "both") | {"prediction_confidence": "low", "elbow": "high"}
+    monkeypatch.setattr("gnnbackdoor.defenses.gnnsecurer.METRICS", sides)
+    assert shield.flags(row, thresholds) == ["degree_variance", "curvature"]
 
 
 def test_elbow_and_curvature_of_a_loss_curve():

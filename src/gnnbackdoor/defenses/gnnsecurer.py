@@ -25,25 +25,27 @@ triggered graph is a failed attack, a rejected clean graph an error -- see that 
 the others get the model's label.
 
 The seven metrics, per graph (our reading of Downer et al.'s names; their exact formulas are
-not in either defense paper), with the side on which a graph is flagged:
+not in either defense paper):
 
-* ``prediction_confidence`` (high): softmax probability of the predicted class;
-* ``explainability`` (high): the same probability on the explanatory subgraph alone (the
+* ``prediction_confidence``: softmax probability of the predicted class;
+* ``explainability``: the same probability on the explanatory subgraph alone (the
   ``k = max(2, ceil(explanation_fraction * n))`` nodes of largest mask, induced);
-* ``connectivity`` (high): share of the explanatory nodes in its largest connected
-  component (a trigger is one connected subgraph);
-* ``subgraph_degree_variance`` (both sides): variance of the explanatory nodes' degrees;
-* ``degree_variance`` (both sides): variance of all node degrees;
-* ``elbow`` (low): where the explainer's loss curve (this graph's cross-entropy at each
-  epoch) bends, as a share of the epochs: the point farthest from the chord from the first
-  to the last value (Kneedle's difference curve, written out: one line of NumPy, no extra
-  dependency);
-* ``curvature`` (high): the largest curvature ``|y''| / (1 + y'^2)^(3/2)`` of that curve
-  rescaled to the unit square.
+* ``connectivity``: share of the explanatory nodes in its largest connected component;
+* ``subgraph_degree_variance``: variance of the explanatory nodes' degrees;
+* ``degree_variance``: variance of all node degrees;
+* ``elbow``: where the explainer's loss curve (this graph's cross-entropy at each epoch)
+  bends, as a share of the epochs: the point farthest from the chord from the first to the
+  last value, on the curve rescaled to the unit square (Kneedle's difference curve, written
+  out: one line of NumPy, no extra dependency);
+* ``curvature``: the largest curvature ``|y''| / (1 + y'^2)^(3/2)`` of that rescaled curve.
 
-A metric flags a graph beyond its ``quantile`` on the reference graphs (``1 - quantile`` for
-low; both ``(1 -+ quantile) / 2`` tails for both sides), so each metric alone flags about
-``1 - quantile`` of clean graphs.
+A metric flags a graph outside the central ``quantile`` of its values on the reference
+graphs (below the ``(1 - quantile) / 2`` quantile or above the ``(1 + quantile) / 2`` one), so
+each metric alone flags about ``1 - quantile`` of clean graphs. Both tails, because neither
+paper gives the side on which a triggered graph lies, and the sides we first guessed were
+wrong for three metrics in our first measurement (AIDS, GIN, SBA: triggered graphs had *lower*
+explainability and curvature and a *later* elbow than clean ones); :data:`METRICS` holds the
+side of each metric should the paper's be found.
 
 Randomness: GNNExplainer initialises its mask from torch's global generator only, so each
 chunk of ``explain_batch`` graphs is explained inside ``torch.random.fork_rng()`` seeded from
@@ -74,15 +76,16 @@ from gnnbackdoor.defenses.base import DEFENSES, InputShield, PredictFn, ShieldRe
 from gnnbackdoor.defenses.shielding import REJECTED, ModelPredictFn, num_nodes, root_seed
 from gnnbackdoor.errors import ConfigError, UserError
 
-#: Metric name -> the side on which it flags a graph.
+#: Metric name -> the side on which it flags a graph (``high``, ``low`` or ``both``; all
+#: ``both``, see the module docstring).
 METRICS: dict[str, str] = {
-    "prediction_confidence": "high",
-    "explainability": "high",
-    "connectivity": "high",
+    "prediction_confidence": "both",
+    "explainability": "both",
+    "connectivity": "both",
     "subgraph_degree_variance": "both",
     "degree_variance": "both",
-    "elbow": "low",
-    "curvature": "high",
+    "elbow": "both",
+    "curvature": "both",
 }
 
 #: Logits are scaled to at most this magnitude before GNNExplainer sees them (a confident
@@ -165,8 +168,8 @@ class GNNSecurer(InputShield):
     Attributes:
         explainer_epochs: GNNExplainer optimisation epochs (>= 3; its default 100).
         explanation_fraction: Share of a graph's nodes in its explanatory subgraph, (0, 1].
-        quantile: Each metric flags beyond this quantile of the clean reference graphs,
-            in (0.5, 1).
+        quantile: Each metric flags outside this central share of its values on the clean
+            reference graphs, in (0.5, 1).
         min_flags: Flags (of the 7 metrics) that reject a graph, in 1..7.
         explain_batch: Graphs explained together (>= 1).
         random_state: The default seed of :meth:`predict` (>= 0).
@@ -317,12 +320,15 @@ class GNNSecurer(InputShield):
         thresholds: dict[str, tuple[float, float]] = {}
         for name, side in METRICS.items():
             values = np.array([row[name] for row in rows])
+            # observed values as the cut-offs (flagged: strictly beyond), so a metric flags
+            # at most about 1 - q of the reference graphs even when there are few of them
             if side == "high":
-                thresholds[name] = (-math.inf, float(np.quantile(values, q)))
+                thresholds[name] = (-math.inf, float(np.quantile(values, q, method="higher")))
             elif side == "low":
-                thresholds[name] = (float(np.quantile(values, 1 - q)), math.inf)
+                thresholds[name] = (float(np.quantile(values, 1 - q, method="lower")), math.inf)
             else:
-                lo, hi = np.quantile(values, [(1 - q) / 2, (1 + q) / 2])
+                lo = np.quantile(values, (1 - q) / 2, method="lower")
+                hi = np.quantile(values, (1 + q) / 2, method="higher")
                 thresholds[name] = (float(lo), float(hi))
         rate = sum(len(self.flags(r, thresholds)) >= self.min_flags for r in rows) / len(rows)
         self._calibration = (
