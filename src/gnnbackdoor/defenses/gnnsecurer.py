@@ -175,6 +175,9 @@ class GNNSecurer(InputShield):
         random_state: The default seed of :meth:`predict` (>= 0).
     """
 
+    #: White-box: ``predict`` needs a ModelPredictFn (a service or CLI holding only a black
+    #: box can refuse this shield up front).
+    requires_model: ClassVar[bool] = True
     reference: ClassVar[str] = (
         "Downer, Wang, Wang, Securing GNNs: Explanation-Based Identification of Backdoored "
         "Training Graphs (2024), as GraphProt's baseline"
