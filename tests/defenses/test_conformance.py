@@ -13,6 +13,7 @@ from gnnbackdoor.contracts.context import GraphContext
 from gnnbackdoor.contracts.results import RepairResult, ShieldResult
 from gnnbackdoor.datasets.splits import split_graphs
 from gnnbackdoor.defenses import DEFENSES, InputShield, ModelRepairDefense
+from gnnbackdoor.defenses.shielding import ModelPredictFn
 from gnnbackdoor.experiments.pipelines import GraphPipeline
 from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.base import GraphClassifier
@@ -81,7 +82,11 @@ def test_every_defense_returns_its_kinds_value(name, tiny_graph_dataset):
             assert isinstance(probe_name, str) and 0 <= probe.target < split.num_classes
         assert all(isinstance(k, str) for k in result.info)
     else:
-        result = defense.predict(lambda graphs: predict_graphs(model, graphs)[0], split.test)
+        if getattr(defense, "requires_model", False):  # white-box: the model and clean graphs
+            predict_fn = ModelPredictFn(model, clean_graphs=split.val)
+        else:
+            predict_fn = lambda graphs: predict_graphs(model, graphs)[0]  # noqa: E731
+        result = defense.predict(predict_fn, split.test)
         assert isinstance(result, ShieldResult)
         assert result.labels.shape == (len(split.test),)
         assert len(result.details) in (0, len(split.test))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,6 +38,7 @@ from gnnbackdoor.contracts.results import (
 from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
 from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
+from gnnbackdoor.defenses.shielding import ModelPredictFn
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments import clean_cache, stage_cache
 from gnnbackdoor.experiments.config import DataConfig, as_dict
@@ -495,13 +496,16 @@ def _defend(
         return _Defended(num_defender_graphs=len(defender_graphs), repaired=repaired)
     if not isinstance(defense, InputShield):
         raise TypeError(f"{type(defense).__name__} is neither a repair nor a shield")
-    predict_fn = _counting_predict_fn(model, batch)
+    # The model's predictions, with the model at hand for a white-box shield (GNNSecurer) and
+    # the defender's clean reference graphs: the clean validation graphs (never the graphs
+    # being classified); counts the graphs queried.
+    predict_fn = ModelPredictFn(model, batch, clean_graphs=list(ctx.split.val))
     shielded = defense.predict(predict_fn, eval_graphs)
     shielded_triggered = defense.predict(predict_fn, triggered) if triggered else None
     return _Defended(
         shielded=shielded,
         shielded_triggered=shielded_triggered,
-        graphs_queried=predict_fn.graphs,  # type: ignore[attr-defined]
+        graphs_queried=predict_fn.graphs,
     )
 
 
@@ -607,17 +611,6 @@ def _example(
         "index": index,
         **example_graph(graph, triggered.positions[index], target, clean_pred, backdoored_pred),
     }
-
-
-def _counting_predict_fn(model, batch: int) -> Callable[[Sequence[Data]], torch.Tensor]:
-    """The black-box view of ``model``: graphs in, labels out; counts graphs queried."""
-
-    def predict_fn(graphs: Sequence[Data]) -> torch.Tensor:
-        predict_fn.graphs += len(graphs)  # type: ignore[attr-defined]
-        return predict_graphs(model, graphs, batch)[0]
-
-    predict_fn.graphs = 0  # type: ignore[attr-defined]
-    return predict_fn
 
 
 #: The code that shapes the victim and attack stages (besides the attack's own classes); its
