@@ -17,7 +17,7 @@ def class_histogram(predicted: Tensor, num_classes: int) -> list[float]:
     labels = predicted.view(-1).long()
     if labels.numel() == 0:
         return [0.0] * num_classes
-    counts = labels.bincount(minlength=num_classes)[:num_classes].float()
+    counts = labels.bincount(minlength=num_classes)[:num_classes].double()
     return (counts / labels.numel()).tolist()
 
 
@@ -33,7 +33,8 @@ def collapsed(
     (``labels``, the true labels of the same graphs) by more than ``margin`` (0.10: ten
     points). A model that predicts the majority class for every graph of a balanced
     dataset (50 % -> 100 %) is collapsed; one that follows the labels is not."""
-    return majority_share(predicted, num_classes) > majority_share(labels, num_classes) + margin
+    excess = majority_share(predicted, num_classes) - majority_share(labels, num_classes)
+    return excess > margin + 1e-12  # shares are exact ratios: no rounding flips the flag
 
 
 def already_target_share(predicted: Tensor, labels: Tensor, target: int) -> float:
