@@ -21,6 +21,14 @@ own labels belong to another task (NCI1's anti-cancer screen is not AIDS's activ
 they are relabelled with the backdoored model's predictions, the only labels in the
 victim's label space the defender has; a clean graph carries no trigger, so these are the
 model's clean behaviour, which the teacher's fine-tuning then distils.
+
+Attributable results (issue 20, beyond the paper): the teacher is fine-tuned at its own
+rate on the defender's graphs less a held-out share and refused when it is less accurate
+there than the backdoored model (the model is then returned unchanged and the refusal
+recorded, so a sweep goes on); :meth:`GCleaner.unlearn_control` runs the same unlearning
+with the attack's true trigger (oracle) or with no trigger, so a record can say how much of
+the removal the recovered trigger earns; the trigger's slots break explainer ties at random
+from the run's stream.
 """
 
 from __future__ import annotations
@@ -128,12 +136,23 @@ class GCleaner(ModelRepairDefense):
         num_trigger_nodes: ``n``, nodes of the recovered trigger (default 3).
         recovery: The trigger generator's training (Eq. 6-8): ``epochs`` (20), ``lr``,
             ``batch_size`` (``B``), ``similarity_threshold`` (``τ``), ``trigger_features``,
-            ``center_embeddings``, ``generator_hidden``; see :class:`RecoveryConfig`.
+            ``center_embeddings``, ``generator_hidden``, and ours beyond the paper ``prior``
+            (``none``, ``feature``, ``logit_shift``) and ``prior_weight``; see
+            :class:`RecoveryConfig`.
         unlearning: The teacher's fine-tuning and the unlearning (Eq. 9-14): ``epochs`` (60),
-            ``lr`` (0.05), ``batch_size``, ``momentum``, ``weight_decay``, ``heatmap_weight``
+            ``lr`` (0.01), ``batch_size``, ``momentum``, ``weight_decay``, ``heatmap_weight``
             (``λ``, 3), ``heatmap`` (Table VI), ``heatmap_reference``, ``student_term`` and
             ``teacher_term`` (Table IX), ``logit_norm``, ``output_space``, ``max_grad_norm``,
-            ``teacher_epochs``, ``teacher_lr``; see :class:`UnlearningConfig`.
+            ``teacher_epochs``, ``teacher_lr`` (0.01), ``teacher_holdout`` (0.2); see
+            :class:`UnlearningConfig`.
+
+    After :meth:`repair`, :meth:`describe` holds the record's ``gc_*`` figures (the teacher's
+    check among them: ``gc_teacher_refused``, ``gc_teacher_holdout_acc``,
+    ``gc_backdoored_holdout_acc``), ``notes_["gc_teacher_check"]`` the check in one line,
+    :attr:`unlearning_graphs_` the defender's graphs unlearned on and
+    :attr:`recovered_graphs_` the same graphs with the recovered trigger (for Table IV's
+    cosine, :func:`gnnbackdoor.metrics.gcleaner.trigger_embedding_cosine`), and
+    :meth:`unlearn_control` runs the oracle and no-trigger controls.
     """
 
     holding_rate: Fraction = 0.03
@@ -161,6 +180,7 @@ class GCleaner(ModelRepairDefense):
         self.teacher_: PreparedTeacher | None = None
         self.unlearning_graphs_: list[Data] = []
         self.recovered_graphs_: list[Data] = []
+        self.control_report_: UnlearningReport | None = None
 
     # ------------------------------------------------------------------ defender's data
 

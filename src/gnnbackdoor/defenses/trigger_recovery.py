@@ -5,7 +5,8 @@ The steps, with the paper's equations (their text extraction loses the symbols; 
 below are reconstructed from the surrounding prose and say so where a choice was ours):
 
 1. **Where.** An explainer scores the nodes of each clean graph (:func:`node_importance`);
-   the ``n`` *least* important nodes are the trigger's slots (:class:`TriggerSlots`).
+   the ``n`` *least* important nodes are the trigger's slots (:class:`TriggerSlots`; ties
+   broken at random from the run's stream, :func:`least_important`).
 2. **What.** A generator MLP (Eq. 6, :func:`recovery_generator`) maps the features of those
    ``n`` nodes, ``X_s ∈ R^{n×F}``, to trigger features ``X_t = MLP_f(X_s) ∈ R^{n×F}`` and a
    trigger adjacency ``A_t = MLP_a(X_s) ∈ {0, 1}^{n×n}``. ``A_t`` is binarised in the forward
@@ -23,6 +24,10 @@ below are reconstructed from the surrounding prose and say so where a choice was
    The generator minimises ``max(0, τ - S̄)``: the threshold ``τ`` is the constraint
    "average similarity at least τ"; once a batch reaches it, it stops pulling. (The paper
    states the threshold but not the exact loss; a hinge is the simplest form of it.)
+5. **Prior** (ours, beyond the paper; issue 20): optionally a penalty that keeps the
+   trigger inside the data's distribution (:class:`RecoveryPrior`, :class:`FeaturePrior`,
+   :class:`LogitShiftPrior`), since Eq. 8 alone can prefer out-of-distribution
+   super-triggers.
 
 Choices where the paper is silent: trigger features are one-hot rows (binarised forward,
 straight-through backward, like the adjacency) when the clean graphs' node features are
