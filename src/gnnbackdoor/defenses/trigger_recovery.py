@@ -360,8 +360,8 @@ class RecoveryPrior(StrEnum):
     recovery 0.56/0.29/0.54/-0.34/0.95 and 100/95/98/87/1.5 % (oracle, the true trigger:
     4.3/4.6/3.1/1.4/2.9 %); with target class 0 it was mixed (better on one seed, worse on
     another), and with the default ``n = 3`` it did not help (a 3-node trigger rarely flips
-    these models at all). ``logit_shift`` lowered the defended ASR on 2 of 13 rows
-    (98.5 -> 29.2 %, 93.6 -> 64.7 %) and matched or raised it on the rest. Hence the
+    these models at all). ``logit_shift`` lowered the defended ASR on 4 of 16 comparable
+    rows (e.g. 98.5 -> 29.2 %, 64.6 -> 4.6 %) and matched or raised it on the rest. Hence the
     default stays ``none``."""
 
     NONE = "none"  # the paper: Eq. 8's hinge only
