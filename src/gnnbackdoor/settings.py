@@ -47,6 +47,8 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 #: A share in ``(0, 1)`` (split fractions: both sides non-empty).
 OpenFraction = Annotated[float, Field(gt=0, lt=1)]
+#: A share in ``[0, 1)`` (a held-out share where 0 means "hold nothing out").
+HoldoutShare = Annotated[float, Field(ge=0, lt=1)]
 #: A probability in ``[0, 1]``.
 Probability = Annotated[float, Field(ge=0, le=1)]
 

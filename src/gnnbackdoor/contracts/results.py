@@ -83,11 +83,19 @@ class RepairResult:
         info: Figures about what the repair did (losses, similarities, counts), added to the
             record's metrics as they are.
         probes: Graph sets to score, by the metric name the score is recorded under.
+        recovered: The defense's own trigger on the defender's graphs (GCleaner's recovered
+            trigger), for measurements only the pipeline can make (Table IV's cosine against
+            the attack's trigger); ``source[i]``: the position in the ``clean_graphs``
+            handed to the repair of the graph ``recovered.graphs[i]`` was made from.
+            ``None``: no such graphs (or not made from ``clean_graphs``).
+        notes: One-line texts for the record's info (e.g. GCleaner's teacher check).
     """
 
     model: torch.nn.Module
     info: dict[str, Any] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)
+    recovered: TriggeredGraphs | None = None
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -21,10 +21,19 @@ own labels belong to another task (NCI1's anti-cancer screen is not AIDS's activ
 they are relabelled with the backdoored model's predictions, the only labels in the
 victim's label space the defender has; a clean graph carries no trigger, so these are the
 model's clean behaviour, which the teacher's fine-tuning then distils.
+
+Attributable results (issue 20, beyond the paper): the teacher is fine-tuned at its own
+rate on the defender's graphs less a held-out share and refused when it is less accurate
+there than the backdoored model (the model is then returned unchanged and the refusal
+recorded, so a sweep goes on); :meth:`GCleaner.unlearn_control` runs the same unlearning
+with the attack's true trigger (oracle) or with no trigger, so a record can say how much of
+the removal the recovered trigger earns; the trigger's slots break explainer ties at random
+from the run's stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -35,7 +44,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch_geometric.data import Data
 
-from gnnbackdoor.contracts.results import Probe, RepairResult, ScoredModel
+from gnnbackdoor.attacks.trigger_layer import seed_from
+from gnnbackdoor.contracts.results import (
+    Probe,
+    RepairResult,
+    ScoredModel,
+    TriggeredGraphs,
+)
 from gnnbackdoor.defenses.base import DEFENSES, ModelRepairDefense, holding_count
 from gnnbackdoor.defenses.trigger_recovery import (
     Explainer,
@@ -45,8 +60,12 @@ from gnnbackdoor.defenses.trigger_recovery import (
     recover_trigger,
 )
 from gnnbackdoor.defenses.unlearning import (
+    TeacherCheck,
     UnlearningConfig,
+    UnlearningReport,
+    check_teacher,
     fine_tune_teacher,
+    holdout_split,
     unlearn,
 )
 from gnnbackdoor.errors import ConfigError
@@ -66,6 +85,37 @@ class HoldingBasis(StrEnum):
 
     DATASET = "dataset"  # the paper: all graphs (drawn from the test split)
     TEST = "test"  # the test split
+
+
+@dataclass
+class PreparedTeacher:
+    """A fine-tuned, frozen teacher with its check (:meth:`GCleaner.prepare_teacher`).
+
+    Attributes:
+        model: The teacher (eval mode, no gradients).
+        losses: Its fine-tuning cross-entropy per epoch.
+        check: Held-out comparison with the backdoored model; ``check.refused`` means no
+            unlearning runs with it.
+        shuffle_seed: Seed of the unlearning's shuffling, drawn once from the run's stream
+            with the teacher, so that the recovered-trigger unlearning and the controls
+            (:meth:`GCleaner.unlearn_control`) see the same batches in the same order.
+        fingerprint: Hash of the backdoored weights the teacher was made from.
+    """
+
+    model: GraphClassifier
+    losses: list[float]
+    check: TeacherCheck
+    shuffle_seed: int
+    fingerprint: str
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    """A hash of ``model``'s state (which backdoored weights a teacher belongs to)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @DEFENSES.register("gcleaner")
@@ -92,12 +142,22 @@ class GCleaner(ModelRepairDefense):
         num_trigger_nodes: ``n``, nodes of the recovered trigger (default 3).
         recovery: The trigger generator's training (Eq. 6-8): ``epochs`` (20), ``lr``,
             ``batch_size`` (``B``), ``similarity_threshold`` (``τ``), ``trigger_features``,
-            ``center_embeddings``, ``generator_hidden``; see :class:`RecoveryConfig`.
+            ``center_embeddings``, ``generator_hidden``, and ours beyond the paper ``prior``
+            (``none``, ``feature``, ``logit_shift``) and ``prior_weight``; see
+            :class:`RecoveryConfig`.
         unlearning: The teacher's fine-tuning and the unlearning (Eq. 9-14): ``epochs`` (60),
-            ``lr`` (0.05), ``batch_size``, ``momentum``, ``weight_decay``, ``heatmap_weight``
+            ``lr`` (0.01), ``batch_size``, ``momentum``, ``weight_decay``, ``heatmap_weight``
             (``λ``, 3), ``heatmap`` (Table VI), ``heatmap_reference``, ``student_term`` and
             ``teacher_term`` (Table IX), ``logit_norm``, ``output_space``, ``max_grad_norm``,
-            ``teacher_epochs``, ``teacher_lr``; see :class:`UnlearningConfig`.
+            ``teacher_epochs``, ``teacher_lr`` (0.01), ``teacher_holdout`` (0.2); see
+            :class:`UnlearningConfig`.
+
+    :meth:`repair` returns the record's ``gc_*`` figures in its info (the teacher's check
+    among them: ``gc_teacher_refused``, ``gc_teacher_holdout_acc``,
+    ``gc_backdoored_holdout_acc``; the check in one line in its notes) and the defender's
+    graphs with the recovered trigger as its ``recovered`` graphs (for Table IV's cosine,
+    :func:`gnnbackdoor.metrics.gcleaner.trigger_embedding_cosine`); :meth:`unlearn_control`
+    runs the oracle and no-trigger controls.
     """
 
     holding_rate: Fraction = 0.03
@@ -120,6 +180,9 @@ class GCleaner(ModelRepairDefense):
 
             self.auxiliary_dataset = DATASETS.canonical(self.auxiliary_dataset)
         self.auxiliary_graphs_: list[Data] | None = None
+        # a cache, not a result: the teacher made from one backdoored model, so that the
+        # controls (unlearn_control) unlearn with the very teacher and batches repair used
+        self.teacher_: PreparedTeacher | None = None
 
     # ------------------------------------------------------------------ defender's data
 
@@ -146,6 +209,11 @@ class GCleaner(ModelRepairDefense):
             self.auxiliary_graphs_ = [pool[i] for i in order[: min(count, len(pool))]]
             self._check_sizes(self.auxiliary_graphs_, f"auxiliary dataset {self.auxiliary_dataset}")
             return [], list(range(len(test)))
+        if count < 2 and self.unlearning.teacher_holdout > 0:
+            raise ConfigError(
+                f"holding_rate {self.holding_rate} gives {count} defender graph; the teacher's "
+                "held-out check needs at least 2"
+            )
         if count >= len(test):
             raise ConfigError(
                 f"holding_rate {self.holding_rate} gives {count} defender graphs, leaving none "
@@ -226,20 +294,20 @@ class GCleaner(ModelRepairDefense):
         # The teacher is fine-tuned first, so that its random draws (shuffling, dropout) do
         # not depend on the recovery settings: ablations of the recovery share one teacher.
         start = time.perf_counter()
-        config = self.unlearning
-        teacher, teacher_losses = fine_tune_teacher(model, clean, config, generator)
+        prepared = self.prepare_teacher(model, clean, generator)
         teacher_s = time.perf_counter() - start
 
         start = time.perf_counter()
         scores = node_importance(model, usable, self.explainer, self.explainer_epochs, generator)
-        positions = [least_important(s, n) for s in scores]
+        positions = [least_important(s, n, generator) for s in scores]
         explain_s = time.perf_counter() - start
         recovery = recover_trigger(model, usable, positions, n, self.recovery, generator)
         recovery_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        report = unlearn(model, teacher, usable, recovery.triggered, config, generator)
+        report = self._unlearn(model, prepared, usable, recovery.triggered)
         unlearning_s = time.perf_counter() - start + teacher_s
+        teacher_losses = prepared.losses
 
         ctx.timings["gcleaner_explain_s"] = explain_s
         ctx.timings["gcleaner_recovery_s"] = recovery_s
@@ -249,6 +317,7 @@ class GCleaner(ModelRepairDefense):
             "gc_num_trigger_graphs": len(usable),
             "gc_recovery_similarity": recovery.similarity,
             "gc_clean_similarity": recovery.clean_similarity,
+            "gc_unlearn_loss_first": report.losses[0] if report.losses else float("nan"),
             "gc_unlearn_loss_last": report.losses[-1] if report.losses else float("nan"),
             "gc_unlearn_skipped_steps": float(report.skipped_steps),
             "gc_recovery_similarity_first": recovery.history[0]
@@ -256,6 +325,7 @@ class GCleaner(ModelRepairDefense):
             else float("nan"),
             "gc_teacher_loss_last": teacher_losses[-1] if teacher_losses else float("nan"),
             "gc_weighted_structure": float(model.supports_edge_weight),
+            **self._teacher_info(prepared.check),
         }
         if self.auxiliary_dataset:
             counts = getattr(self, "auxiliary_label_counts_", [])
@@ -264,7 +334,137 @@ class GCleaner(ModelRepairDefense):
                     counts[c] if c < len(counts) else 0
                 )
         probes = self.recovery_probes(usable, recovery.triggered, ctx.num_classes)
-        return RepairResult(model, info, probes)
+        # the recovered trigger on the defender's graphs, for measurements the defense cannot
+        # make itself (Table IV's cosine against the attack's trigger); source: positions in
+        # clean_graphs, so none when the graphs came from an auxiliary dataset
+        recovered = None
+        if not self.auxiliary_dataset:
+            index = {id(g): i for i, g in enumerate(clean_graphs)}
+            recovered = TriggeredGraphs(
+                list(recovery.triggered),
+                [[int(p) for p in placed] for placed in positions],
+                [index[id(g)] for g in usable],
+            )
+        return RepairResult(
+            model,
+            info,
+            probes,
+            recovered=recovered,
+            notes={"gc_teacher_check": prepared.check.message()},
+        )
+
+    # ------------------------------------------------------------------ teacher and controls
+
+    def prepare_teacher(
+        self, model: GraphClassifier, clean: Sequence[Data], generator: torch.Generator
+    ) -> PreparedTeacher:
+        """The teacher of Eq. 9: a copy of the backdoored ``model`` fine-tuned with
+        cross-entropy on the defender's ``clean`` graphs less a held-out share
+        (``unlearning.teacher_holdout``), then compared with ``model`` on that share
+        (:func:`~gnnbackdoor.defenses.unlearning.check_teacher`); a less accurate teacher is
+        refused (issue 20). Made once per backdoored model: a second call with the same
+        weights (the controls after :meth:`repair`) returns the same teacher without
+        drawing from ``generator``.
+
+        Raises:
+            ConfigError: fewer than two clean graphs.
+        """
+        fingerprint = _fingerprint(model)
+        if self.teacher_ is not None and self.teacher_.fingerprint == fingerprint:
+            return self.teacher_
+        graphs = list(clean)
+        config = self.unlearning
+        if config.teacher_holdout == 0:  # no check: the teacher fits every graph (pre-issue 20)
+            teacher, losses = fine_tune_teacher(model, graphs, config, generator)
+            check = TeacherCheck.unchecked()
+        else:
+            if len(graphs) < 2:
+                raise ConfigError(
+                    f"GCleaner's teacher check needs at least 2 defender graphs, got "
+                    f"{len(graphs)} (defense.unlearning.teacher_holdout=0 turns it off)"
+                )
+            fit, held = holdout_split(len(graphs), config.teacher_holdout, generator)
+            teacher, losses = fine_tune_teacher(model, [graphs[i] for i in fit], config, generator)
+            # auxiliary graphs carry the model's own predictions: it is right on them by
+            # construction, so the comparison is recorded but refuses nothing
+            check = check_teacher(
+                teacher, model, [graphs[i] for i in held], checked=not self.auxiliary_dataset
+            )
+        if check.refused:
+            logger.warning(
+                "GCleaner: %s; the backdoored model is returned unchanged", check.message()
+            )
+        self.teacher_ = PreparedTeacher(teacher, losses, check, seed_from(generator), fingerprint)
+        return self.teacher_
+
+    def _unlearn(
+        self,
+        model: GraphClassifier,
+        prepared: PreparedTeacher,
+        clean: Sequence[Data],
+        triggered: Sequence[Data],
+    ) -> UnlearningReport:
+        """Eq. 14 on aligned pairs with ``prepared``'s teacher and shuffling seed; nothing
+        (an empty report, ``model`` unchanged) when the teacher was refused."""
+        if prepared.check.refused:
+            return UnlearningReport()
+        shuffle = torch.Generator().manual_seed(prepared.shuffle_seed)
+        return unlearn(model, prepared.model, clean, triggered, self.unlearning, shuffle)
+
+    @staticmethod
+    def _teacher_info(check: TeacherCheck) -> dict[str, float]:
+        return {
+            "gc_teacher_refused": float(check.refused),
+            "gc_teacher_checked": float(check.checked),
+            "gc_teacher_holdout_acc": check.teacher_acc,
+            "gc_backdoored_holdout_acc": check.model_acc,
+            "gc_teacher_holdout_loss": check.teacher_loss,
+            "gc_backdoored_holdout_loss": check.model_loss,
+            "gc_teacher_holdout_graphs": float(check.num_graphs),
+        }
+
+    def unlearn_control(
+        self,
+        model: GraphClassifier,
+        clean_graphs: Sequence[Data],
+        triggered_graphs: Sequence[Data] | None,
+        ctx: GraphContext,
+    ) -> GraphClassifier:
+        """Issue 20's controls: :meth:`repair`'s unlearning (same teacher, same settings,
+        same shuffling) with given triggered copies instead of the recovered trigger, so a
+        record can say how much of the removal the recovered trigger earns.
+
+        * **oracle**: ``triggered_graphs`` are ``clean_graphs`` carrying the attack's true
+          trigger (node for node: the subgraph attacks replace nodes, never add them);
+        * **no-trigger**: ``triggered_graphs=None`` unlearns on untriggered copies.
+
+        Args:
+            model: A copy of the backdoored model; purified in place and returned (unchanged
+                when the teacher is refused).
+            clean_graphs: The defender's graphs to unlearn on (after :meth:`repair`: those of
+                its ``recovered`` graphs' sources, or those of them the attack can trigger).
+            triggered_graphs: ``triggered_graphs[i]`` is ``clean_graphs[i]`` with the
+                attack's trigger, or ``None``.
+            ctx: The run (``ctx.generator`` makes the teacher if :meth:`repair` did not).
+
+        Raises:
+            ValueError: the two lists are not aligned (length or node counts).
+        """
+        clean = list(clean_graphs)
+        triggered = (
+            [g.clone() for g in clean] if triggered_graphs is None else list(triggered_graphs)
+        )
+        if len(triggered) != len(clean) or any(
+            t.num_nodes != c.num_nodes for t, c in zip(triggered, clean, strict=True)
+        ):
+            raise ValueError("unlearn_control needs triggered copies aligned with clean_graphs")
+        model.eval()
+        teacher_graphs = clean
+        if self.auxiliary_dataset and self.auxiliary_graphs_ is not None:
+            teacher_graphs = self.pseudo_labelled(model, self.auxiliary_graphs_)
+        prepared = self.prepare_teacher(model, teacher_graphs, ctx.generator)
+        self._unlearn(model, prepared, clean, triggered)
+        return model
 
     @staticmethod
     def recovery_probes(

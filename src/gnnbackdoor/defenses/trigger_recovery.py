@@ -5,7 +5,8 @@ The steps, with the paper's equations (their text extraction loses the symbols; 
 below are reconstructed from the surrounding prose and say so where a choice was ours):
 
 1. **Where.** An explainer scores the nodes of each clean graph (:func:`node_importance`);
-   the ``n`` *least* important nodes are the trigger's slots (:class:`TriggerSlots`).
+   the ``n`` *least* important nodes are the trigger's slots (:class:`TriggerSlots`; ties
+   broken at random from the run's stream, :func:`least_important`).
 2. **What.** A generator MLP (Eq. 6, :func:`recovery_generator`) maps the features of those
    ``n`` nodes, ``X_s ∈ R^{n×F}``, to trigger features ``X_t = MLP_f(X_s) ∈ R^{n×F}`` and a
    trigger adjacency ``A_t = MLP_a(X_s) ∈ {0, 1}^{n×n}``. ``A_t`` is binarised in the forward
@@ -23,6 +24,10 @@ below are reconstructed from the surrounding prose and say so where a choice was
    The generator minimises ``max(0, τ - S̄)``: the threshold ``τ`` is the constraint
    "average similarity at least τ"; once a batch reaches it, it stops pulling. (The paper
    states the threshold but not the exact loss; a hinge is the simplest form of it.)
+5. **Prior** (ours, beyond the paper; issue 20): optionally a penalty that keeps the
+   trigger inside the data's distribution (:class:`RecoveryPrior`, :class:`FeaturePrior`,
+   :class:`LogitShiftPrior`), since Eq. 8 alone can prefer out-of-distribution
+   super-triggers.
 
 Choices where the paper is silent: trigger features are one-hot rows (binarised forward,
 straight-through backward, like the adjacency) when the clean graphs' node features are
@@ -62,11 +67,14 @@ from gnnbackdoor.attacks.trigger_layer import (
     triggered_graphs,
 )
 from gnnbackdoor.models.base import GraphClassifier
-from gnnbackdoor.settings import PositiveFloat, PositiveInt, Settings
+from gnnbackdoor.settings import NonNegativeFloat, PositiveFloat, PositiveInt, Settings
 
 __all__ = [
     "EXPLAINERS",
     "FEATURE_MODES",
+    "FeaturePrior",
+    "LogitShiftPrior",
+    "RecoveryPrior",
     "RecoveryResult",
     "TriggerGenerator",
     "TriggerSlots",
@@ -244,10 +252,20 @@ def node_importance(
         model.train(was_training)
 
 
-def least_important(scores: Tensor, n: int) -> Tensor:
-    """Indices of the ``n`` lowest scores, ascending by score (ties: lower index first)."""
-    order = torch.sort(scores, stable=True).indices
-    return order[:n]
+def least_important(scores: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """Indices of the ``n`` lowest ``scores`` ``[N]``, ascending by score.
+
+    Ties are broken at random from ``generator``: the nodes are put in a random order
+    (``torch.randperm``) before a stable sort, so equal scores keep that random order.
+    Explainer masks often tie at their minimum (issue 20: three or more nodes tied in 57 % of
+    AIDS defender graphs under SBA), and a plain stable sort then placed the trigger by node
+    index. ``None`` breaks ties by node index (for callers without a random stream).
+    """
+    if generator is None:
+        return torch.sort(scores, stable=True).indices[:n]
+    shuffled = torch.randperm(scores.numel(), generator=generator)
+    order = torch.sort(scores[shuffled], stable=True).indices
+    return shuffled[order][:n]
 
 
 # --------------------------------------------------------------------------- generator
@@ -329,6 +347,79 @@ def mean_pairwise_cosine(embeddings: Tensor) -> Tensor:
     return (gram.sum() - gram.diagonal().sum()) / (b * (b - 1))
 
 
+class RecoveryPrior(StrEnum):
+    """What keeps the recovered trigger inside the data's distribution (ours, beyond the
+    paper; issue 20). As reconstructed, Eq. 8 alone scores out-of-distribution
+    "super-triggers" above the real trigger (centred similarity 1.0 against 0.78-0.86 on
+    AIDS); unlearning such a trigger leaves the real one in place.
+
+    Measured on AIDS (GIN, SBA with a 5-node trigger, 60 training epochs, teacher and
+    unlearning at 0.01; helper K's scratch runs for issue 20): with ``n = 5`` and target
+    class 1 (the paper's protocol, seeds 0-4), ``feature`` gave Table IV cosines
+    0.97/0.84/0.92/-0.22/0.99 and defended ASR 4.3/4.6/3.1/7.2/1.5 % against the paper's
+    recovery 0.56/0.29/0.54/-0.34/0.95 and 100/95/98/87/1.5 % (oracle, the true trigger:
+    4.3/4.6/3.1/1.4/2.9 %); with target class 0 it was mixed (better on one seed, worse on
+    another), and with the default ``n = 3`` it did not help (a 3-node trigger rarely flips
+    these models at all). ``logit_shift`` lowered the defended ASR on 4 of 16 comparable
+    rows (e.g. 98.5 -> 29.2 %, 64.6 -> 4.6 %) and matched or raised it on the rest. Hence the
+    default stays ``none``."""
+
+    NONE = "none"  # the paper: Eq. 8's hinge only
+    FEATURE = "feature"  # penalise trigger features that are rare among the clean nodes
+    LOGIT_SHIFT = "logit_shift"  # penalise logit shifts larger than clean graphs differ
+
+
+class FeaturePrior:
+    """A prior over node features learned from the defender's clean nodes ``x [N, F]``
+    (ours). For one-hot (or simplex) rows: the smoothed label frequencies ``p`` (add-one
+    half, ``(count + 0.5) / (N + 0.5 F)``); a trigger row costs its expected surprisal
+    ``Σ_k q_k (−log p_k)`` above the clean nodes' mean surprisal (their entropy), so common
+    labels are free and rare or unseen ones are not. For continuous features: per-feature
+    mean ``μ`` and standard deviation ``σ``; a value costs ``relu(|x − μ| / σ − 2)²``.
+    ``keep`` (structure only) costs nothing."""
+
+    def __init__(self, x: Tensor, mode: str) -> None:
+        self.mode = mode
+        x = x.detach().float()
+        if mode in ("onehot", "simplex"):
+            counts = x.sum(0)
+            freq = (counts + 0.5) / (counts.sum() + 0.5 * x.size(1))
+            self.surprisal = -freq.log()
+            self.baseline = float((counts / counts.sum().clamp_min(1)) @ self.surprisal)
+        else:
+            self.mean = x.mean(0)
+            self.std = x.std(0, unbiased=False).clamp_min(1e-6)
+
+    def __call__(self, features: Tensor) -> Tensor:
+        """Mean cost of the trigger features ``[B, n, F]`` (a scalar)."""
+        if self.mode == "keep":
+            return features.new_zeros(())
+        if self.mode in ("onehot", "simplex"):
+            return F.relu(features @ self.surprisal - self.baseline).mean()
+        z = ((features - self.mean) / self.std).abs()
+        return F.relu(z - 2).pow(2).mean()
+
+
+class LogitShiftPrior:
+    """Penalty on how far the trigger moves the backdoored model's logits (ours): with
+    ``s`` the 90th percentile of the distances between the clean graphs' logits (how far
+    apart real graphs lie), a triggered graph costs ``relu(‖z(G ⊕ g) − z(G)‖ − s) / s``.
+    A real trigger moves a graph to where target-class graphs lie; a super-trigger moves it
+    far past every clean graph."""
+
+    def __init__(self, clean_logits: Tensor) -> None:
+        logits = clean_logits.detach()
+        if logits.size(0) < 2:
+            self.scale = 1.0
+        else:
+            distances = torch.pdist(logits)
+            self.scale = float(torch.quantile(distances, 0.9).clamp_min(1e-6))
+
+    def __call__(self, triggered_logits: Tensor, clean_logits: Tensor) -> Tensor:
+        shift = torch.linalg.vector_norm(triggered_logits - clean_logits, dim=-1)
+        return F.relu(shift - self.scale).mean() / self.scale
+
+
 @dataclass
 class RecoveryResult:
     """What :func:`recover_trigger` found.
@@ -373,6 +464,11 @@ class RecoveryConfig(Settings):
             Eq. 8's meaning (do the triggered graphs move together?) without that offset.
             ``False`` is the plain cosine.
         generator_hidden: Generator hidden width.
+        prior: Keep the trigger inside the data's distribution (:class:`RecoveryPrior`;
+            ours, beyond the paper): ``none`` (the paper), ``feature``
+            (:class:`FeaturePrior`) or ``logit_shift`` (:class:`LogitShiftPrior`); the
+            generator minimises ``max(0, τ − S̄) + prior_weight · penalty``.
+        prior_weight: Weight of the prior's penalty.
     """
 
     epochs: PositiveInt = 20
@@ -382,6 +478,8 @@ class RecoveryConfig(Settings):
     trigger_features: TriggerFeatures = TriggerFeatures.AUTO
     center_embeddings: bool = True
     generator_hidden: PositiveInt = 64
+    prior: RecoveryPrior = RecoveryPrior.NONE
+    prior_weight: NonNegativeFloat = 1.0
 
 
 def recover_trigger(
@@ -436,7 +534,11 @@ def recover_trigger(
     try:
         with torch.no_grad():
             clean = model.embed(x_all, slots.batch.edge_index, slots.batch.batch)
+            clean_logits = model.head(clean)
         shift = clean.mean(0) if center else torch.zeros_like(clean[0])
+        prior = config.prior
+        feature_prior = FeaturePrior(x_all, mode) if prior == RecoveryPrior.FEATURE else None
+        logit_prior = LogitShiftPrior(clean_logits) if prior == RecoveryPrior.LOGIT_SHIFT else None
         count = slots.batch.num_graphs
         for _ in range(epochs):
             order = torch.randperm(count, generator=generator)
@@ -451,6 +553,11 @@ def recover_trigger(
                 emb = model.embed(x, edge_index, part.batch.batch, edge_weight)
                 sim = mean_pairwise_cosine(emb - shift)
                 loss = F.relu(threshold - sim)
+                if feature_prior is not None:
+                    loss = loss + config.prior_weight * feature_prior(feats)
+                if logit_prior is not None:
+                    penalty = logit_prior(model.head(emb), clean_logits[index])
+                    loss = loss + config.prior_weight * penalty
                 optimiser.zero_grad()
                 if loss.requires_grad:
                     loss.backward()

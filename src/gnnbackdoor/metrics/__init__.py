@@ -7,14 +7,26 @@ from gnnbackdoor.metrics.backdoor import (
     benign_performance_drop,
 )
 from gnnbackdoor.metrics.classification import accuracy
+from gnnbackdoor.metrics.collapse import (
+    already_target_share,
+    class_histogram,
+    collapsed,
+    majority_share,
+)
+from gnnbackdoor.metrics.gcleaner import trigger_embedding_cosine
 from gnnbackdoor.metrics.ranking import average_precision, evaluate_links, roc_auc
 
 __all__ = [
     "accuracy",
+    "already_target_share",
     "attack_success_rate",
     "average_misclassification_confidence",
     "average_precision",
     "benign_performance_drop",
+    "class_histogram",
+    "collapsed",
     "evaluate_links",
+    "majority_share",
     "roc_auc",
+    "trigger_embedding_cosine",
 ]
