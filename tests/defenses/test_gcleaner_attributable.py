@@ -322,3 +322,23 @@ def test_recovery_runs_with_each_prior(tiny_graph_dataset, prior):
 def test_an_unknown_prior_is_a_config_error():
     with pytest.raises(ConfigError, match="prior=gaussian: expected one of none, feature"):
         RecoveryConfig(prior="gaussian")
+
+
+def test_teacher_holdout_zero_is_the_unchecked_teacher_of_old_records(
+    tiny_graph_dataset, monkeypatch
+):
+    """``teacher_holdout=0`` (what migrated pre-issue-20 records carry): the teacher fits
+    every defender graph and is never refused, even when it is worse."""
+    seen: list[int] = []
+
+    def flipped(model, clean, config, generator=None):
+        seen.append(len(clean))
+        return _Flipped(copy.deepcopy(model)).eval(), [0.0]
+
+    monkeypatch.setattr(gcleaner_module, "fine_tune_teacher", flipped)
+    model = _model()
+    graphs = _self_labelled(model, tiny_graph_dataset[:20])
+    result = _quick(teacher_holdout=0.0).repair(model, graphs, _ctx())
+    assert seen == [20]
+    assert result.info["gc_teacher_refused"] == 0.0 and result.info["gc_teacher_checked"] == 0.0
+    assert result.notes["gc_teacher_check"].startswith("teacher not checked")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -117,6 +117,27 @@ class ModelRepairDefense(Defense):
         the repair and any graph sets the pipeline should score. Draws only from
         ``ctx.generator`` (the defense stage's) and, for module initialisation and dropout,
         torch's global generator, which the pipeline seeds for the stage."""
+
+
+@runtime_checkable
+class UnlearningControls(Protocol):
+    """A repair whose unlearning can be rerun with other triggered copies of the defender's
+    graphs (GCleaner, issue 20): the pipeline's measurement-only controls. With the attack's
+    true trigger (the *oracle*) or none (``triggered_graphs=None``), the same unlearning
+    says how much of the removal the repair's own recovered trigger earns. The defense only
+    sees the attack's trigger here, after its repair, and nothing it returns depends on it.
+    """
+
+    def unlearn_control(
+        self,
+        model: GraphClassifier,
+        clean_graphs: Sequence[Data],
+        triggered_graphs: Sequence[Data] | None,
+        ctx: GraphContext,
+    ) -> GraphClassifier:
+        """``model`` (a copy of the one handed to the repair) unlearned on
+        ``(clean_graphs[i], triggered_graphs[i])`` pairs, or on untriggered copies."""
+        ...
 
 
 @dataclass

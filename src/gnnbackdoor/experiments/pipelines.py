@@ -37,7 +37,12 @@ from gnnbackdoor.contracts.results import (
 )
 from gnnbackdoor.datasets.base import DataLocation, GraphDataset
 from gnnbackdoor.datasets.splits import split_graphs, split_links
-from gnnbackdoor.defenses.base import Defense, InputShield, ModelRepairDefense
+from gnnbackdoor.defenses.base import (
+    Defense,
+    InputShield,
+    ModelRepairDefense,
+    UnlearningControls,
+)
 from gnnbackdoor.defenses.shielding import ModelPredictFn
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments import clean_cache, stage_cache
@@ -45,10 +50,14 @@ from gnnbackdoor.experiments.config import DataConfig, as_dict
 from gnnbackdoor.experiments.example_graph import choose_example, example_graph
 from gnnbackdoor.metrics import (
     accuracy,
+    already_target_share,
     attack_success_rate,
     average_misclassification_confidence,
     benign_performance_drop,
+    collapsed,
     evaluate_links,
+    majority_share,
+    trigger_embedding_cosine,
 )
 from gnnbackdoor.metrics.shield import shield_diagnostics
 from gnnbackdoor.models import base as model_base
@@ -232,6 +241,10 @@ class _AttackStage:
         eligible: Positions in the test split of the graphs handed to ``activate``.
         figures: The clean training's figures (``clean_val_acc``, ``clean_epochs``).
         info: The attack's ``describe()``.
+        test_triggered: In a defended run, the attack's activation of *every* test graph
+            (``source`` indexes the test split), made after ``triggered`` so that none of its
+            draws moves: the attack's true trigger on the defender's graphs, for the
+            measurement-only GCleaner controls (:func:`_repair_controls`).
     """
 
     clean: GraphClassifier
@@ -240,6 +253,7 @@ class _AttackStage:
     eligible: list[int]
     figures: dict[str, float]
     info: dict[str, Any]
+    test_triggered: TriggeredGraphs | None = None
 
 
 @TASKS.register("graph")
@@ -298,20 +312,36 @@ class GraphPipeline(TaskPipeline):
         target = attack.target_class if attack is not None else None
         defended = None
         if defense is not None:
-            with timer.phase("defense_s"), streams.running(Stage.DEFENSE) as generator:
+            with streams.running(Stage.DEFENSE) as generator:
                 ctx.generator = generator
-                defended = _defend(
-                    defense,
-                    model_under_test,
-                    [split.test[i] for i in defender_pos],
-                    eval_graphs,
-                    triggered.graphs if target is not None else [],
-                    ctx,
-                    run.train_config.eval_batch_size,
-                )
+                defender_graphs = [split.test[i] for i in defender_pos]
+                with timer.phase("defense_s"):
+                    defended = _defend(
+                        defense,
+                        model_under_test,
+                        defender_graphs,
+                        eval_graphs,
+                        triggered.graphs if target is not None else [],
+                        ctx,
+                        run.train_config.eval_batch_size,
+                    )
+                # after the repair, in its stage: measurement only (see _repair_controls)
+                if defended.repaired is not None and stage.backdoored is not None:
+                    with timer.phase("controls_s"):
+                        defended.controls = _repair_controls(
+                            defense,
+                            stage.backdoored,
+                            defender_graphs,
+                            defender_pos,
+                            defended.repaired,
+                            stage.test_triggered,
+                            ctx,
+                        )
             if defended.repaired is not None:
                 _save(run, "defended", defended.repaired.model, ctx.num_features, ctx.num_classes)
         info = dict(stage.info)
+        if defended is not None and defended.repaired is not None:
+            info.update(defended.repaired.notes)
         if attack is not None:
             info.update(_activation_info(triggered, stage, eval_pos))
         with streams.running(Stage.EVALUATION):
@@ -325,20 +355,35 @@ class GraphPipeline(TaskPipeline):
             }
             if attack is not None and stage.backdoored is not None:
                 with timer.phase("attack_eval_s"):
-                    metrics["backdoored_acc"] = accuracy(
-                        predict_graphs(stage.backdoored, eval_graphs, batch)[0], labels
-                    )
+                    predicted = predict_graphs(stage.backdoored, eval_graphs, batch)[0]
+                    metrics["backdoored_acc"] = accuracy(predicted, labels)
                     metrics["asr"] = _asr(stage.backdoored, triggered.graphs, target, batch)
                     metrics["clean_model_asr"] = _asr(stage.clean, triggered.graphs, target, batch)
                     metrics["num_triggered"] = len(triggered)
+                    metrics.update(_collapse_metrics("backdoored", predicted, labels, ctx))
+                    metrics["backdoored_already_target"] = already_target_share(
+                        predicted, labels, target
+                    )
             if defense is not None and defended is not None:
                 models = {ScoredModel.INPUT: model_under_test, ScoredModel.CLEAN: stage.clean}
                 metrics.update(
                     _defense_metrics(
-                        defended, models, eval_graphs, labels, triggered, target, batch
+                        defended, models, eval_graphs, labels, triggered, target, batch, ctx
                     )
                 )
                 metrics.update(defense.describe())
+                if defended.controls is not None:
+                    metrics.update(
+                        _control_metrics(
+                            defended.controls,
+                            stage.backdoored,
+                            eval_graphs,
+                            labels,
+                            triggered,
+                            target,
+                            batch,
+                        )
+                    )
             if attack is not None and stage.backdoored is not None:
                 example = _example(triggered, target, stage.clean, stage.backdoored, batch)
                 if example is not None:
@@ -373,6 +418,7 @@ class GraphPipeline(TaskPipeline):
                 eligible=list(entry.eligible),
                 figures=dict(entry.figures),
                 info={**entry.info, "stage_cached": True},
+                test_triggered=entry.test_triggered,
             )
             ctx.clean_model = stage.clean
             for name, seconds in entry.seconds.items():
@@ -395,6 +441,7 @@ class GraphPipeline(TaskPipeline):
                     info=dict(stage.info),
                     seconds={k: v - seconds_before.get(k, 0.0) for k, v in timer.seconds.items()},
                     ctx_timings=dict(ctx.timings),
+                    test_triggered=stage.test_triggered,
                 ),
             )
         return stage
@@ -424,10 +471,14 @@ class GraphPipeline(TaskPipeline):
                 backdoored = attack.backdoor(ctx)
             with timer.phase("attack_eval_s"):
                 triggered = attack.activate([test[i] for i in eligible])
+            info = attack.describe()
+            # after every draw the record's figures depend on: the true trigger on every
+            # test graph (the defender's among them), for the defense's controls only
+            test_triggered = attack.activate(test) if run.defense is not None else None
         if getattr(backdoored, "diverged_epoch", 0):
             figures["backdoored_diverged_epoch"] = backdoored.diverged_epoch
         _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
-        return _AttackStage(clean, backdoored, triggered, eligible, figures, attack.describe())
+        return _AttackStage(clean, backdoored, triggered, eligible, figures, info, test_triggered)
 
 
 def _clean_victim(
@@ -478,6 +529,31 @@ class _Defended:
     shielded: ShieldResult | None = None
     shielded_triggered: ShieldResult | None = None
     graphs_queried: int = 0
+    controls: _Controls | None = None
+
+
+@dataclass
+class _Controls:
+    """GCleaner's measurement-only controls (issue 20), made in the defense stage after the
+    repair; nothing the repair returned depends on them.
+
+    Attributes:
+        original, recovered: The defender's graphs the repair unlearned on that the attack
+            triggers, with the attack's true trigger and, paired graph by graph, with the
+            recovered one (Table IV's cosine).
+        models: ``"oracle"`` (unlearned with the attack's true trigger on the defender's
+            graphs it triggers) and ``"notrigger"`` (unlearned on untriggered copies of the
+            graphs the repair unlearned on); ``None`` when the repair's teacher was refused
+            (then the repair changed nothing and neither would they) and, for the oracle,
+            when the attack triggers none of those graphs. Absent when the
+            defense has no :class:`~gnnbackdoor.defenses.base.UnlearningControls`.
+        oracle_graphs: Defender graphs the oracle unlearned on.
+    """
+
+    original: list[Data]
+    recovered: list[Data]
+    models: dict[str, GraphClassifier | None]
+    oracle_graphs: int = 0
 
 
 def _defend(
@@ -517,16 +593,18 @@ def _defense_metrics(
     triggered: TriggeredGraphs,
     target: int | None,
     batch: int,
+    ctx: GraphContext,
 ) -> dict[str, float]:
-    """The defended figures: accuracy and ASR after the defense; for a repair, its info and
-    its probes' ASRs (``models`` names the input and clean models); for a shield, its
-    queries and :func:`~gnnbackdoor.metrics.shield.shield_diagnostics`."""
+    """The defended figures: accuracy and ASR after the defense and the collapse flags of its
+    predictions (:func:`_collapse_metrics`); for a repair, its info and its probes' ASRs
+    (``models`` names the input and clean models); for a shield, its queries and
+    :func:`~gnnbackdoor.metrics.shield.shield_diagnostics`."""
     out: dict[str, float] = {}
     if defended.repaired is not None:
         repaired = defended.repaired
-        out["defended_acc"] = accuracy(
-            predict_graphs(repaired.model, eval_graphs, batch)[0], labels
-        )
+        predicted = predict_graphs(repaired.model, eval_graphs, batch)[0]
+        out["defended_acc"] = accuracy(predicted, labels)
+        out.update(_collapse_metrics("defended", predicted, labels, ctx))
         if target is not None:
             out["defended_asr"] = _asr(repaired.model, triggered.graphs, target, batch)
         out["num_defender_graphs"] = defended.num_defender_graphs
@@ -538,12 +616,116 @@ def _defense_metrics(
     shielded, on_triggered = defended.shielded, defended.shielded_triggered
     assert shielded is not None
     out["defended_acc"] = accuracy(shielded.labels, labels)
+    answered = shielded.labels >= 0  # a shield's rejections (REJECTED) are no class
+    out.update(_collapse_metrics("defended", shielded.labels[answered], labels[answered], ctx))
     if on_triggered is not None:
         out["defended_asr"] = attack_success_rate(on_triggered.labels == target)
     out["queries"] = shielded.queries + (on_triggered.queries if on_triggered else 0)
     out["queried_graphs"] = defended.graphs_queried
     positions = triggered.positions if on_triggered is not None else None
     out.update(shield_diagnostics(shielded, labels.tolist(), on_triggered, target, positions))
+    return out
+
+
+def _collapse_metrics(
+    prefix: str, predicted: torch.Tensor, labels: torch.Tensor, ctx: GraphContext
+) -> dict[str, float]:
+    """``{prefix}_majority_share``: the largest class share among a model's predictions on
+    the evaluation graphs; ``{prefix}_collapsed``: 1 when it exceeds the largest class share
+    of their true labels by more than :data:`~gnnbackdoor.metrics.collapse.COLLAPSE_MARGIN`
+    (ten points; issue 14 item 3, issue 20 item 5: an ASR of 0 from a model that predicts
+    one class says nothing), else 0 (records' metrics are numbers). ``nan`` for no graphs."""
+    if predicted.numel() == 0:
+        return {f"{prefix}_majority_share": float("nan"), f"{prefix}_collapsed": float("nan")}
+    return {
+        f"{prefix}_majority_share": majority_share(predicted, ctx.num_classes),
+        f"{prefix}_collapsed": float(collapsed(predicted, labels, ctx.num_classes)),
+    }
+
+
+def _repair_controls(
+    defense: Defense,
+    backdoored: GraphClassifier,
+    defender_graphs: list[Data],
+    defender_pos: list[int],
+    repaired: RepairResult,
+    test_triggered: TriggeredGraphs | None,
+    ctx: GraphContext,
+) -> _Controls | None:
+    """GCleaner's controls (issue 20), measurement only: the attack's true trigger on the
+    defender's graphs (``test_triggered``, the attack's activation of the whole test split;
+    only the graphs it triggered, node for node) paired with the repair's ``recovered``
+    graphs, and, for a defense with
+    :class:`~gnnbackdoor.defenses.base.UnlearningControls`, the oracle and no-trigger
+    unlearnings of copies of ``backdoored``. ``None`` without recovered graphs (an auxiliary
+    dataset: they are not the defender's test graphs) or without an activation."""
+    recovered = repaired.recovered
+    if recovered is None or test_triggered is None:
+        return None
+    where = {test_pos: k for k, test_pos in enumerate(defender_pos)}
+    true: dict[int, Data] = {}
+    for graph, source in zip(test_triggered.graphs, test_triggered.sources(), strict=True):
+        k = where.get(source)
+        if k is not None and graph.num_nodes == defender_graphs[k].num_nodes:
+            true[k] = graph
+    pairs = [
+        (true[k], graph)
+        for graph, k in zip(recovered.graphs, recovered.sources(), strict=True)
+        if k in true
+    ]
+    controls = _Controls([p[0] for p in pairs], [p[1] for p in pairs], {})
+    if not isinstance(defense, UnlearningControls):
+        return controls
+    if repaired.info.get("gc_teacher_refused"):
+        controls.models = {"oracle": None, "notrigger": None}
+        return controls
+    unlearned = [defender_graphs[k] for k in recovered.sources()]
+    oracle_keys = [k for k in recovered.sources() if k in true]
+    controls.oracle_graphs = len(oracle_keys)
+    controls.models["oracle"] = (
+        defense.unlearn_control(
+            copy.deepcopy(backdoored),
+            [defender_graphs[k] for k in oracle_keys],
+            [true[k] for k in oracle_keys],
+            ctx,
+        )
+        if oracle_keys
+        else None
+    )
+    controls.models["notrigger"] = defense.unlearn_control(
+        copy.deepcopy(backdoored), unlearned, None, ctx
+    )
+    return controls
+
+
+def _control_metrics(
+    controls: _Controls,
+    backdoored: GraphClassifier,
+    eval_graphs: list[Data],
+    labels: torch.Tensor,
+    triggered: TriggeredGraphs,
+    target: int | None,
+    batch: int,
+) -> dict[str, float]:
+    """``gc_trigger_cosine`` (Table IV:
+    :func:`~gnnbackdoor.metrics.gcleaner.trigger_embedding_cosine` on the backdoored model)
+    and, per control, ``gc_<control>_acc`` / ``gc_<control>_asr`` measured exactly like
+    ``defended_acc`` / ``defended_asr`` (``nan``, a null in the record, when the teacher was
+    refused)."""
+    out = {
+        "gc_trigger_cosine": trigger_embedding_cosine(
+            backdoored, controls.original, controls.recovered, batch
+        ),
+        "gc_trigger_cosine_graphs": float(len(controls.original)),
+    }
+    if controls.models:
+        out["gc_oracle_graphs"] = float(controls.oracle_graphs)
+    for name, model in controls.models.items():
+        if model is None:
+            out[f"gc_{name}_acc"] = out[f"gc_{name}_asr"] = float("nan")
+            continue
+        out[f"gc_{name}_acc"] = accuracy(predict_graphs(model, eval_graphs, batch)[0], labels)
+        out[f"gc_{name}_asr"] = _asr(model, triggered.graphs, target, batch)
     return out
 
 

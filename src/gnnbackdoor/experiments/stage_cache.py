@@ -48,6 +48,8 @@ class AttackStage:
         info: The attack's ``describe()``.
         seconds: The stages' phase timings.
         ctx_timings: What the attack added to ``ctx.timings``.
+        test_triggered: The attack's activation of every test graph, made after
+            ``triggered`` (``source`` indexes the test split; ``None``: no attack).
     """
 
     clean_state: dict[str, torch.Tensor]
@@ -58,6 +60,7 @@ class AttackStage:
     info: dict[str, Any]
     seconds: dict[str, float]
     ctx_timings: dict[str, float]
+    test_triggered: TriggeredGraphs | None = None
 
 
 def _source_digest(objects: list[Any]) -> str:
