@@ -113,9 +113,19 @@ _LINK_BLACK_BOX_BEFORE_ISSUE_16 = {
     "blackbox_target": "scratch",
 }
 
+def _always(stored: Mapping[str, Any]) -> bool:
+    return True
+
+
+_GCLEANER_BEFORE_ISSUE_20 = {
+    # the teacher was fine-tuned on every defender graph and never checked
+    "unlearning.teacher_holdout": 0.0,
+}
+
 LEGACY_VALUES: dict[tuple[str, str], tuple[Callable[[Mapping[str, Any]], bool], dict[str, Any]]] = {
     ("attack", "link-backdoor"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
     ("attack", "link-backdoor-no-inj"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
+    ("defense", "gcleaner"): (_always, _GCLEANER_BEFORE_ISSUE_20),
 }
 """Fields added since records were written whose default is not what the old code did.
 
@@ -126,6 +136,12 @@ Link-Backdoor's black-box protocol (issue 16): before ``blackbox_trigger`` and
 ``blackbox_target`` existed, a black-box run transferred the trigger optimised on the clean
 surrogate and trained the target from fresh weights. White-box runs never read either field,
 so they take today's defaults (behaviour-neutral there).
+GCleaner (issue 20): before ``unlearning.teacher_holdout`` existed the teacher was
+fine-tuned on every defender graph and never checked, which ``teacher_holdout=0`` spells.
+The changed defaults need no entry: every committed GCleaner record stores
+``unlearning.lr`` (0.05) and ``unlearning.teacher_lr`` (``null``: the unlearning rate, still
+accepted) explicitly; the new ``recovery.prior`` (``none``) and ``recovery.prior_weight``
+(unused without a prior) take today's defaults, which are the paper's recovery.
 """
 
 LEGACY_NAMES: dict[tuple[str, str], str] = {}
