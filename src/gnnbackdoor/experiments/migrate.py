@@ -113,6 +113,7 @@ _LINK_BLACK_BOX_BEFORE_ISSUE_16 = {
     "blackbox_target": "scratch",
 }
 
+
 def _always(stored: Mapping[str, Any]) -> bool:
     return True
 
