@@ -123,16 +123,30 @@ def num(value: float | None, digits: int = 2, signed: bool = False) -> str:
 
 def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
     """Template values describing ``records``: ``records`` (how many), ``commits``,
-    ``torch`` and ``torch_geometric`` (the versions that made them, comma-separated)."""
+    ``torch`` and ``torch_geometric`` (the versions that made them, comma-separated) and
+    ``threads`` (a sentence giving the torch thread counts the runs used, from
+    ``config.runtime.threads``: every figure of a trained model depends on it)."""
 
     def versions(name: str) -> str:
         return ", ".join(sorted({r.get("versions", {}).get(name, "?") for r in records}))
 
+    counts: dict[str, int] = {}
+    for record in records:
+        threads = (record.get("config") or {}).get("runtime", {}).get("threads")
+        label = "?" if threads is None else str(threads)
+        counts[label] = counts.get(label, 0) + 1
+    spread = ", ".join(f"{n} with {t}" for t, n in sorted(counts.items()))
     return {
         "records": str(len(records)),
         "commits": versions("git_commit"),
         "torch": versions("torch"),
         "torch_geometric": versions("torch_geometric"),
+        "threads": (
+            f"Torch threads per run (`config.runtime.threads`): {spread}. Every figure measured "
+            "on a trained model (accuracies, AUCs, ASRs, losses) depends on the thread count "
+            "through the order of floating-point sums, so it is part of each record's key; "
+            "dataset counts and the papers' columns do not."
+        ),
     }
 
 
