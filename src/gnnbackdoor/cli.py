@@ -1,4 +1,4 @@
-"""Command line: ``gnnbackdoor run | sweep | report | list | records | serve | serve-model | keys``.
+"""Command line: gnnbackdoor run | sweep | report | list | records | serve | serve-model | keys.
 
 User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with status 2.
 """
@@ -77,7 +77,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         help="dataset cache (default: $GNNBACKDOOR_CACHE or ~/.cache/gnnbackdoor/datasets)",
     )
     parser.add_argument(
-        "--threads", type=_number("PositiveInt"), default=None, help="torch CPU threads"
+        "--threads",
+        type=_number("PositiveInt"),
+        default=None,
+        help="torch CPU threads (default: torch's own choice, usually the number of cores)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
     _add_skip_option(parser)
@@ -229,6 +232,7 @@ def _location(args: argparse.Namespace):
     kwargs = {}
     if args.data_mirror is not None:
         kwargs["mirror_dir"] = args.data_mirror
+        kwargs["mirror_given_by"] = "--data-mirror"
     if args.cache is not None:
         kwargs["cache_dir"] = args.cache
     return DataLocation(**kwargs)
@@ -249,44 +253,94 @@ def _setup(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _nearest_existing(path: Path, option: str) -> Path:
+    """The closest existing folder at or above ``path`` (a file on the way is an error)."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe != path and not probe.is_dir():
+        raise UserError(f"{option} {path}: {probe} is a file, not a folder")
+    return probe
+
+
+def _probe_folder(folder: Path, option: str, path: Path) -> None:
+    """Write and remove a scratch file in the existing ``folder``: ``os.access`` says yes to
+    root in ``/proc`` or on a read-only mount, a real write does not."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"{option} {path}: cannot write in {folder} ({reason})") from None
+
+
 def _usable_folder(path: Path, option: str) -> None:
-    """Create ``path`` (a folder the command writes into) now, before any work, and check
-    that files can be written there; one line otherwise.
+    """Check, before any work and without creating anything, that ``path`` is (or can become)
+    a folder the command can write files in; one line otherwise. The folder itself is made
+    when the first file is written into it.
 
     Raises:
-        UserError: ``path`` is a file, lies under a file, or is not writable.
+        UserError: ``path`` is a file, lies under a file, or cannot be written in.
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{option} {path}: cannot create it ({error.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: folder is not writable")
+    _probe_folder(_nearest_existing(path, option), option, path)
 
 
 def _usable_file(path: Path, option: str) -> None:
-    """Check that the file ``path`` can be written (creating its folder) before any work.
+    """Check, before any work and without creating anything, that the file ``path`` can be
+    written (its missing folders are made at write time).
 
     Raises:
-        UserError: ``path`` is a folder, its folder cannot be made, or it is not writable.
+        UserError: ``path`` is a folder, lies under a file, or cannot be written.
     """
     if path.is_dir():
         raise UserError(f"{option} {path} is a folder, not a file")
-    _usable_folder(path.parent, option)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{option} {path}: file is not writable")
+    if path.exists():
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise UserError(f"{option} {path}: file is not writable ({reason})") from None
+        return
+    _probe_folder(_nearest_existing(path.parent, option), option, path)
+
+
+def _write_text(path: Path, text: str, option: str) -> None:
+    """Write ``text`` to ``path`` (making its folders); an OSError becomes one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"{option} {path}: cannot write it ({reason})") from None
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """``--out`` and ``--save-model`` of ``run``/``sweep``, checked before the first run."""
+    """``--out`` and ``--save-model`` of ``run``/``sweep``, checked before the first run
+    (``--out`` itself is created with the first record)."""
     _usable_folder(args.out, "--out")
     records = args.out / "records.jsonl"
-    if records.exists() and (records.is_dir() or not os.access(records, os.W_OK)):
-        raise UserError(f"--out {args.out}: {records.name} is not a writable file")
+    if records.exists() or records.is_symlink():
+        _usable_file(records, "--out")
     if args.save_model is not None:
         _usable_folder(args.save_model, "--save-model")
+
+
+def _check_data(specs, location) -> None:
+    """Stage every dataset the specs name before the first run, so that missing files stop
+    the command with one line and no progress lines before it."""
+    from gnnbackdoor.datasets import DATASETS
+
+    for name in sorted({spec.dataset for spec in specs}):
+        dataset = DATASETS.get(name)()
+        if dataset.folder is not None:
+            dataset.stage(location)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -300,8 +354,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         RunSpec(args.task, args.dataset, args.model, args.attack, args.defense, seed, overrides)
         for seed in args.seeds
     ]
+    location = _location(args)
+    _check_data(specs, location)
     written = run_all(
-        specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
+        specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
     )
     _summarise(written, len(specs))
     return 0
@@ -314,8 +370,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _setup(args)
     _check_outputs(args)
     specs = load_sweep(args.file)
+    location = _location(args)
+    _check_data(specs, location)
     written = run_all(
-        specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
+        specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
     )
     _summarise(written, len(specs))
     return 0
@@ -362,6 +420,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         _usable_file(args.out, "--out")
     if args.paper is not None:
         check_paper_csv(args.paper, args.paper_columns)
+    folder = None
+    if args.figures and args.records:
+        first = args.records[0]
+        folder = (first if first.is_dir() else first.parent) / "figures"
+        _usable_folder(folder, "--figures")
     fmt = Format(args.format)
     if args.page and fmt is not Format.MD:
         raise UserError("--page writes Markdown; drop --format")
@@ -395,12 +458,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.figures:
         from gnnbackdoor.experiments.figures import write_figures
 
-        first = args.records[0]
-        folder = (first if first.is_dir() else first.parent) / "figures"
-        figures = write_figures(records, folder)
+        try:
+            figures = write_figures(records, folder)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise UserError(f"--figures: cannot write in {folder} ({reason})") from None
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        _write_text(args.out, text, "--out")
+        print(f"report written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -549,6 +614,7 @@ def _cmd_serve_model(args: argparse.Namespace) -> int:
 def _cmd_keys(args: argparse.Namespace) -> int:
     from gnnbackdoor.service.keys import add_key
 
+    _usable_file(args.file, "keys file")
     try:
         key = add_key(args.file)
     except OSError as error:
