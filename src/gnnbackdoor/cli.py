@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -260,8 +259,8 @@ def _nearest_existing(path: Path, option: str) -> Path:
         if probe.parent == probe:
             break
         probe = probe.parent
-    if probe != path and not probe.is_dir():
-        raise UserError(f"{option} {path}: {probe} is a file, not a folder")
+    if not probe.is_dir():
+        raise UserError(f"{option} {path}: cannot create it, {probe} is a file")
     return probe
 
 
