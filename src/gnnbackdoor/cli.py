@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,7 +143,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--wide", action="store_true", help="the full table: every group, every metric"
     )
     report.add_argument(
-        "--format", choices=["md", "csv", "json"], default="md", help="output format (md)"
+        "--format",
+        choices=["md", "csv", "json"],
+        default="md",
+        help="output format (default md, in points); csv and json carry fractions (0 to 1)",
     )
     report.add_argument(
         "--figures", action="store_true", help="also write PNG figures into DIR/figures/"
@@ -163,7 +167,16 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     _add_skip_option(report)
 
-    commands.add_parser("list", help="registered datasets, models, attacks, defenses, pages")
+    listing = commands.add_parser(
+        "list", help="registered datasets, models, attacks, defenses, pages"
+    )
+    listing.add_argument(
+        "--settings",
+        metavar="NAME",
+        default=None,
+        help="print the settings of one component (e.g. gcleaner) or section (data, "
+        "train-graph, train-link): keys for --set, types, defaults and ranges",
+    )
     records = commands.add_parser("records", help="maintain records files")
     actions = records.add_subparsers(dest="records_command", required=True, parser_class=_Parser)
     migrate = actions.add_parser("migrate", help="re-key records to the current run identity")
@@ -475,10 +488,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _own_summary(component) -> str:
+    """The first line of the component's own docstring (a registered variant's, not the one
+    it inherits; ``@dataclass`` writes a signature where a class has none)."""
+    doc = component.__dict__.get("__doc__") or ""
+    if doc.startswith(f"{component.__name__}("):
+        return ""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    sentence = re.split(r"\.\s+(?=[A-Z])", paragraph)[0].rstrip(".")
+    return sentence.replace("``", "")
+
+
+def _describe_component(component) -> str:
+    parts = [_own_summary(component), getattr(component, "reference", "")]
+    return f"[{component.task}] " + "; ".join(p for p in parts if p)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from gnnbackdoor import attacks, datasets, defenses, models
     from gnnbackdoor.experiments.pages import PAGES, load_pages
 
+    if args.settings is not None:
+        return _print_settings(args.settings)
     load_pages()
     sections = [
         (
@@ -486,21 +517,100 @@ def _cmd_list(args: argparse.Namespace) -> int:
             datasets.DATASETS,
             lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; ") + _empty_note(c),
         ),
-        ("models", models.MODELS, lambda c: f"[{c.task}] {c.reference}"),
-        ("attacks", attacks.ATTACKS, lambda c: f"[{c.task}] {c.reference}"),
-        ("defenses", defenses.DEFENSES, lambda c: f"[{c.task}] {c.reference}"),
+        ("models", models.MODELS, _describe_component),
+        ("attacks", attacks.ATTACKS, _describe_component),
+        ("defenses", defenses.DEFENSES, _describe_component),
         (
             "report pages",
             PAGES,
             lambda c: (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else "",
         ),
     ]
+    width = max(len(name) for _, registry, _ in sections for name, _ in registry.items())
     for title, registry, describe in sections:
         print(f"{title}:")
         if len(registry) == 0:
             print("  (none)")
         for name, component in registry.items():
-            print(f"  {name:<14} {describe(component)}")
+            print(f"  {name:<{width}}  {describe(component)}")
+    print("settings of one component: gnnbackdoor list --settings NAME")
+    return 0
+
+
+def _settings_lines(cls: type, prefix: str) -> list[tuple[str, str, str]]:
+    """``(key, accepts, default)`` for every init field of settings dataclass ``cls``,
+    nested sections walked (``defense.recovery.steps``)."""
+    import dataclasses
+
+    from gnnbackdoor import settings
+
+    lines = []
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, annotation in settings.field_types(cls).items():
+        key = f"{prefix}.{name}"
+        base = settings.base_type(annotation)
+        if settings.is_section(base):
+            lines += _settings_lines(base, key)
+            continue
+        spec = fields[name]
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = "(required)"
+        default = getattr(default, "value", default)
+        lines.append((key, settings.describe(annotation), _show_default(default)))
+    return lines
+
+
+def _show_default(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "(empty)"
+    return str(value)
+
+
+def _print_settings(name: str) -> int:
+    """``list --settings NAME``: one line per key ``--set`` accepts for NAME."""
+    from gnnbackdoor import attacks, defenses, models
+    from gnnbackdoor.experiments.config import DataConfig
+    from gnnbackdoor.models.train_graph import GraphTrainConfig
+    from gnnbackdoor.models.train_link import LinkTrainConfig
+    from gnnbackdoor.registry import normalise_name
+
+    sections = {"data": ("data", DataConfig)}
+    sections["train-graph"] = ("train", GraphTrainConfig)
+    sections["train-link"] = ("train", LinkTrainConfig)
+    found = sections.get(name.lower())
+    if found is None:
+        for prefix, registry in (
+            ("model", models.MODELS),
+            ("attack", attacks.ATTACKS),
+            ("defense", defenses.DEFENSES),
+        ):
+            matches = [c for n, c in registry.items() if normalise_name(n) == normalise_name(name)]
+            if matches:
+                found = (prefix, matches[0])
+                break
+    if found is None:
+        raise UserError(
+            f"no component or section {name!r}: name a model, attack or defense from "
+            "'gnnbackdoor list', or data, train-graph, train-link"
+        )
+    prefix, cls = found
+    lines = _settings_lines(cls, prefix)
+    if not lines:
+        print(f"{name}: no settings")
+        return 0
+    width = max(len(key) for key, _, _ in lines)
+    wide = max(len(accepts) for _, accepts, _ in lines)
+    print(f"{'key':<{width}}  {'accepts':<{wide}}  default")
+    for key, accepts, default in lines:
+        print(f"{key:<{width}}  {accepts:<{wide}}  {default}")
     return 0
 
 
