@@ -267,11 +267,13 @@ def _held_out_notes(rows: Sequence[Row]) -> tuple[dict[int, str], list[str]]:
         if math.isnan(held) or held <= 0 or math.isnan(scored):
             continue
         marks[id(row)] = "*"
-        notes.append(
+        note = (
             f"* {row.defense} on {row.dataset}/{row.model}: before and after scored on the "
             f"{scored:.0f} evaluation graphs the defender did not hold out ({held:.0f} held "
             "out for it), so its before-figures differ from rows scored on the whole test set."
         )
+        if note not in notes:
+            notes.append(note)
     return marks, notes
 
 
