@@ -6,6 +6,7 @@ User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
@@ -344,6 +345,22 @@ def _check_outputs(args: argparse.Namespace) -> None:
         _usable_folder(args.save_model, "--save-model")
 
 
+@contextlib.contextmanager
+def _write_errors(args: argparse.Namespace):
+    """An OSError while writing under ``--out`` or ``--save-model`` (a full disk, a folder
+    removed mid-run) becomes one line; runs finished before it stay recorded."""
+    try:
+        yield
+    except OSError as error:
+        name = Path(str(error.filename)) if error.filename else None
+        places = [(args.out, "--out"), (args.save_model, "--save-model")]
+        for place, option in places:
+            if place is not None and name is not None and name.is_relative_to(place):
+                reason = error.strerror or type(error).__name__
+                raise UserError(f"{option} {place}: cannot write {name} ({reason})") from None
+        raise
+
+
 def _check_data(specs, location) -> None:
     """Stage every dataset the specs name before the first run, so that missing files stop
     the command with one line and no progress lines before it."""
@@ -368,9 +385,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ]
     location = _location(args)
     _check_data(specs, location)
-    written = run_all(
-        specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
-    )
+    with _write_errors(args):
+        written = run_all(
+            specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
+        )
     _summarise(written, len(specs))
     return 0
 
@@ -384,9 +402,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     specs = load_sweep(args.file)
     location = _location(args)
     _check_data(specs, location)
-    written = run_all(
-        specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
-    )
+    with _write_errors(args):
+        written = run_all(
+            specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
+        )
     _summarise(written, len(specs))
     return 0
 

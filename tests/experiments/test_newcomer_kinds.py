@@ -288,3 +288,16 @@ def test_help_texts():
     run = parser._subparsers._group_actions[0].choices["run"]
     threads = next(a for a in run._actions if "--threads" in a.option_strings)
     assert "default" in threads.help
+
+
+def test_a_write_error_during_a_run_is_one_line(tmp_path, capsys, monkeypatch):
+    from gnnbackdoor.experiments import records
+
+    def full(out_dir, record):
+        raise OSError(28, "No space left on device", str(out_dir / "records.jsonl"))
+
+    monkeypatch.setattr(records, "append_record", full)
+    monkeypatch.setattr("gnnbackdoor.experiments.runner.append_record", full)
+    argv = [*RUN, "--out", str(tmp_path / "out"), "--set", "train.max_epochs=1"]
+    assert main(argv) == 2
+    _one_line(capsys, "--out", "No space left on device")
