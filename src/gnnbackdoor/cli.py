@@ -1,4 +1,4 @@
-"""Command line: ``gnnbackdoor run | sweep | report | list | records | serve | serve-model | keys``.
+"""Command line: gnnbackdoor run | sweep | report | list | records | serve | serve-model | keys.
 
 User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with status 2.
 """
@@ -6,8 +6,9 @@ User mistakes print one line ``gnnbackdoor: error: ...`` on stderr and exit with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,7 +78,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         help="dataset cache (default: $GNNBACKDOOR_CACHE or ~/.cache/gnnbackdoor/datasets)",
     )
     parser.add_argument(
-        "--threads", type=_number("PositiveInt"), default=None, help="torch CPU threads"
+        "--threads",
+        type=_number("PositiveInt"),
+        default=None,
+        help="torch CPU threads (default: torch's own choice, usually the number of cores)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
     _add_skip_option(parser)
@@ -140,7 +144,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--wide", action="store_true", help="the full table: every group, every metric"
     )
     report.add_argument(
-        "--format", choices=["md", "csv", "json"], default="md", help="output format (md)"
+        "--format",
+        choices=["md", "csv", "json"],
+        default="md",
+        help="output format (default md, in points); csv and json carry fractions (0 to 1)",
     )
     report.add_argument(
         "--figures", action="store_true", help="also write PNG figures into DIR/figures/"
@@ -161,7 +168,16 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     _add_skip_option(report)
 
-    commands.add_parser("list", help="registered datasets, models, attacks, defenses, pages")
+    listing = commands.add_parser(
+        "list", help="registered datasets, models, attacks, defenses, pages"
+    )
+    listing.add_argument(
+        "--settings",
+        metavar="NAME",
+        default=None,
+        help="print the settings of one component (e.g. gcleaner) or section (data, "
+        "train-graph, train-link): keys for --set, types, defaults and ranges",
+    )
     records = commands.add_parser("records", help="maintain records files")
     actions = records.add_subparsers(dest="records_command", required=True, parser_class=_Parser)
     migrate = actions.add_parser("migrate", help="re-key records to the current run identity")
@@ -229,6 +245,7 @@ def _location(args: argparse.Namespace):
     kwargs = {}
     if args.data_mirror is not None:
         kwargs["mirror_dir"] = args.data_mirror
+        kwargs["mirror_given_by"] = "--data-mirror"
     if args.cache is not None:
         kwargs["cache_dir"] = args.cache
     return DataLocation(**kwargs)
@@ -249,44 +266,110 @@ def _setup(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _nearest_existing(path: Path, option: str) -> Path:
+    """The closest existing folder at or above ``path`` (a file on the way is an error)."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{option} {path}: cannot create it, {probe} is a file")
+    return probe
+
+
+def _probe_folder(folder: Path, option: str, path: Path) -> None:
+    """Write and remove a scratch file in the existing ``folder``: ``os.access`` says yes to
+    root in ``/proc`` or on a read-only mount, a real write does not."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"{option} {path}: cannot write in {folder} ({reason})") from None
+
+
 def _usable_folder(path: Path, option: str) -> None:
-    """Create ``path`` (a folder the command writes into) now, before any work, and check
-    that files can be written there; one line otherwise.
+    """Check, before any work and without creating anything, that ``path`` is (or can become)
+    a folder the command can write files in; one line otherwise. The folder itself is made
+    when the first file is written into it.
 
     Raises:
-        UserError: ``path`` is a file, lies under a file, or is not writable.
+        UserError: ``path`` is a file, lies under a file, or cannot be written in.
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{option} {path}: cannot create it ({error.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: folder is not writable")
+    _probe_folder(_nearest_existing(path, option), option, path)
 
 
 def _usable_file(path: Path, option: str) -> None:
-    """Check that the file ``path`` can be written (creating its folder) before any work.
+    """Check, before any work and without creating anything, that the file ``path`` can be
+    written (its missing folders are made at write time).
 
     Raises:
-        UserError: ``path`` is a folder, its folder cannot be made, or it is not writable.
+        UserError: ``path`` is a folder, lies under a file, or cannot be written.
     """
     if path.is_dir():
         raise UserError(f"{option} {path} is a folder, not a file")
-    _usable_folder(path.parent, option)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{option} {path}: file is not writable")
+    if path.exists():
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise UserError(f"{option} {path}: file is not writable ({reason})") from None
+        return
+    _probe_folder(_nearest_existing(path.parent, option), option, path)
+
+
+def _write_text(path: Path, text: str, option: str) -> None:
+    """Write ``text`` to ``path`` (making its folders); an OSError becomes one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"{option} {path}: cannot write it ({reason})") from None
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """``--out`` and ``--save-model`` of ``run``/``sweep``, checked before the first run."""
+    """``--out`` and ``--save-model`` of ``run``/``sweep``, checked before the first run
+    (``--out`` itself is created with the first record)."""
     _usable_folder(args.out, "--out")
     records = args.out / "records.jsonl"
-    if records.exists() and (records.is_dir() or not os.access(records, os.W_OK)):
-        raise UserError(f"--out {args.out}: {records.name} is not a writable file")
+    if records.exists() or records.is_symlink():
+        _usable_file(records, "--out")
     if args.save_model is not None:
         _usable_folder(args.save_model, "--save-model")
+
+
+@contextlib.contextmanager
+def _write_errors(args: argparse.Namespace):
+    """An OSError while writing under ``--out`` or ``--save-model`` (a full disk, a folder
+    removed mid-run) becomes one line; runs finished before it stay recorded."""
+    try:
+        yield
+    except OSError as error:
+        name = Path(str(error.filename)) if error.filename else None
+        places = [(args.out, "--out"), (args.save_model, "--save-model")]
+        for place, option in places:
+            if place is not None and name is not None and name.is_relative_to(place):
+                reason = error.strerror or type(error).__name__
+                raise UserError(f"{option} {place}: cannot write {name} ({reason})") from None
+        raise
+
+
+def _check_data(specs, location) -> None:
+    """Stage every dataset the specs name before the first run, so that missing files stop
+    the command with one line and no progress lines before it."""
+    from gnnbackdoor.datasets import DATASETS
+
+    for name in sorted({spec.dataset for spec in specs}):
+        dataset = DATASETS.get(name)()
+        if dataset.folder is not None:
+            dataset.stage(location)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -300,9 +383,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         RunSpec(args.task, args.dataset, args.model, args.attack, args.defense, seed, overrides)
         for seed in args.seeds
     ]
-    written = run_all(
-        specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
-    )
+    location = _location(args)
+    _check_data(specs, location)
+    with _write_errors(args):
+        written = run_all(
+            specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
+        )
     _summarise(written, len(specs))
     return 0
 
@@ -314,9 +400,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _setup(args)
     _check_outputs(args)
     specs = load_sweep(args.file)
-    written = run_all(
-        specs, args.out, _location(args), args.save_model, skip_bad_lines=args.skip_bad_lines
-    )
+    location = _location(args)
+    _check_data(specs, location)
+    with _write_errors(args):
+        written = run_all(
+            specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
+        )
     _summarise(written, len(specs))
     return 0
 
@@ -362,6 +451,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         _usable_file(args.out, "--out")
     if args.paper is not None:
         check_paper_csv(args.paper, args.paper_columns)
+    folder = None
+    if args.figures and args.records:
+        first = args.records[0]
+        folder = (first if first.is_dir() else first.parent) / "figures"
+        _usable_folder(folder, "--figures")
     fmt = Format(args.format)
     if args.page and fmt is not Format.MD:
         raise UserError("--page writes Markdown; drop --format")
@@ -395,12 +489,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.figures:
         from gnnbackdoor.experiments.figures import write_figures
 
-        first = args.records[0]
-        folder = (first if first.is_dir() else first.parent) / "figures"
-        figures = write_figures(records, folder)
+        try:
+            figures = write_figures(records, folder)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise UserError(f"--figures: cannot write in {folder} ({reason})") from None
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        _write_text(args.out, text, "--out")
+        print(f"report written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -411,10 +507,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _own_summary(component) -> str:
+    """The first line of the component's own docstring (a registered variant's, not the one
+    it inherits; ``@dataclass`` writes a signature where a class has none)."""
+    doc = component.__dict__.get("__doc__") or ""
+    if doc.startswith(f"{component.__name__}("):
+        return ""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    sentence = re.split(r"\.\s+(?=[A-Z])", paragraph)[0].rstrip(".")
+    return sentence.replace("``", "")
+
+
+def _describe_component(component) -> str:
+    parts = [_own_summary(component), getattr(component, "reference", "")]
+    return f"[{component.task}] " + "; ".join(p for p in parts if p)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from gnnbackdoor import attacks, datasets, defenses, models
     from gnnbackdoor.experiments.pages import PAGES, load_pages
 
+    if args.settings is not None:
+        return _print_settings(args.settings)
     load_pages()
     sections = [
         (
@@ -422,21 +536,100 @@ def _cmd_list(args: argparse.Namespace) -> int:
             datasets.DATASETS,
             lambda c: f"[{c.task}] {c.feature_note}; {c.reference}".rstrip("; ") + _empty_note(c),
         ),
-        ("models", models.MODELS, lambda c: f"[{c.task}] {c.reference}"),
-        ("attacks", attacks.ATTACKS, lambda c: f"[{c.task}] {c.reference}"),
-        ("defenses", defenses.DEFENSES, lambda c: f"[{c.task}] {c.reference}"),
+        ("models", models.MODELS, _describe_component),
+        ("attacks", attacks.ATTACKS, _describe_component),
+        ("defenses", defenses.DEFENSES, _describe_component),
         (
             "report pages",
             PAGES,
             lambda c: (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else "",
         ),
     ]
+    width = max(len(name) for _, registry, _ in sections for name, _ in registry.items())
     for title, registry, describe in sections:
         print(f"{title}:")
         if len(registry) == 0:
             print("  (none)")
         for name, component in registry.items():
-            print(f"  {name:<14} {describe(component)}")
+            print(f"  {name:<{width}}  {describe(component)}")
+    print("settings of one component: gnnbackdoor list --settings NAME")
+    return 0
+
+
+def _settings_lines(cls: type, prefix: str) -> list[tuple[str, str, str]]:
+    """``(key, accepts, default)`` for every init field of settings dataclass ``cls``,
+    nested sections walked (``defense.recovery.steps``)."""
+    import dataclasses
+
+    from gnnbackdoor import settings
+
+    lines = []
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, annotation in settings.field_types(cls).items():
+        key = f"{prefix}.{name}"
+        base = settings.base_type(annotation)
+        if settings.is_section(base):
+            lines += _settings_lines(base, key)
+            continue
+        spec = fields[name]
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = "(required)"
+        default = getattr(default, "value", default)
+        lines.append((key, settings.describe(annotation), _show_default(default)))
+    return lines
+
+
+def _show_default(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "(empty)"
+    return str(value)
+
+
+def _print_settings(name: str) -> int:
+    """``list --settings NAME``: one line per key ``--set`` accepts for NAME."""
+    from gnnbackdoor import attacks, defenses, models
+    from gnnbackdoor.experiments.config import DataConfig
+    from gnnbackdoor.models.train_graph import GraphTrainConfig
+    from gnnbackdoor.models.train_link import LinkTrainConfig
+    from gnnbackdoor.registry import normalise_name
+
+    sections = {"data": ("data", DataConfig)}
+    sections["train-graph"] = ("train", GraphTrainConfig)
+    sections["train-link"] = ("train", LinkTrainConfig)
+    found = sections.get(name.lower())
+    if found is None:
+        for prefix, registry in (
+            ("model", models.MODELS),
+            ("attack", attacks.ATTACKS),
+            ("defense", defenses.DEFENSES),
+        ):
+            matches = [c for n, c in registry.items() if normalise_name(n) == normalise_name(name)]
+            if matches:
+                found = (prefix, matches[0])
+                break
+    if found is None:
+        raise UserError(
+            f"no component or section {name!r}: name a model, attack or defense from "
+            "'gnnbackdoor list', or data, train-graph, train-link"
+        )
+    prefix, cls = found
+    lines = _settings_lines(cls, prefix)
+    if not lines:
+        print(f"{name}: no settings")
+        return 0
+    width = max(len(key) for key, _, _ in lines)
+    wide = max(len(accepts) for _, accepts, _ in lines)
+    print(f"{'key':<{width}}  {'accepts':<{wide}}  default")
+    for key, accepts, default in lines:
+        print(f"{key:<{width}}  {accepts:<{wide}}  {default}")
     return 0
 
 
@@ -549,6 +742,7 @@ def _cmd_serve_model(args: argparse.Namespace) -> int:
 def _cmd_keys(args: argparse.Namespace) -> int:
     from gnnbackdoor.service.keys import add_key
 
+    _usable_file(args.file, "keys file")
     try:
         key = add_key(args.file)
     except OSError as error:

@@ -33,11 +33,14 @@ class DataLocation:
         mirror_dir: Read-only offline mirror of PyG raw layouts, or ``None``.
         allow_download: Let PyG download files that neither cache nor mirror holds. Defaults to
             ``True`` only when no mirror is given.
+        mirror_given_by: How the user named the mirror, for error lines: the option
+            (``"--data-mirror"``) or the environment variable (the default).
     """
 
     cache_dir: Path = field(default_factory=default_cache_dir)
     mirror_dir: Path | None = field(default_factory=default_mirror_dir)
     allow_download: bool | None = None
+    mirror_given_by: str = MIRROR_ENV
 
     @property
     def downloads_allowed(self) -> bool:
@@ -79,6 +82,7 @@ class GraphDataset(ABC):
             location.cache_dir,
             location.mirror_dir,
             location.downloads_allowed,
+            mirror_given_by=location.mirror_given_by,
         )
 
     @abstractmethod
@@ -103,8 +107,8 @@ class GraphDataset(ABC):
         except OSError as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DatasetNotFoundError(
-                f"could not load {self.registered_name} ({reason}); set {MIRROR_ENV} to an "
-                "offline mirror of PyG raw files"
+                f"could not load {self.registered_name} ({reason}); set {MIRROR_ENV} (or "
+                "--data-mirror) to an offline mirror of PyG raw files"
             ) from None
         if isinstance(loaded, Data):
             return loaded

@@ -43,6 +43,7 @@ def stage_raw_files(
     cache_dir: Path,
     mirror_dir: Path | None,
     allow_download: bool,
+    mirror_given_by: str = MIRROR_ENV,
 ) -> Path:
     """Make sure ``<cache_dir>/<folder>/raw`` holds ``expected`` files.
 
@@ -56,6 +57,8 @@ def stage_raw_files(
         cache_dir: The toolkit's writable cache root.
         mirror_dir: Read-only mirror root, or ``None``.
         allow_download: Whether PyG may fetch missing files itself.
+        mirror_given_by: How the user named the mirror (an option such as
+            ``--data-mirror`` or the environment variable), named in the error line.
 
     Returns:
         ``cache_dir``, the root to hand to the PyG dataset class.
@@ -79,13 +82,19 @@ def stage_raw_files(
                 _copy_one(source, raw_dir, name)
             return cache_dir
         if not allow_download:
+            given = (
+                f"{mirror_given_by}={mirror_dir}"
+                if mirror_given_by == MIRROR_ENV
+                else f"{mirror_given_by} {mirror_dir}"
+            )
             raise DatasetNotFoundError(
-                f"dataset files missing from mirror {MIRROR_ENV}={mirror_dir}: expected "
+                f"dataset files missing from the mirror {given}: expected "
                 f"{source}/{{{','.join(missing)}}}"
             )
     elif not allow_download:
         raise DatasetNotFoundError(
-            f"no offline copy of {folder!r}: set {MIRROR_ENV} to a folder holding "
+            f"no offline copy of {folder!r}: set {MIRROR_ENV} (or --data-mirror) to a folder "
+            f"holding "
             f"{folder}/raw/{{{','.join(expected)}}} (or allow downloads)"
         )
     return cache_dir

@@ -63,15 +63,30 @@ def _bars(ax, labels: list[str], series: list[tuple[str, list[float]]], title: s
 MAX_GROUPS = 12
 
 
-def main_rows(rows: list[Row]) -> tuple[list[Row], int]:
-    """The groups a figure shows: those with the fewest ``--set`` overrides (the main
-    configuration; ablations and sweeps over a setting stay in the tables), at most
-    :data:`MAX_GROUPS`; and how many groups are left out."""
+def main_rows(rows: list[Row], by: str = "defense") -> tuple[list[Row], int]:
+    """The groups a figure shows: for each value of ``by`` (each defense, or each attack),
+    the rows of its own main configuration, the settings its records use most (then the
+    fewest settings changed), so that one component run with another setting (GCleaner with
+    ``defense.holding_rate``) is not dropped for a global choice; ablations and sweeps over
+    a setting stay in the tables. At most :data:`MAX_GROUPS`; returns also how many groups
+    are left out."""
     if not rows:
         return [], 0
-    size = {id(r): len([p for p in r.settings.split(",") if p]) for r in rows}
-    fewest = min(size.values())
-    shown = [r for r in rows if size[id(r)] == fewest][:MAX_GROUPS]
+    weight: dict[tuple[Any, str], int] = {}
+    for row in rows:
+        key = (getattr(row, by), row.settings)
+        weight[key] = weight.get(key, 0) + row.seeds
+    chosen: dict[Any, str] = {}
+    for (component, settings), count in weight.items():
+        held = chosen.get(component)
+        size = len([p for p in settings.split(",") if p])
+        if held is None:
+            chosen[component] = settings
+            continue
+        held_rank = (-weight[(component, held)], len([p for p in held.split(",") if p]), held)
+        if (-count, size, settings) < held_rank:
+            chosen[component] = settings
+    shown = [r for r in rows if chosen[getattr(r, by)] == r.settings][:MAX_GROUPS]
     return shown, len(rows) - len(shown)
 
 
@@ -120,7 +135,9 @@ def defense_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
 def attack_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
     """Per attack on ``dataset``: ASR vs clean-model ASR (and no-trigger rate), and the clean
     vs backdoored accuracy or AUC (``None``: no attack rows)."""
-    mine, left_out = main_rows([r for r in rows if r.kind == "attack" and r.dataset == dataset])
+    mine, left_out = main_rows(
+        [r for r in rows if r.kind == "attack" and r.dataset == dataset], by="attack"
+    )
     if not mine:
         return None
     plt = _pyplot()

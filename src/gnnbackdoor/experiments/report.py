@@ -61,9 +61,40 @@ def fmt(mean: float, std: float | None = None, scale: float = 1.0, digits: int =
     return text
 
 
+def _resolved(config: dict[str, Any], key: str) -> Any:
+    """The value of dotted ``key`` in a record's resolved ``config`` (``None``: not there)."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "+".join(_shown(v) for v in value)
+    return str(value)
+
+
+def settings_text(record: dict[str, Any]) -> str:
+    """The settings a run changed from the defaults, ``key=value,...`` sorted by key, each
+    value as the resolved config holds it (``0.10`` and ``.1`` typed both read ``0.1``);
+    the typed text where the record keeps no config."""
+    config = record.get("config") or {}
+    parts = []
+    for key, typed in sorted((record.get("overrides") or {}).items()):
+        value = _resolved(config, key)
+        parts.append(f"{key}={typed if value is None else _shown(value)}")
+    return ",".join(parts)
+
+
 def group_key(record: dict[str, Any], fields: Sequence[str] = GROUP_FIELDS) -> tuple:
-    overrides = ",".join(f"{k}={v}" for k, v in sorted((record.get("overrides") or {}).items()))
-    return (*(record.get(f) or "-" for f in fields), overrides)
+    return (*(record.get(f) or "-" for f in fields), settings_text(record))
 
 
 def aggregate(
@@ -189,8 +220,9 @@ def generic_report(
     paper_csv: Path | None = None,
     paper_columns: Sequence[str] | None = None,
 ) -> str:
-    """One row per (task, dataset, model, attack, defense, overrides): mean ± std over seeds,
-    in points for fractions; optionally the matching paper row's numeric columns beside."""
+    """One row per (task, dataset, model, attack, defense, settings): the mean over seeds
+    (``± std`` only with two or more seeds), in points for fractions; optionally the
+    matching paper row's numeric columns beside."""
     if not records:
         raise UserError("no records found")
     groups = aggregate(records)
@@ -208,7 +240,7 @@ def generic_report(
             else [c for c in rows[0] if c not in keys and _numeric(rows[0][c])]
         )
         lookup = paper_lookup(rows, keys)
-    header = ["dataset", "model", "attack", "defense", "overrides", "seeds"]
+    header = ["dataset", "model", "attack", "defense", "settings", "seeds"]
     header += [f"{m} (%)" if is_fraction(m) else m for m in chosen]
     header += [f"paper {c}" for c in paper_cols]
     body = []
@@ -218,7 +250,8 @@ def generic_report(
         row = [dataset, model, attack, defense, overrides or "-", group["n"]]
         for m in chosen:
             mean, std = group["metrics"].get(m, (float("nan"), float("nan")))
-            row.append(fmt(mean, std, 100.0 if is_fraction(m) else 1.0))
+            shown_std = std if group["n"] >= 2 else None
+            row.append(fmt(mean, shown_std, 100.0 if is_fraction(m) else 1.0))
         if lookup is not None:
             paper = lookup(dataset=dataset, model=model, attack=attack, defense=defense)
             row += [paper.get(c, "") if paper else "" for c in paper_cols]

@@ -268,7 +268,6 @@ def run_all(
     written = []
     try:
         for spec, identity in pending:
-            logger.info("run %s", _label(identity))
             sweep.begin(_label(identity))
             save_dir = save_root
             if save_root is not None and len(specs) > 1:

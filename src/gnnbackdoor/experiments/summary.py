@@ -2,9 +2,16 @@
 attack did and what each defense did at what cost, a glossary line per metric shown, and a
 short plain-language account (``--account``, what ``make demo`` ends with).
 
-A row is one group of records with the same (task, dataset, model, attack, defense, overrides);
+A row is one group of records with the same (task, dataset, model, attack, defense, settings);
 figures are means over its seeds, with ``±`` (sample standard deviation) only when two or more
-seeds stand behind them. Fractions are shown in points (%).
+seeds stand behind them. Markdown shows fractions in points (%); CSV and JSON carry them as
+fractions (0 to 1), rounded to 6 decimals.
+
+On a large folder the summary stays compact: per (task, dataset, model, attack, defense) it
+shows only the main configuration (:func:`main_configurations`), says how many others exist,
+and ``--wide`` shows them all. Where a folder holds defended runs but no undefended run of
+the same attack, the attack table is built from the defended runs' own backdoored and clean
+figures (every defended record carries them).
 """
 
 from __future__ import annotations
@@ -19,7 +26,25 @@ from enum import Enum
 from typing import Any
 
 from gnnbackdoor.errors import UserError
-from gnnbackdoor.experiments.report import aggregate, markdown_table
+from gnnbackdoor.experiments.report import aggregate, markdown_table, settings_text
+
+#: Decimals kept for fractions in CSV and JSON (drops float noise such as 0.9941176176071167).
+FLAT_DECIMALS = 6
+
+#: Metrics of a defended record that describe the attack before any defense (the attack
+#: table's figures when no undefended run exists).
+_BEFORE_METRICS = (
+    "clean_acc",
+    "backdoored_acc",
+    "clean_auc",
+    "backdoored_auc",
+    "asr",
+    "clean_model_asr",
+    "no_trigger_rate",
+    "bpd",
+    "amc",
+    "num_classes",
+)
 
 
 class Format(Enum):
@@ -32,7 +57,8 @@ class Format(Enum):
 
 #: One line per metric a summary may show (shown only for the metrics in the tables).
 GLOSSARY = {
-    "acc": "acc: accuracy on clean test graphs (clean model → backdoored model).",
+    "acc": "acc: accuracy on clean test graphs (attacks: clean model → backdoored model; "
+    "defenses: before → after the defense).",
     "auc": "AUC: area under the ROC curve of link prediction on clean test links "
     "(clean model → backdoored model).",
     "bpd": "BPD (benign performance drop): clean-model AUC minus backdoored-model AUC, in "
@@ -70,6 +96,17 @@ class Row:
     seeds: int
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
     seconds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: An attack row built from defended runs (no undefended run of it in the records).
+    from_defended: bool = False
+
+    @property
+    def identity(self) -> tuple:
+        """(kind, task, dataset, model, attack, defense): a row without its settings."""
+        return (self.kind, self.task, self.dataset, self.model, self.attack, self.defense)
+
+    @property
+    def setting_count(self) -> int:
+        return len([p for p in self.settings.split(",") if p])
 
     def mean(self, name: str) -> float:
         return self.metrics.get(name, (math.nan, math.nan))[0]
@@ -95,19 +132,20 @@ def points(mean: float, std: float | None = None) -> str:
     return text
 
 
-def _overrides_text(overrides: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+def _without_defense(record: dict[str, Any]) -> dict[str, Any]:
+    """A defended record read as its attack run: no defense, no ``defense.*`` settings, only
+    the before-defense metrics."""
+    overrides = {
+        k: v for k, v in (record.get("overrides") or {}).items() if not k.startswith("defense.")
+    }
+    metrics = {k: v for k, v in record.get("metrics", {}).items() if k in _BEFORE_METRICS}
+    return {**record, "defense": None, "overrides": overrides, "metrics": metrics, "timings": {}}
 
 
-def build_rows(records: list[dict[str, Any]]) -> list[Row]:
-    """Summary rows of ``records``: attack groups, defense groups, and clean groups that no
-    attack group of the same (task, dataset, model) covers."""
-    if not records:
-        raise UserError("no records found")
-    groups = aggregate(records)
-    rows: list[Row] = []
+def _rows_of(groups: dict[tuple, dict[str, Any]], from_defended: bool = False) -> list[Row]:
+    rows = []
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
-        task, dataset, model, attack, defense, overrides = key
+        task, dataset, model, attack, defense, settings = key
         attack = None if attack == "-" else attack
         defense = None if defense == "-" else defense
         group = groups[key]
@@ -120,14 +158,56 @@ def build_rows(records: list[dict[str, Any]]) -> list[Row]:
                 model,
                 attack,
                 defense,
-                overrides,
+                settings,
                 group["n"],
                 dict(group["metrics"]),
                 dict(group["timings"]),
+                from_defended,
             )
         )
-    attacked = {(r.task, r.dataset, r.model) for r in rows if r.kind != "clean"}
-    return [r for r in rows if r.kind != "clean" or (r.task, r.dataset, r.model) not in attacked]
+    return rows
+
+
+def build_rows(records: list[dict[str, Any]]) -> list[Row]:
+    """Summary rows of ``records``: attack groups, defense groups, and clean groups that no
+    attack group of the same (task, dataset, model) covers.
+
+    An attack with defended runs but no undefended run of the same (task, dataset, model,
+    attack) gets attack rows built from the defended records' before-defense metrics (one
+    record per seed and settings, so a seed defended five ways counts once).
+    """
+    if not records:
+        raise UserError("no records found")
+    rows = _rows_of(aggregate(records))
+    attacked = {(r.task, r.dataset, r.model, r.attack) for r in rows if r.kind == "attack"}
+    derived: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        if not (record.get("defense") and record.get("attack")):
+            continue
+        if (record["task"], record["dataset"], record["model"], record["attack"]) in attacked:
+            continue
+        plain = _without_defense(record)
+        key = (record["task"], record["dataset"], record["model"], record["attack"])
+        derived.setdefault((*key, settings_text(plain), record.get("seed")), plain)
+    if derived:
+        rows += _rows_of(aggregate(derived.values()), from_defended=True)
+    covered = {(r.task, r.dataset, r.model) for r in rows if r.kind != "clean"}
+    return [r for r in rows if r.kind != "clean" or (r.task, r.dataset, r.model) not in covered]
+
+
+def main_configurations(rows: Sequence[Row]) -> tuple[list[Row], int]:
+    """Per (kind, task, dataset, model, attack, defense), the row of its main configuration:
+    the one with the most seeds, then the fewest settings changed, then the first by name;
+    and how many rows (other configurations) are left out. Order is kept."""
+    best: dict[tuple, Row] = {}
+    for row in rows:
+        held = best.get(row.identity)
+        rank = (-row.seeds, row.setting_count, row.settings)
+        if held is None or rank < (-held.seeds, held.setting_count, held.settings):
+            best[row.identity] = row
+    kept = {id(r) for r in best.values()}
+    shown = [r for r in rows if id(r) in kept]
+    return shown, len(rows) - len(shown)
 
 
 def _common_settings(rows: Sequence[Row]) -> tuple[str, list[str]]:
@@ -163,12 +243,46 @@ class Table:
     rows: list[list[str]]
     glossary: list[str]
     note: str = ""
+    footnotes: list[str] = field(default_factory=list)
+
+
+def _hidden_note(count: int) -> str:
+    return (
+        f"{count} other configuration(s) of these groups not shown (the main one per group: "
+        "most seeds, fewest settings changed); `--wide` shows them all."
+        if count
+        else ""
+    )
+
+
+def _held_out_notes(rows: Sequence[Row]) -> tuple[dict[int, str], list[str]]:
+    """Marks and footnotes for defense rows scored on fewer evaluation graphs than the test
+    set: a defender that holds out a share of it (GCleaner) scores before and after on the
+    graphs it did not hold out, so its before-figures differ from other rows'."""
+    marks: dict[int, str] = {}
+    notes: list[str] = []
+    for row in rows:
+        held = row.mean("num_defender_graphs")
+        scored = row.mean("num_eval_graphs")
+        if math.isnan(held) or held <= 0 or math.isnan(scored):
+            continue
+        marks[id(row)] = "*"
+        note = (
+            f"* {row.defense} on {row.dataset}/{row.model}: before and after scored on the "
+            f"{scored:.0f} evaluation graphs the defender did not hold out ({held:.0f} held "
+            "out for it), so its before-figures differ from rows scored on the whole test set."
+        )
+        if note not in notes:
+            notes.append(note)
+    return marks, notes
 
 
 def _tables(rows: list[Row]) -> list[Table]:
     tables: list[Table] = []
     for task in sorted({r.task for r in rows}):
-        mine = [r for r in rows if r.task == task and r.kind != "defense"]
+        mine, hidden = main_configurations(
+            [r for r in rows if r.task == task and r.kind != "defense"]
+        )
         score = "auc" if task == "link" else "acc"
         if mine:
             common, own = _common_settings(mine)
@@ -181,7 +295,8 @@ def _tables(rows: list[Row]) -> list[Table]:
                 header.append("settings")
             body = []
             for row, settings in zip(mine, own, strict=True):
-                cells = [row.dataset, row.model, row.attack or "none", str(row.seeds)]
+                attack = (row.attack or "none") + (" †" if row.from_defended else "")
+                cells = [row.dataset, row.model, attack, str(row.seeds)]
                 cells.append(row.arrow(f"clean_{score}", f"backdoored_{score}"))
                 cells += [row.cell("asr"), row.cell("clean_model_asr")]
                 cells += [row.cell(m) for m in extra]
@@ -189,6 +304,12 @@ def _tables(rows: list[Row]) -> list[Table]:
                     cells.append(settings or "-")
                 body.append(cells)
             shown = [score, "asr", "clean_model_asr", *extra]
+            footnotes = [_hidden_note(hidden)] if hidden else []
+            if any(r.from_defended for r in mine):
+                footnotes.append(
+                    "† no undefended run of this attack in the records: its figures are the "
+                    "defended runs' own before-defense figures (one per seed)."
+                )
             tables.append(
                 Table(
                     f"{task}: attacks",
@@ -196,11 +317,15 @@ def _tables(rows: list[Row]) -> list[Table]:
                     body,
                     [GLOSSARY[m] for m in shown],
                     f"every run: {common}" if common else "",
+                    footnotes,
                 )
             )
-        defended = [r for r in rows if r.task == task and r.kind == "defense"]
+        defended, hidden = main_configurations(
+            [r for r in rows if r.task == task and r.kind == "defense"]
+        )
         if defended:
             common, own = _common_settings(defended)
+            marks, held_notes = _held_out_notes(defended)
             header = ["dataset", "model", "attack", "defense", "seeds", "ASR (%)"]
             header += ["floor (%)", "acc (%)", "cost"]
             if any(own):
@@ -208,14 +333,15 @@ def _tables(rows: list[Row]) -> list[Table]:
             body = []
             for row, settings in zip(defended, own, strict=True):
                 before_acc = "backdoored_acc" if row.attack else "clean_acc"
-                cells = [row.dataset, row.model, row.attack or "none", row.defense or "-"]
+                defense = (row.defense or "-") + (f" {marks[id(row)]}" if id(row) in marks else "")
+                cells = [row.dataset, row.model, row.attack or "none", defense]
                 cells += [str(row.seeds), row.arrow("asr", "defended_asr")]
                 cells += [row.cell("defended_target_no_trigger")]
                 cells += [row.arrow(before_acc, "defended_acc"), _cost(row)]
                 if any(own):
                     cells.append(settings or "-")
                 body.append(cells)
-            shown = ["defended_asr", "floor", "defended_acc", "cost"]
+            shown = ["asr", "acc", "defended_asr", "floor", "defended_acc", "cost"]
             tables.append(
                 Table(
                     f"{task}: defenses (before → after)",
@@ -223,6 +349,7 @@ def _tables(rows: list[Row]) -> list[Table]:
                     body,
                     [GLOSSARY[m] for m in shown],
                     f"every run: {common}" if common else "",
+                    ([_hidden_note(hidden)] if hidden else []) + held_notes,
                 )
             )
     return tables
@@ -233,8 +360,9 @@ def summary_report(records: list[dict[str, Any]], fmt: Format = Format.MD) -> st
 
     Markdown: one table per task and kind (attacks; defenses), a note of the settings every
     run of a table shares, and the glossary of the metrics shown. CSV and JSON: one row/object
-    per group with every metric's mean (``name``) and, with two or more seeds, its standard
-    deviation (``name_std``), fractions as fractions.
+    per group (every configuration) with every metric's mean (``name``) and, with two or more
+    seeds, its standard deviation (``name_std``), fractions as fractions (0 to 1, rounded to
+    :data:`FLAT_DECIMALS`), not points.
 
     Raises:
         UserError: no records.
@@ -248,6 +376,8 @@ def summary_report(records: list[dict[str, Any]], fmt: Format = Format.MD) -> st
             if table.note:
                 parts.append(f"{table.note}\n")
             parts.append(markdown_table(table.header, table.rows) + "\n")
+            if table.footnotes:
+                parts.append("\n".join(table.footnotes) + "\n")
             glossary += [g for g in table.glossary if g not in glossary]
         parts.append("Glossary:\n" + "\n".join(f"- {g}" for g in glossary) + "\n")
         return "\n".join(parts)
@@ -266,12 +396,16 @@ def _flat(row: Row) -> dict[str, Any]:
         "seeds": row.seeds,
     }
     for name, (mean, std) in sorted(row.metrics.items()):
-        out[name] = None if math.isnan(mean) else mean
+        out[name] = _flat_number(mean)
         if row.seeds >= 2:
-            out[f"{name}_std"] = None if math.isnan(std) else std
+            out[f"{name}_std"] = _flat_number(std)
     if "defense_s" in row.seconds:
         out["defense_s"] = row.seconds["defense_s"][0]
     return out
+
+
+def _flat_number(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, FLAT_DECIMALS)
 
 
 def flat_report(rows: list[dict[str, Any]], fmt: Format) -> str:
@@ -293,13 +427,13 @@ def wide_rows(
     records: list[dict[str, Any]], metrics: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """Every group with every metric, or only ``metrics`` (the ``--wide`` table as flat
-    rows)."""
+    rows; fractions as fractions, rounded to :data:`FLAT_DECIMALS`)."""
     if not records:
         raise UserError("no records found")
     out = []
     groups = aggregate(records)
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
-        task, dataset, model, attack, defense, overrides = key
+        task, dataset, model, attack, defense, settings = key
         group = groups[key]
         row: dict[str, Any] = {
             "task": task,
@@ -307,15 +441,15 @@ def wide_rows(
             "model": model,
             "attack": None if attack == "-" else attack,
             "defense": None if defense == "-" else defense,
-            "settings": overrides,
+            "settings": settings,
             "seeds": group["n"],
         }
         for name, (mean, std) in group["metrics"].items():
             if metrics and name not in metrics:
                 continue
-            row[name] = None if math.isnan(mean) else mean
+            row[name] = _flat_number(mean)
             if group["n"] >= 2:
-                row[f"{name}_std"] = None if math.isnan(std) else std
+                row[f"{name}_std"] = _flat_number(std)
         out.append(row)
     return out
 
