@@ -22,6 +22,7 @@ from gnnbackdoor.datasets.mirror import (
 )
 from gnnbackdoor.errors import DatasetNotFoundError
 from gnnbackdoor.registry import Registry
+from gnnbackdoor.utils.files import locked
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,16 @@ class GraphDataset(ABC):
 
     def fetch(self, location: DataLocation) -> Data | list[Data]:
         """:meth:`load`, with a failed download (no network, unknown host) reported as one
-        line that names the mirror variable."""
+        line that names the mirror variable.
+
+        A dataset kept on disk is loaded under an exclusive lock on
+        ``<cache_dir>/.<folder>.lock``: parallel workers of a sweep that share a cache copy the
+        raw files and let PyG process them once, and none reads a half-written file."""
         try:
-            return self.load(location)
+            if self.folder is None:
+                return self.load(location)
+            with locked(Path(location.cache_dir) / f".{self.folder}.lock"):
+                return self.load(location)
         except OSError as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DatasetNotFoundError(

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gnnbackdoor.utils.files import atomic_torch_save
 from gnnbackdoor.utils.seeding import global_rng_states, restore_global_rng_states
 
 ENV = "GNNBACKDOOR_CLEAN_CACHE"
@@ -39,8 +40,10 @@ def cache_path(parts: dict[str, Any]) -> Path | None:
 
 
 def save(path: Path, model: torch.nn.Module, report: Any) -> None:
-    """Store the trained model, its report and the random states that follow training."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Store the trained model, its report and the random states that follow training.
+
+    Written atomically (:func:`~gnnbackdoor.utils.files.atomic_write`): parallel workers that
+    fill one key never expose a partial file to a reader."""
     payload = {
         "state_dict": model.state_dict(),
         "report": {
@@ -52,9 +55,7 @@ def save(path: Path, model: torch.nn.Module, report: Any) -> None:
         },
         **global_rng_states(),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_torch_save(payload, path)  # concurrent fills of one key: the last rename wins
 
 
 def load(path: Path, model: torch.nn.Module, report: Any) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
+from gnnbackdoor.utils.files import atomic_torch_save
 from gnnbackdoor.utils.seeding import global_rng_states, restore_global_rng_states
 
 ENV = "GNNBACKDOOR_STAGE_CACHE"
@@ -93,15 +94,14 @@ def cache_path(run: Any, defender_positions: list[int], num_eval: int) -> Path |
 
 
 def save(path: Path, stage: Stage, generator: torch.Generator) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Store ``stage`` atomically (:func:`~gnnbackdoor.utils.files.atomic_write`): parallel
+    workers that fill one key never expose a partial file to a reader."""
     payload = {
         "stage": stage,
         **global_rng_states(),
         "generator": generator.get_state(),
     }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_torch_save(payload, path)
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -109,7 +109,10 @@ def load(path: Path) -> dict[str, Any] | None:
     random states once the models have been rebuilt."""
     if not path.is_file():
         return None
-    return torch.load(path, weights_only=False)
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception:  # an unreadable entry (e.g. left by an older, non-atomic writer): a miss
+        return None
 
 
 def restore_random_states(payload: dict[str, Any], generator: torch.Generator) -> None:
