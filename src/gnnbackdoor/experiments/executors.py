@@ -29,6 +29,8 @@ import enum
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -152,11 +154,25 @@ def _forwarded_env() -> dict[str, str | None]:
     return {name: os.environ.get(name) for name in FORWARDED_ENV}
 
 
-def _init_local_worker(level: int, env: dict[str, str | None]) -> None:
+def _exit_when_gone(driver: int) -> None:
+    """Exit this worker once the driver process ``driver`` is gone (killed with SIGKILL, say):
+    nobody can receive its record any more, and a pool worker would otherwise wait forever
+    on the task queue it holds both ends of."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(driver, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid now belongs to another user's process
+            os._exit(1)
+
+
+def _init_local_worker(level: int, env: dict[str, str | None], driver: int) -> None:
     """Runs once in each pool process: the driver's cache and mirror variables as they are now
     (the fork server's environment is the one it started with), no progress bars (several
-    workers would interleave them on one terminal; the driver reports each finished run) and
-    the driver's log level."""
+    workers would interleave them on one terminal; the driver reports each finished run), the
+    driver's log level, and a watcher that ends the worker when the driver dies."""
     from gnnbackdoor.utils.progress import set_quiet
 
     for name, value in env.items():
@@ -166,6 +182,7 @@ def _init_local_worker(level: int, env: dict[str, str | None]) -> None:
             os.environ[name] = value
     set_quiet(True)
     logging.basicConfig(level=level, format="%(message)s")
+    threading.Thread(target=_exit_when_gone, args=(driver,), daemon=True).start()
 
 
 class LocalExecutor:
@@ -192,7 +209,11 @@ class LocalExecutor:
             max_workers=size,
             mp_context=worker_context(),
             initializer=_init_local_worker,
-            initargs=(logging.getLogger("gnnbackdoor").getEffectiveLevel(), _forwarded_env()),
+            initargs=(
+                logging.getLogger("gnnbackdoor").getEffectiveLevel(),
+                _forwarded_env(),
+                os.getpid(),
+            ),
         )
 
     def run(self, worker: Worker, tasks: list[RunTask]) -> Iterator[Outcome]:
@@ -287,14 +308,23 @@ class RayExecutor:
         self.max_retries = max_retries
         self._started = False
         if not self.ray.is_initialized():
+            runtime_env: dict[str, Any] = {}
             env = {k: v for k, v in _forwarded_env().items() if v is not None}
+            if env:
+                runtime_env["env_vars"] = env
+            if address:
+                # the cluster's workers import this very package (uploaded once per job),
+                # whatever version their machines have installed
+                import gnnbackdoor
+
+                runtime_env["py_modules"] = [gnnbackdoor]
             try:
                 self.ray.init(
                     address=address,
                     num_cpus=None if address else num_cpus,
                     include_dashboard=False,
                     logging_level=logging.WARNING,
-                    runtime_env={"env_vars": env} if env else None,
+                    runtime_env=runtime_env or None,
                 )
             except ConnectionError as error:
                 raise UserError(f"cannot reach the Ray cluster at {address}: {error}") from None
@@ -335,10 +365,21 @@ class RayExecutor:
 
 
 def _ray_error_line(error: BaseException, max_retries: int) -> str:
+    """One line for an error Ray raised instead of returning an :class:`Outcome`: a worker
+    that died every time, or the underlying error of a task Ray could not run (Ray wraps it,
+    e.g. a worker that cannot import the package, in ``RayTaskError(RaySystemError)``)."""
     name = type(error).__name__
     if "WorkerCrashed" in name or "ActorDied" in name or "NodeDied" in name:
         return f"WorkerDied: the worker process died {max_retries + 1} times during this run"
-    return error_line(error)
+    cause: BaseException = error
+    for _ in range(8):  # unwrap RayTaskError.cause and RaySystemError(original)
+        inner = getattr(cause, "cause", None)
+        if not isinstance(inner, BaseException) and cause.args:
+            inner = cause.args[0]
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    return error_line(cause)
 
 
 def make_executor(
