@@ -334,3 +334,34 @@ def test_ray_retries_a_run_whose_worker_died(tmp_path, offline_location, ray_ins
     assert not outcome.ok
     assert outcome.error.startswith("WorkerDied: ")
     assert len(list(markers.iterdir())) == 2
+
+
+def test_ray_errors_become_the_underlying_one_line_error():
+    from gnnbackdoor.experiments.executors import _ray_error_line
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    class RayTaskError(Exception):
+        def __init__(self, cause):
+            super().__init__("ray::_in_ray_worker() (pid=1)\n  traceback ...")
+            self.cause = cause
+
+    class RaySystemError(Exception):
+        pass
+
+    wrapped = RayTaskError(RaySystemError(SyntaxError("invalid syntax (x.py, line 3)"), "tb"))
+    assert _ray_error_line(wrapped, 2) == "SyntaxError: invalid syntax (x.py, line 3)"
+    assert _ray_error_line(WorkerCrashedError("boom"), 2) == (
+        "WorkerDied: the worker process died 3 times during this run"
+    )
+    assert _ray_error_line(ValueError("a\nb"), 2) == "ValueError: a"
+
+
+def test_an_unreachable_ray_address_stops_at_once(tmp_path, capsys):
+    pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[distributed]"')
+    (tmp_path / "sweep.yaml").write_text(SWEEP)
+    argv = ["sweep", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--executor", "ray", "--address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gnnbackdoor: error: cannot reach the Ray cluster at 127.0.0.1:1: ")

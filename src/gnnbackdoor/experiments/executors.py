@@ -29,6 +29,7 @@ import enum
 import logging
 import multiprocessing
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -168,12 +169,18 @@ def _exit_when_gone(driver: int) -> None:
             os._exit(1)
 
 
-def _init_local_worker(level: int, env: dict[str, str | None], driver: int) -> None:
+def _init_local_worker(level: int, env: dict[str, str | None], driver: int, threads: int) -> None:
     """Runs once in each pool process: the driver's cache and mirror variables as they are now
-    (the fork server's environment is the one it started with), no progress bars (several
-    workers would interleave them on one terminal; the driver reports each finished run), the
-    driver's log level, and a watcher that ends the worker when the driver dies."""
+    (the fork server's environment is the one it started with), native thread pools (BLAS,
+    OpenMP) limited to the run's ``threads`` as Ray limits its workers to a task's CPUs, no
+    progress bars (several workers would interleave them on one terminal; the driver reports
+    each finished run), the driver's log level, and a watcher that ends the worker when the
+    driver dies."""
+    from threadpoolctl import threadpool_limits
+
     from gnnbackdoor.utils.progress import set_quiet
+
+    threadpool_limits(limits=threads)
 
     for name, value in env.items():
         if value is None:
@@ -213,6 +220,7 @@ class LocalExecutor:
                 logging.getLogger("gnnbackdoor").getEffectiveLevel(),
                 _forwarded_env(),
                 os.getpid(),
+                self.threads,
             ),
         )
 
@@ -255,6 +263,26 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
+
+
+def _check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
+    """Stop at once when a ``HOST:PORT`` address does not answer (Ray itself retries for
+    minutes before it gives up).
+
+    Raises:
+        UserError: nothing accepts a TCP connection at ``HOST:PORT``.
+    """
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except ValueError:
+        raise UserError(f"--address expects auto or HOST:PORT, got {address!r}") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"cannot reach the Ray cluster at {address}: {reason}") from None
 
 
 def _in_ray_worker(worker: Worker, task: RunTask) -> Outcome:
@@ -308,6 +336,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self._started = False
         if not self.ray.is_initialized():
+            _check_reachable(address)
             runtime_env: dict[str, Any] = {}
             env = {k: v for k, v in _forwarded_env().items() if v is not None}
             if env:
