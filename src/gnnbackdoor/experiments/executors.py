@@ -335,8 +335,8 @@ class RayExecutor:
         self.threads = threads
         self.max_retries = max_retries
         self._started = False
+        _check_reachable(address)
         if not self.ray.is_initialized():
-            _check_reachable(address)
             runtime_env: dict[str, Any] = {}
             env = {k: v for k, v in _forwarded_env().items() if v is not None}
             if env:
