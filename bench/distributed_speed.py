@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -57,6 +58,27 @@ def _sweep(sweep: Path, out: Path, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def _burn(_: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return time.perf_counter() - start
+
+
+def machine_parallelism() -> float:
+    """What two processes get from this machine right now: the time of a pure-Python CPU loop
+    alone, times 2, over the time of two such loops side by side (2.0 on two idle cores; about
+    1.0 when other work leaves the equivalent of one core). It bounds the sweep's speed-up."""
+    alone = _burn(0)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_burn, [0, 0])  # start the processes outside the timing
+        start = time.perf_counter()
+        pool.map(_burn, [0, 1])
+        both = time.perf_counter() - start
+    return round(2 * alone / both, 2)
+
+
 def _ray_start_s() -> float | None:
     code = (
         "import time, ray\n"
@@ -83,6 +105,7 @@ def main() -> None:
     except ImportError:
         has_ray = False
     load_before = _load()
+    parallelism_before = machine_parallelism()
     modes = {"sequential": [], "local-2": ["--executor", "local", "--jobs", "2"]}
     if has_ray:
         modes["ray-2"] = ["--executor", "ray", "--jobs", "2"]
@@ -135,6 +158,8 @@ def main() -> None:
         else None,
         "load_before": load_before,
         "load_after": _load(),
+        "machine_parallelism_before": parallelism_before,
+        "machine_parallelism_after": machine_parallelism(),
         "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "python": platform.python_version(),
     }
@@ -184,6 +209,11 @@ def markdown(result: dict) -> str:
         f"- Load average (1, 5, 15 min) before: {result['load_before']}, after: "
         f"{result['load_after']}. On a shared machine every figure here is noisy; a "
         "load average above the core count means other work took CPU time from these runs.",
+        f"- Parallelism the machine gave two pure-Python CPU loops (2.0 on two idle cores): "
+        f"{result['machine_parallelism_before']:.2f}x before, "
+        f"{result['machine_parallelism_after']:.2f}x after. No executor can speed a sweep up "
+        "beyond it; below about 1.9 these figures measure the machine's load, not the "
+        "executors: re-run on a quiet machine.",
         "",
     ]
     return "\n".join(lines)

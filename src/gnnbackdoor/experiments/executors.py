@@ -181,7 +181,6 @@ def _init_local_worker(level: int, env: dict[str, str | None], driver: int, thre
     from gnnbackdoor.utils.progress import set_quiet
 
     threadpool_limits(limits=threads)
-
     for name, value in env.items():
         if value is None:
             os.environ.pop(name, None)
@@ -238,19 +237,20 @@ class LocalExecutor:
                     for future in done:
                         task = futures.pop(future)
                         try:
-                            yield future.result()
+                            outcome = future.result()
                         except BrokenProcessPool:
                             attempts[task.index] += 1
-                            if attempts[task.index] > self.max_retries:
-                                yield Outcome(
-                                    task.index,
-                                    error=f"WorkerDied: the worker process died "
-                                    f"{attempts[task.index]} times during this run",
-                                )
-                            else:
+                            if attempts[task.index] <= self.max_retries:
                                 queue.append(task)
+                                continue
+                            outcome = Outcome(
+                                task.index,
+                                error="WorkerDied: a worker process died while this run was "
+                                f"unfinished, {attempts[task.index]} times",
+                            )
                         except Exception as error:  # the outcome could not be sent back
-                            yield Outcome(task.index, error=error_line(error))
+                            outcome = Outcome(task.index, error=error_line(error))
+                        yield outcome
                 finished = True
             finally:
                 # on an early exit (Ctrl-C, the driver stopped reading) drop the queued runs
@@ -378,11 +378,14 @@ class RayExecutor:
                 for ref in done:
                     task = pending.pop(ref)
                     try:
-                        yield ray.get(ref)
+                        outcome = ray.get(ref)
                     except ray.exceptions.RayError as error:
                         # the worker died more than max_retries times, or the task could not
                         # be scheduled/serialised
-                        yield Outcome(task.index, error=_ray_error_line(error, self.max_retries))
+                        outcome = Outcome(
+                            task.index, error=_ray_error_line(error, self.max_retries)
+                        )
+                    yield outcome
         finally:
             for ref in pending:  # an early exit: stop the runs still queued or running
                 ray.cancel(ref, force=True)
@@ -436,7 +439,9 @@ def make_executor(
         if jobs is not None:
             raise UserError("--jobs needs a parallel executor: --executor local or ray")
         return SequentialExecutor()
-    threads = threads or 1
+    if threads is None:
+        logger.info("each run uses 1 torch thread (--threads sets it; it is part of the run key)")
+        threads = 1
     if kind is ExecutorKind.LOCAL:
         return LocalExecutor(jobs or max(1, (os.cpu_count() or 1) // threads), threads)
     if jobs is not None and address is not None:
