@@ -192,9 +192,9 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "Overhead per run = (wall × jobs − Σ run total_s) / runs: slot time outside the runs "
-        "(start-up, scheduling, shipping records, an idle slot at the end). Parallel runs also "
-        "run slower each than alone (two runs share the memory bandwidth), which Σ run total_s "
-        "shows.",
+        "(start-up, scheduling, shipping records, an idle slot at the end). Σ run total_s grows "
+        "when runs get less than a core each (two runs sharing what the machine gives, or "
+        "other work on it).",
         "",
         f"- Same records (metrics equal by key) as the sequential sweep: {same}.",
     ]

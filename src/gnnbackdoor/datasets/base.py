@@ -90,7 +90,7 @@ class GraphDataset(ABC):
         try:
             if self.folder is None:
                 return self.load(location)
-            with locked(Path(location.cache_dir) / f".{self.folder}.lock"):
+            with locked(Path(location.cache_dir) / f".{self.folder}.lock", best_effort=True):
                 return self.load(location)
         except OSError as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__

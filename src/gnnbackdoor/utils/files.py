@@ -60,17 +60,31 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, *, best_effort: bool = False) -> Iterator[None]:
     """Hold an exclusive :func:`fcntl.flock` on the lock file ``path`` (created, never
     removed) for the duration of the ``with`` block; blocks while another process holds it.
 
     ``flock`` locks are per open file, released when the holder exits or dies (a killed
     worker never leaves a stale lock). On NFS they need a client that maps ``flock`` onto
     NFS locks (Linux does since 2.6.12).
+
+    Args:
+        best_effort: Run the block without a lock when the lock file cannot be created (a
+            read-only folder, which no other process can be writing either).
+
+    Raises:
+        OSError: the lock file cannot be created, unless ``best_effort``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except OSError:
+        if not best_effort:
+            raise
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
