@@ -129,6 +129,25 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write the trained models under DIR/<task>-<dataset>-<model>-<attack>-<defense>-"
         "seed<N>/",
     )
+    sweep.add_argument(
+        "--executor",
+        choices=["sequential", "local", "ray"],
+        default="sequential",
+        help="where runs execute: one after the other here (default), a local process pool, "
+        "or Ray (docs/distributed.md)",
+    )
+    sweep.add_argument(
+        "--jobs",
+        type=_number("PositiveInt"),
+        default=None,
+        help="runs at a time: local pool size (default: cores // --threads), or a local Ray "
+        "instance's CPUs / --threads",
+    )
+    sweep.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster: auto or HOST:PORT of its head (default: start a local instance)",
+    )
     _add_data_options(sweep)
 
     report = commands.add_parser(
@@ -394,7 +413,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from gnnbackdoor.experiments.runner import run_all
+    from gnnbackdoor.experiments.executors import ExecutorKind, make_executor
+    from gnnbackdoor.experiments.records import FAILURES_FILE
+    from gnnbackdoor.experiments.runner import run_sweep
     from gnnbackdoor.experiments.sweep import load_sweep
 
     _setup(args)
@@ -402,11 +423,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     specs = load_sweep(args.file)
     location = _location(args)
     _check_data(specs, location)
-    with _write_errors(args):
-        written = run_all(
-            specs, args.out, location, args.save_model, skip_bad_lines=args.skip_bad_lines
+    executor = make_executor(
+        ExecutorKind(args.executor), jobs=args.jobs, threads=args.threads, address=args.address
+    )
+    try:
+        with _write_errors(args):
+            result = run_sweep(
+                specs,
+                args.out,
+                location,
+                args.save_model,
+                skip_bad_lines=args.skip_bad_lines,
+                executor=executor,
+            )
+    finally:
+        executor.close()
+    _summarise(result.written, len(specs) - len(result.failed))
+    if result.failed:
+        print(
+            f"gnnbackdoor: {len(result.failed)} of {len(specs)} run(s) failed; their errors are "
+            f"in {args.out / FAILURES_FILE}; run the sweep again to retry them",
+            file=sys.stderr,
         )
-    _summarise(written, len(specs))
+        return 1
     return 0
 
 

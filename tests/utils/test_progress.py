@@ -86,6 +86,20 @@ def test_sweep_counts_runs_with_an_estimate_after_the_first(stderr):
     assert lines[3].startswith("sweep: 2/3 run(s) in ")
 
 
+def test_sweep_announces_runs_that_finish_elsewhere_as_they_come_back(stderr):
+    sweep = progress.SweepProgress(3)
+    sweep.finish("b")
+    sweep.finish("a", failed=True)
+    sweep.finish("c")
+    sweep.close()
+    lines = stderr.getvalue().splitlines()
+    assert lines[0].startswith("run 1/3 done (") and lines[0].endswith("left): b")
+    assert lines[1].startswith("run 2/3 failed (") and lines[1].endswith("): a")
+    assert lines[2].startswith("run 3/3 done (") and "left" not in lines[2]
+    assert lines[3].startswith("sweep: 3/3 run(s) in ")
+    assert len(lines) == 4
+
+
 def test_progress_wraps_an_iterable(stderr):
     assert list(progress.progress(range(4), desc="x")) == [0, 1, 2, 3]
 

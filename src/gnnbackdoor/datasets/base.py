@@ -22,6 +22,7 @@ from gnnbackdoor.datasets.mirror import (
 )
 from gnnbackdoor.errors import DatasetNotFoundError, UserError
 from gnnbackdoor.registry import Registry
+from gnnbackdoor.utils.files import locked
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,21 @@ class GraphDataset(ABC):
         would make every batch that ends in one yield one row too few. The count is kept in
         :attr:`dropped_empty_graphs`.
 
+        A dataset kept on disk is loaded under an exclusive lock on
+        ``<cache_dir>/.<folder>.lock``: parallel workers of a sweep that share a cache copy the
+        raw files and let PyG process them once, and none reads a half-written file.
+
         Raises:
             DatasetNotFoundError: the files could not be loaded.
             UserError: a graph dataset with no graph that has a node.
         """
         try:
-            loaded = self.load(location)
+            if self.folder is None:
+                loaded = self.load(location)
+            else:
+                lock = Path(location.cache_dir) / f".{self.folder}.lock"
+                with locked(lock, best_effort=True):
+                    loaded = self.load(location)
         except OSError as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DatasetNotFoundError(

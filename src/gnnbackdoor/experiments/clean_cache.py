@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from gnnbackdoor.utils.files import atomic_torch_save
+
 ENV = "GNNBACKDOOR_CLEAN_CACHE"
 
 #: How the victim stage's randomness is derived; entries made otherwise never hit.
@@ -46,8 +48,10 @@ def cache_path(parts: dict[str, Any]) -> Path | None:
 
 
 def save(path: Path, model: torch.nn.Module, report: Any) -> None:
-    """Store the trained model and its report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Store the trained model and its report.
+
+    Written atomically (:func:`~gnnbackdoor.utils.files.atomic_write`): parallel workers that
+    fill one key never expose a partial file to a reader."""
     payload = {
         "state_dict": model.state_dict(),
         "report": {
@@ -59,9 +63,7 @@ def save(path: Path, model: torch.nn.Module, report: Any) -> None:
             "diverged_epoch": report.diverged_epoch,
         },
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_torch_save(payload, path)  # concurrent fills of one key: the last rename wins
 
 
 def load(path: Path, model: torch.nn.Module, report: Any) -> bool:

@@ -19,8 +19,17 @@ as follows:
   ``skip_bad_lines`` is set, in which case bad lines are skipped and counted in a warning.
 
 Folders are searched for files named exactly ``records.jsonl``; ``superseded.jsonl`` (written
-by :mod:`gnnbackdoor.experiments.migrate`), ``*.torn-*`` files and ``results/archive/*.jsonl``
-are therefore never read unless passed by name.
+by :mod:`gnnbackdoor.experiments.migrate`), ``failures.jsonl`` (see below), ``*.torn-*`` files
+and ``results/archive/*.jsonl`` are therefore never read unless passed by name.
+
+A run of a sweep that raises leaves a *failure record* in ``failures.jsonl`` beside
+``records.jsonl``, appended the same way: the run's ``key``, names, ``seed``, ``config`` and
+``overrides``, ``"status": "failed"``, ``error`` (one line, ``"ValueError: ..."``, never a
+traceback), ``versions`` and ``created``, and no ``metrics``. Failure records live in their own
+file so that every line of ``records.jsonl`` stays a result: pages, reports and the resume
+check (which reads ``records.jsonl`` only) never see them, and a later sweep runs a failed run
+again. The file is a log: a run that fails twice has two lines, and a run that failed once
+and later succeeded keeps its old failure line (:func:`read_failures` can drop those).
 """
 
 from __future__ import annotations
@@ -46,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
 SUPERSEDED_FILE = "superseded.jsonl"
+# Runs that raised (or whose worker died) in a sweep: one failure record a line, beside
+# records.jsonl; see read_failures.
+FAILURES_FILE = "failures.jsonl"
 # Fields every record has, with the JSON type each must have (None: may be null).
 RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "key": (str,),
@@ -366,9 +378,12 @@ def prepare_for_append(out_dir: Path) -> None:
     movetorn_tail_offset(Path(out_dir) / RECORDS_FILE)
 
 
-def append_record(out_dir: Path, record: dict[str, Any]) -> None:
+def append_record(out_dir: Path, record: dict[str, Any], *, name: str = RECORDS_FILE) -> None:
     """Append one record as one strict-JSON line: a single ``write`` under an exclusive
     ``flock``, then ``fsync``; a torn last line left by a crash is moved aside first.
+
+    Args:
+        name: The file in ``out_dir`` (``FAILURES_FILE`` for a failure record).
 
     Raises:
         ValueError, TypeError: a configuration value with no JSON form (a bug, not user input).
@@ -376,7 +391,7 @@ def append_record(out_dir: Path, record: dict[str, Any]) -> None:
     line = (dumps_record(record) + "\n").encode()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RECORDS_FILE
+    path = out_dir / name
     with path.open("a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -387,6 +402,37 @@ def append_record(out_dir: Path, record: dict[str, Any]) -> None:
             os.fsync(handle.fileno())
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_failures(out_dir: Path, *, unresolved_only: bool = False) -> list[dict[str, Any]]:
+    """The failure records of ``out_dir/failures.jsonl`` in file order (``[]`` if absent).
+
+    A torn last line is ignored; any other line that is not a JSON object is skipped.
+
+    Args:
+        unresolved_only: Keep only the last failure of each key, and only for keys that
+            ``out_dir/records.jsonl`` does not hold (the runs still failing).
+    """
+    path = Path(out_dir) / FAILURES_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    if not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    failures = []
+    for raw in data.splitlines():
+        try:
+            value = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(value, dict) and "key" in value:
+            failures.append(value)
+    if not unresolved_only:
+        return failures
+    done = {record["key"] for record in read_records(out_dir, skip_bad_lines=True)}
+    last = {failure["key"]: failure for failure in failures if failure["key"] not in done}
+    return list(last.values())
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:

@@ -1,11 +1,16 @@
 """The one runner: resolves names through the registries, runs each seed through its task's
-pipeline, and appends one record per run to ``records.jsonl``, skipping runs already there."""
+pipeline, and appends one record per run to ``records.jsonl``, skipping runs already there.
+
+The runs execute where an :mod:`~gnnbackdoor.experiments.executors` executor puts them (in
+this process, a local process pool, or Ray); this module is the driver, the only writer of the
+records file, and :func:`run_task` is what every worker runs.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +21,16 @@ from gnnbackdoor.datasets.base import DATASETS, DataLocation
 from gnnbackdoor.defenses import DEFENSES
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments.config import DataConfig, build, split_overrides
+from gnnbackdoor.experiments.executors import (
+    Executor,
+    Outcome,
+    RunTask,
+    SequentialExecutor,
+    error_line,
+)
 from gnnbackdoor.experiments.pipelines import TASKS, ResolvedRun
 from gnnbackdoor.experiments.records import (
+    FAILURES_FILE,
     append_record,
     canonical,
     read_records,
@@ -218,6 +231,172 @@ def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None)
     }
 
 
+def run_task(task: RunTask) -> Outcome:
+    """Run one task and return its record, or its one-line error (the worker function of
+    every executor; picklable, so process pools and Ray can ship it).
+
+    Sets torch's thread count to ``task.threads`` first (when given), so the worker computes
+    the key the driver computed; a record under another key is returned as a failure.
+    """
+    if task.threads is not None:
+        torch.set_num_threads(task.threads)
+    try:
+        record = execute(task.spec, task.location, task.save_dir)
+        if record["key"] != task.key:
+            raise RuntimeError(
+                f"the worker keyed this run {record['key']}, the driver {task.key}: it runs "
+                "other code or settings (install the same gnnbackdoor on every node)"
+            )
+    except Exception as error:
+        if not task.catch:
+            raise
+        return Outcome(task.index, error=error_line(error))
+    return Outcome(task.index, record=record)
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        written: Records appended to ``records.jsonl`` by this call, in finishing order.
+        failed: Failure records appended to ``failures.jsonl`` by this call.
+        skipped: Runs already recorded (or repeated in ``specs``), not run again.
+    """
+
+    written: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    skipped: int = 0
+
+
+def failure_record(identity: RunIdentity, spec: RunSpec, error: str) -> dict[str, Any]:
+    """The failure record of a run that raised (see :mod:`~gnnbackdoor.experiments.records`)."""
+    return {
+        "key": identity.key,
+        "task": identity.task,
+        "dataset": identity.dataset,
+        "model": identity.model,
+        "attack": identity.attack,
+        "defense": identity.defense,
+        "seed": identity.seed,
+        "overrides": dict(sorted(spec.overrides.items())),
+        "config": identity.config,
+        "status": "failed",
+        "error": error,
+        "versions": versions(),
+        "created": timestamp(),
+    }
+
+
+def _absolute(location: DataLocation) -> DataLocation:
+    """``location`` with absolute paths (a worker may run in another folder or machine)."""
+    return replace(
+        location,
+        cache_dir=Path(location.cache_dir).absolute(),
+        mirror_dir=Path(location.mirror_dir).absolute() if location.mirror_dir else None,
+    )
+
+
+def run_sweep(
+    specs: list[RunSpec],
+    out_dir: Path,
+    location: DataLocation,
+    save_root: Path | None = None,
+    *,
+    skip_bad_lines: bool = False,
+    executor: Executor | None = None,
+    keep_going: bool = True,
+) -> SweepResult:
+    """Run every spec whose key is not yet in ``out_dir/records.jsonl`` on ``executor`` and
+    append each record as soon as its run finishes (so an interrupted sweep, even a driver
+    killed with SIGKILL, resumes where it stopped: finished runs are on disk, the runs in
+    flight run again, and a torn last line is moved aside).
+
+    Every spec is resolved before the first run, so a typo fails fast; specs that resolve
+    to one key (``--set max_epochs=2`` and ``--set train.max_epochs=2``) run once. This
+    process is the only writer of ``records.jsonl`` and ``failures.jsonl``: workers return
+    records, the driver appends them.
+
+    Progress (``run i/N`` with an estimate of the time left, one line per run) is counted
+    here as the outcomes come back: the in-process executor announces each run as it starts,
+    the parallel ones as each finishes (they finish in any order).
+
+    Args:
+        save_root: Where trained models go: ``save_root/<role>`` when there is one spec,
+            else ``save_root/<readable run name>/<role>`` (see :func:`model_folder`).
+        executor: Where the runs execute (default: one after the other in this process).
+            Its ``threads`` (when set) is each run's torch thread count, part of the key.
+        keep_going: Record a run that raises in ``failures.jsonl`` (its one-line error) and go
+            on with the others; ``False`` (in-process executor only) lets the error propagate.
+        skip_bad_lines: Skip malformed lines of the existing records file (counted in a
+            warning) instead of stopping.
+
+    Raises:
+        UserError: a bad spec, or a malformed line in the records file.
+    """
+    executor = executor or SequentialExecutor()
+    if not keep_going and not isinstance(executor, SequentialExecutor):
+        raise ValueError("keep_going=False needs the in-process (sequential) executor")
+    runtime = {"threads": executor.threads} if executor.threads else None
+    identities = [identify(spec, location, runtime) for spec in specs]
+    done = {
+        record["key"]
+        for record in read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
+    }
+    where = _absolute(location)
+    root = Path(save_root).absolute() if save_root is not None else None
+    result = SweepResult()
+    tasks: list[RunTask] = []
+    for index, (spec, identity) in enumerate(zip(specs, identities, strict=True)):
+        if identity.key in done:
+            logger.info("skip %s (already recorded)", _label(identity))
+            result.skipped += 1
+            continue
+        done.add(identity.key)
+        save_dir = root
+        if root is not None and len(specs) > 1:
+            save_dir = root / model_folder(spec, identity)
+        tasks.append(
+            RunTask(index, spec, identity.key, where, save_dir, executor.threads, keep_going)
+        )
+    if save_root is not None and result.skipped:
+        logger.warning(
+            "%d run(s) already in %s were not run again, so their models were not saved; "
+            "use a new --out to save them",
+            result.skipped,
+            out_dir,
+        )
+    sweep = SweepProgress(len(tasks), skipped=result.skipped)
+    in_process = isinstance(executor, SequentialExecutor)
+
+    def announced(task: RunTask) -> Outcome:
+        """:func:`run_task`, announced as it starts (in-process executor only)."""
+        sweep.begin(_label(identities[task.index]))
+        return run_task(task)
+
+    try:
+        for outcome in executor.run(announced if in_process else run_task, tasks):
+            spec, identity = specs[outcome.index], identities[outcome.index]
+            error = None
+            if outcome.record is not None:
+                append_record(out_dir, outcome.record)
+                result.written.append(outcome.record)
+            else:
+                error = outcome.error or "unknown error"
+                failure = failure_record(identity, spec, error)
+                append_record(out_dir, failure, name=FAILURES_FILE)
+                result.failed.append(failure)
+            if in_process:
+                sweep.end()
+            else:
+                sweep.finish(_label(identity), failed=error is not None)
+            if error is not None:
+                logger.warning("FAILED %s: %s", _label(identity), error)
+    finally:
+        sweep.close()
+    return result
+
+
 def run_all(
     specs: list[RunSpec],
     out_dir: Path,
@@ -226,59 +405,20 @@ def run_all(
     *,
     skip_bad_lines: bool = False,
 ) -> list[dict]:
-    """Run every spec whose key is not yet in ``out_dir/records.jsonl``; append each record
-    as soon as its run finishes (so an interrupted sweep resumes where it stopped).
+    """:func:`run_sweep` in this process, stopping at the first run that raises.
 
-    Every spec is resolved before the first run, so a typo fails fast; specs that resolve
-    to one key (``--set max_epochs=2`` and ``--set train.max_epochs=2``) run once. A torn
-    last line of the records file is moved aside first. With ``save_root``, trained models go
-    to ``save_root/<role>`` when there is one spec, else to
-    ``save_root/<readable run name>/<role>`` (see :func:`model_folder`).
-
-    Args:
-        skip_bad_lines: Skip malformed lines of the existing records file (counted in a
-            warning) instead of stopping.
+    With ``save_root``, trained models go to ``save_root/<role>`` when there is one spec,
+    else to ``save_root/<readable run name>/<role>`` (see :func:`model_folder`).
 
     Returns:
         The records written by this call.
 
     Raises:
-        UserError: a bad spec, or a malformed line in the records file.
+        UserError: a bad spec, or a malformed line in the records file; whatever a run raises.
     """
-    identities = [identify(spec, location) for spec in specs]
-    done = {
-        record["key"]
-        for record in read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
-    }
-    pending = []
-    for spec, identity in zip(specs, identities, strict=True):
-        if identity.key in done:
-            logger.info("skip %s (already recorded)", _label(identity))
-            continue
-        pending.append((spec, identity))
-        done.add(identity.key)
-    sweep = SweepProgress(len(pending), skipped=len(specs) - len(pending))
-    if save_root is not None and len(pending) < len(specs):
-        logger.warning(
-            "%d run(s) already in %s were not run again, so their models were not saved; "
-            "use a new --out to save them",
-            len(specs) - len(pending),
-            out_dir,
-        )
-    written = []
-    try:
-        for spec, identity in pending:
-            sweep.begin(_label(identity))
-            save_dir = save_root
-            if save_root is not None and len(specs) > 1:
-                save_dir = save_root / model_folder(spec, identity)
-            record = execute(spec, location, save_dir)
-            append_record(out_dir, record)
-            written.append(record)
-            sweep.end()
-    finally:
-        sweep.close()
-    return written
+    return run_sweep(
+        specs, out_dir, location, save_root, skip_bad_lines=skip_bad_lines, keep_going=False
+    ).written
 
 
 def model_folder(spec: RunSpec, identity: RunIdentity) -> str:

@@ -32,6 +32,7 @@ import torch
 
 from gnnbackdoor.contracts.results import TriggeredGraphs
 from gnnbackdoor.experiments.config import as_dict
+from gnnbackdoor.utils.files import atomic_torch_save
 
 ENV = "GNNBACKDOOR_STAGE_CACHE"
 
@@ -112,11 +113,9 @@ def cache_path(run: Any, sources: list[Any]) -> Path | None:
 
 
 def save(path: Path, stage: AttackStage) -> None:
-    """Store ``stage`` atomically (written aside, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"stage": stage}, tmp)
-    tmp.replace(path)
+    """Store ``stage`` atomically (:func:`~gnnbackdoor.utils.files.atomic_write`): parallel
+    workers that fill one key never expose a partial file to a reader."""
+    atomic_torch_save({"stage": stage}, path)
 
 
 def load(path: Path) -> AttackStage | None:

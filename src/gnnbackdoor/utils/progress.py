@@ -212,6 +212,17 @@ class SweepProgress:
         if self._tqdm is not None:
             self._tqdm.update(1)
 
+    def finish(self, label: str, failed: bool = False) -> None:
+        """Count a run that came back and say so in one line (``run i/N done``): for runs
+        that execute elsewhere and finish in any order, announced when they finish rather
+        than with :meth:`begin`."""
+        self.end()
+        eta = self.eta()
+        left = f", about {duration(eta)} left" if eta is not None and eta > 0 else ""
+        elapsed = duration(time.perf_counter() - self.start)
+        status = "failed" if failed else "done"
+        write(f"run {self.done}/{self.total} {status} ({elapsed} elapsed{left}): {label}")
+
     def close(self) -> None:
         if self._tqdm is not None:
             self._tqdm.close()
