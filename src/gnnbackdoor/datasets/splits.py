@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch_geometric.transforms as T
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch_geometric.data import Data
 
 from gnnbackdoor.errors import ConfigError
@@ -91,12 +91,23 @@ class GraphSplit:
 
 
 def split_graphs(
-    graphs: list[Data], seed: int, train_fraction: float = 0.8, val_fraction: float = 0.1
+    graphs: list[Data],
+    seed: int,
+    train_fraction: float = 0.8,
+    val_fraction: float = 0.1,
+    cv_folds: int = 0,
+    cv_fold: int = 0,
 ) -> GraphSplit:
     """Stratified split: ``train_fraction`` of the graphs for training (of which
     ``val_fraction`` is held out for early stopping), the rest for testing.
 
-    The papers use ``train_fraction`` 0.8 (GCleaner) and 2/3 (GraphProt).
+    The papers use ``train_fraction`` 0.8 (GCleaner) and 2/3 (GraphProt). With ``cv_folds``
+    ``k >= 2`` the test split is instead fold ``cv_fold`` of scikit-learn's
+    ``StratifiedKFold(k, shuffle=True, random_state=seed)`` and ``train_fraction`` is unused
+    (the k-fold protocol of Xu et al. 2019 and Errica et al. 2020).
+
+    Raises:
+        ConfigError: a fraction out of range, or ``cv_fold`` not in ``0..cv_folds-1``.
     """
     if not 0 < train_fraction < 1:
         raise ConfigError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -105,9 +116,15 @@ def split_graphs(
     labels = np.array([int(g.y.view(-1)[0]) for g in graphs])
     index = np.arange(len(graphs))
     stratify = labels if np.bincount(labels).min() >= 2 else None
-    train_all, test_index = train_test_split(
-        index, train_size=train_fraction, random_state=seed, stratify=stratify
-    )
+    if cv_folds:
+        if cv_folds < 2 or not 0 <= cv_fold < cv_folds:
+            raise ConfigError(f"cv_fold must be in 0..{cv_folds - 1} with cv_folds >= 2")
+        folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed % 2**32)
+        train_all, test_index = list(folds.split(index, labels))[cv_fold]
+    else:
+        train_all, test_index = train_test_split(
+            index, train_size=train_fraction, random_state=seed, stratify=stratify
+        )
     if val_fraction > 0:
         strat_train = labels[train_all] if stratify is not None else None
         train_index, val_index = train_test_split(

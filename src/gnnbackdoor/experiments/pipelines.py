@@ -184,8 +184,14 @@ class GraphPipeline(TaskPipeline):
     def execute(self, run: ResolvedRun, timer: PhaseTimer) -> PipelineOutput:
         with timer.phase("load_s"):
             graphs = run.dataset.fetch(run.location)
+            data = run.data_config
             split = split_graphs(
-                graphs, run.seed, run.data_config.train_fraction, run.data_config.val_fraction
+                graphs,
+                run.seed,
+                data.train_fraction,
+                data.val_fraction,
+                cv_folds=data.cv_folds,
+                cv_fold=data.cv_fold,
             )
         generator = seed_everything(run.seed)
         ctx = GraphContext(split, run.model_spec, run.train_config, run.seed, generator)

@@ -1,6 +1,15 @@
 """Graph-classification victims: GCN, GAT, GIN and GraphSAGE encoders from PyG's
 ``BasicGNN`` family, a pooling readout and a two-layer MLP head.
 
+Every encoder normalises its node embeddings with batch norm after each message-passing layer
+(``norm="batch_norm"``, PyG's ``BasicGNN``); GIN follows Xu et al. 2019 (Sec. 4 and 7): batch
+norm inside each layer's MLP too, and a readout over every layer's node embeddings
+(``jk="cat"``: PyG's ``JumpingKnowledge`` concatenation, then one linear map, summed over the
+graph; the sum of a linear map of the concatenated per-layer sums is the paper's
+"concatenate the READOUT of every layer" up to the head). ``norm="none"`` and ``jk="none"``
+give the victims used before these fields existed (no normalisation, readout of the last
+layer only).
+
 GIN uses :class:`WeightedGINConv`, PyG's ``GINConv`` rule with an optional edge weight on each
 message (1 for every real edge, so plain graphs behave exactly as GIN). Defenses that
 differentiate w.r.t. a trigger's adjacency (GCleaner) need that weight; PyG's GINConv has none.
@@ -24,6 +33,14 @@ from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import MODELS, GraphClassifier, ModelSpec
 
 _POOLS = {"mean": MeanAggregation, "sum": SumAggregation, "max": MaxAggregation}
+#: Node-embedding normalisations (``none``: the victims before batch norm was added).
+_NORMS = ("batch_norm", "none")
+#: Jumping-knowledge readouts over the layers (PyG's ``BasicGNN(jk=...)``); ``none``: the last
+#: layer's output without activation or norm, as before these fields existed.
+_JK = ("cat", "max", "last", "none")
+#: PyG's ``BatchNorm`` with ``allow_single_element``: a training batch of one node uses the
+#: running statistics instead of failing (a one-node graph alone in a mini-batch).
+_NORM_KWARGS = {"allow_single_element": True}
 
 
 class WeightedGINConv(MessagePassing):
@@ -95,17 +112,47 @@ class WeightedGIN(BasicGNN):
     supports_norm_batch: Final[bool]
 
     def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> WeightedGINConv:
-        mlp = MLP([in_channels, out_channels, out_channels], act=self.act, norm=None)
+        # as PyG's GIN: the layer's MLP takes the model's norm (Xu et al.: batch norm inside)
+        mlp = MLP(
+            [in_channels, out_channels, out_channels],
+            act=self.act,
+            norm=self.norm,
+            norm_kwargs=self.norm_kwargs,
+        )
         return WeightedGINConv(mlp, **kwargs)
 
 
 @dataclass
 class _GraphClassifierSpec(ModelSpec):
+    """Common fields of the graph classifiers.
+
+    Attributes:
+        hidden_channels: Width of every layer's node embeddings.
+        num_layers: Message-passing layers.
+        dropout: Dropout in the MLP head, before its last linear layer.
+        pool: Graph readout over nodes: ``mean``, ``sum`` or ``max``.
+        norm: Normalisation of the node embeddings after each layer (and, in GIN, inside
+            each layer's MLP): ``batch_norm`` (default; Xu et al. 2019 Sec. 7 for GIN and the
+            GCN/GraphSAGE baselines they compare, Errica et al. 2020's protocol) or ``none``
+            (legacy victims: records made before this field existed).
+        jk: Readout over the layers (PyG's ``JumpingKnowledge``): ``cat`` concatenates every
+            layer's node embeddings and maps them back to ``hidden_channels`` with one linear
+            layer before pooling; ``max`` and ``last`` likewise; ``none`` pools the last
+            layer's output (without its activation). GIN's default is ``cat`` (Xu et al.
+            2019 Eq. 4.2, the readout over all layers), the others' ``none`` (their usual
+            last-layer readout); ``none`` everywhere reproduces the legacy victims.
+    """
+
     hidden_channels: int = 64
     num_layers: int = 3
     dropout: float = 0.5
     pool: str = "mean"
+    norm: str = "batch_norm"
+    jk: str = "none"
     task: ClassVar[str] = "graph"
+    #: Values of fields added after models were first saved, which reproduce those models;
+    #: :func:`~gnnbackdoor.models.io.load_model` fills them in where a saved config lacks them.
+    legacy_values: ClassVar[dict[str, object]] = {"norm": "none", "jk": "none"}
     encoder_cls: ClassVar[type[BasicGNN]]
     #: Whether the encoder's layers take a sparse adjacency (see ``GraphClassifier``).
     sparse_adjacency: ClassVar[bool] = True
@@ -117,6 +164,10 @@ class _GraphClassifierSpec(ModelSpec):
             raise ConfigError("num_layers and hidden_channels must be at least 1")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in _NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(_NORMS)}, got {self.norm!r}")
+        if self.jk not in _JK:
+            raise ConfigError(f"jk must be one of {', '.join(_JK)}, got {self.jk!r}")
 
     def encoder_kwargs(self) -> dict:
         return {}
@@ -124,8 +175,15 @@ class _GraphClassifierSpec(ModelSpec):
     def build(self, in_channels: int, out_channels: int | None = None) -> GraphClassifier:
         if out_channels is None:
             raise ConfigError("a graph classifier needs the number of classes")
+        norm = None if self.norm == "none" else self.norm
         encoder = self.encoder_cls(
-            in_channels, self.hidden_channels, self.num_layers, **self.encoder_kwargs()
+            in_channels,
+            self.hidden_channels,
+            self.num_layers,
+            norm=norm,
+            norm_kwargs=_NORM_KWARGS if norm is not None else None,
+            jk=None if self.jk == "none" else self.jk,
+            **self.encoder_kwargs(),
         )
         return GraphClassifier(
             encoder,
@@ -163,9 +221,12 @@ class GATSpec(_GraphClassifierSpec):
 @MODELS.register("gin")
 @dataclass
 class GINSpec(_GraphClassifierSpec):
-    """GIN (Xu et al., 2019) encoder, sum pooling (the GIN paper's readout)."""
+    """GIN (Xu et al., 2019): MLPs with batch norm inside each layer, batch norm after it,
+    and the sum readout of every layer's node embeddings (``jk="cat"``, then ``pool="sum"``),
+    as in the paper's Sec. 4.2 and 7."""
 
     pool: str = "sum"
+    jk: str = "cat"
     encoder_cls: ClassVar[type[BasicGNN]] = WeightedGIN
     reference: ClassVar[str] = "Xu et al., How Powerful are Graph Neural Networks?, 2019"
 

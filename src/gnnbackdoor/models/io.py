@@ -3,7 +3,8 @@
 A saved model is a folder with ``config.json`` (registered model name, its hyper-parameters,
 input/output widths, task) and ``weights.pt`` (a ``state_dict``). Loading rebuilds the module
 from the registry and reads the weights with ``torch.load(weights_only=True)``, which refuses
-arbitrary pickled objects.
+arbitrary pickled objects. A config saved before a spec gained a field is read with that
+field's legacy value (the spec's ``legacy_values``), so old models load as they were trained.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def load_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise UserError(f"{config_path} is not valid JSON: {error}") from None
-    spec = MODELS.get(config["model"])(**config.get("spec", {}))
+    spec_cls = MODELS.get(config["model"])
+    # fields added after the model was saved take the values that reproduce it
+    legacy = getattr(spec_cls, "legacy_values", {})
+    spec = spec_cls(**{**legacy, **config.get("spec", {})})
     model = spec.build(int(config["in_channels"]), config.get("out_channels"))
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
