@@ -291,6 +291,9 @@ def test_gin_follows_xu_et_al():
     assert all(isinstance(norm, BatchNorm) for norm in model.encoder.norms)
     assert model.encoder.jk.mode == "cat" and model.encoder.lin.in_features == 4 * 64
     assert isinstance(model.pool, SumAggregation)
+    assert [type(m) for m in model.head] == [torch.nn.Dropout, torch.nn.Linear]
+    legacy = MODELS.get("gin")(**MODELS.get("gin").legacy_values).build(3, 2)
+    assert len(legacy.head) == 4
 
 
 @pytest.mark.parametrize("name", GRAPH_MODELS)
@@ -344,7 +347,7 @@ def test_load_model_fills_legacy_values_of_an_old_config(tmp_path):
     )
 
 
-@pytest.mark.parametrize("values", [{"norm": "layer_norm"}, {"jk": "lstm"}])
+@pytest.mark.parametrize("values", [{"norm": "layer_norm"}, {"jk": "lstm"}, {"head_layers": 3}])
 def test_norm_and_jk_validation(values):
     with pytest.raises(ConfigError):
         MODELS.get("gin")(**values)

@@ -141,6 +141,11 @@ class _GraphClassifierSpec(ModelSpec):
             layer's output (without its activation). GIN's default is ``cat`` (Xu et al.
             2019 Eq. 4.2, the readout over all layers), the others' ``none`` (their usual
             last-layer readout); ``none`` everywhere reproduces the legacy victims.
+        head_layers: Linear layers of the head on the pooled graph embedding: 2 (``Linear,
+            ReLU, Dropout, Linear``; the legacy head and the other models' default) or 1
+            (``Dropout, Linear``; GIN's default, Xu et al. 2019 Sec. 7 and their code: dropout
+            then a linear map of the per-layer readouts. With ``jk="cat"`` and sum pooling the
+            whole readout is then linear in the layers' summed embeddings, as in the paper).
     """
 
     hidden_channels: int = 64
@@ -149,10 +154,11 @@ class _GraphClassifierSpec(ModelSpec):
     pool: str = "mean"
     norm: str = "batch_norm"
     jk: str = "none"
+    head_layers: int = 2
     task: ClassVar[str] = "graph"
     #: Values of fields added after models were first saved, which reproduce those models;
     #: :func:`~gnnbackdoor.models.io.load_model` fills them in where a saved config lacks them.
-    legacy_values: ClassVar[dict[str, object]] = {"norm": "none", "jk": "none"}
+    legacy_values: ClassVar[dict[str, object]] = {"norm": "none", "jk": "none", "head_layers": 2}
     encoder_cls: ClassVar[type[BasicGNN]]
     #: Whether the encoder's layers take a sparse adjacency (see ``GraphClassifier``).
     sparse_adjacency: ClassVar[bool] = True
@@ -168,6 +174,8 @@ class _GraphClassifierSpec(ModelSpec):
             raise ConfigError(f"norm must be one of {', '.join(_NORMS)}, got {self.norm!r}")
         if self.jk not in _JK:
             raise ConfigError(f"jk must be one of {', '.join(_JK)}, got {self.jk!r}")
+        if self.head_layers not in (1, 2):
+            raise ConfigError(f"head_layers must be 1 or 2, got {self.head_layers}")
 
     def encoder_kwargs(self) -> dict:
         return {}
@@ -192,6 +200,7 @@ class _GraphClassifierSpec(ModelSpec):
             out_channels,
             self.dropout,
             sparse_adjacency=self.sparse_adjacency,
+            head_layers=self.head_layers,
         )
 
 
@@ -227,6 +236,7 @@ class GINSpec(_GraphClassifierSpec):
 
     pool: str = "sum"
     jk: str = "cat"
+    head_layers: int = 1
     encoder_cls: ClassVar[type[BasicGNN]] = WeightedGIN
     reference: ClassVar[str] = "Xu et al., How Powerful are Graph Neural Networks?, 2019"
 
