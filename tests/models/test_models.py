@@ -369,7 +369,13 @@ def test_learning_rate_decay_and_selection(tiny_graph_dataset):
 
 
 @pytest.mark.parametrize(
-    "values", [{"selection": "val_f1"}, {"lr_decay_factor": 0.0}, {"lr_decay_every": 0}]
+    "values",
+    [
+        {"selection": "val_f1"},
+        {"selection_window": 0},
+        {"lr_decay_factor": 0.0},
+        {"lr_decay_every": 0},
+    ],
 )
 def test_train_selection_and_decay_validation(values):
     with pytest.raises(ConfigError):
@@ -397,3 +403,25 @@ def test_data_config_cv_validation(values):
 
     with pytest.raises(ConfigError):
         DataConfig(**values)
+
+
+def test_selection_window_keeps_an_epoch_of_a_good_stretch(tiny_graph_dataset, monkeypatch):
+    """With a window of 3 the kept epoch maximises the trailing mean of validation accuracy,
+    not the single best epoch; a window of 1 is the per-epoch rule."""
+    import gnnbackdoor.models.train_graph as train_graph
+
+    curve = iter([0.5, 0.9, 0.5, 0.7, 0.8, 0.8, 0.6, 0.5])
+    monkeypatch.setattr(train_graph, "_val_scores", lambda *args: (next(curve), 1.0))
+
+    def kept(window: int) -> int:
+        nonlocal curve
+        curve = iter([0.5, 0.9, 0.5, 0.7, 0.8, 0.8, 0.6, 0.5])
+        model = MODELS.get("gcn")().build(3, 2)
+        config = GraphTrainConfig(max_epochs=8, patience=8, selection_window=window)
+        report = train_graph_model(
+            model, tiny_graph_dataset[:8], tiny_graph_dataset[8:10], config, seed=0
+        )
+        return report.best_epoch
+
+    assert kept(1) == 2
+    assert kept(3) == 6  # (0.7 + 0.8 + 0.8) / 3 beats (0.5 + 0.9 + 0.5) / 3

@@ -44,7 +44,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,11 @@ class GTA(SubgraphTriggerAttack):
     feature_domain: str = "auto"
     trigger_type_min_share: float = 0.01
     trigger_type_prior: float = 1.0
+    #: Values of fields added after records were first made, which reproduce those records.
+    legacy_values: ClassVar[dict[str, object]] = {
+        "trigger_type_min_share": 0.0,
+        "trigger_type_prior": 0.0,
+    }
     reference = "Xi et al., Graph Backdoor (GTA), USENIX Security 2021"
 
     def __post_init__(self) -> None:

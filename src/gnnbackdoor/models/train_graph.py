@@ -34,13 +34,18 @@ class GraphTrainConfig:
         max_epochs: Upper bound on epochs.
         patience: Stop after this many epochs without a better validation score (see
             ``selection``).
-        selection: What picks the kept epoch and drives ``patience``: ``val_loss`` (default:
-            the lowest validation cross-entropy) or ``val_acc`` (the highest validation
-            accuracy, ties by lower loss; the legacy rule). Our validation sets hold 48
-            (ENZYMES) to 90 (PROTEINS) graphs, where one graph moves accuracy by 1-2 points:
-            the argmax of such a curve picks an epoch by noise, while the loss averages a
-            continuous score over every graph (Errica et al. 2020 select on validation data
-            held out of each training fold for the same reason).
+        selection: What picks the kept epoch and drives ``patience``: ``val_acc`` (default:
+            the highest validation accuracy, ties by lower loss) or ``val_loss`` (the lowest
+            validation cross-entropy). Measured on our split (issue 14, 3 seeds): loss-based
+            selection stops far too early on ENZYMES (kept epochs 10-20, the loss rises from
+            over-confidence while accuracy still improves: GIN 43.6 against 59.7, GCN 50.6
+            against 60.0 with ``val_acc``), DHFR GIN 78.3 against 80.0.
+        selection_window: The score of epoch ``t`` is the mean of the validation scores of
+            epochs ``t - w + 1 .. t`` (``w`` this window; the weights kept are epoch ``t``'s).
+            1 (the legacy rule) takes each epoch's score alone; a wider window keeps an epoch
+            in a stretch of consistently good ones rather than a lucky one, which matters on
+            validation sets of a few dozen graphs (ENZYMES 48, DHFR 61, PROTEINS 89), where
+            one graph moves accuracy by 1-2 points.
         lr_decay_every: Epochs between learning-rate decays (Xu et al. 2019, Sec. 7: 50).
         lr_decay_factor: Factor applied to the learning rate every ``lr_decay_every`` epochs
             (Xu et al. 2019, Sec. 7: 0.5, "decay the learning rate by 0.5 every 50 epochs");
@@ -64,12 +69,17 @@ class GraphTrainConfig:
     eval_batch_size: int = 512
     subgraph_augmentation: float = 0.0
     subgraph_keep: float = 0.2
-    selection: str = "val_loss"
+    selection: str = "val_acc"
+    selection_window: int = 1
     lr_decay_every: int = 50
     lr_decay_factor: float = 0.5
 
     #: Values of fields added after records were first made, which reproduce those records.
-    legacy_values: ClassVar[dict[str, object]] = {"selection": "val_acc", "lr_decay_factor": 1.0}
+    legacy_values: ClassVar[dict[str, object]] = {
+        "selection": "val_acc",
+        "selection_window": 1,
+        "lr_decay_factor": 1.0,
+    }
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
@@ -84,12 +94,14 @@ class GraphTrainConfig:
             raise ConfigError(
                 f"train.selection must be one of {', '.join(_SELECTIONS)}, got {self.selection!r}"
             )
+        if self.selection_window < 1:
+            raise ConfigError(f"train.selection_window must be >= 1, got {self.selection_window}")
         if self.lr_decay_every < 1 or not 0 < self.lr_decay_factor <= 1:
             raise ConfigError("train: lr_decay_every must be >= 1 and lr_decay_factor in (0, 1]")
 
 
 #: Model-selection rules (see ``GraphTrainConfig.selection``).
-_SELECTIONS = ("val_loss", "val_acc")
+_SELECTIONS = ("val_acc", "val_loss")
 
 
 def random_node_subgraph(graph: Data, keep: float, generator: torch.Generator) -> Data:
@@ -177,6 +189,7 @@ def train_graph_model(
     best_key = (float("-inf"), float("-inf"))
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
+    scores: list[tuple[float, float]] = []  # (accuracy, loss) on ``val`` per epoch
     graphs = list(train)
     start = time.perf_counter()
     for epoch in progress(range(1, config.max_epochs + 1), desc=desc, total=config.max_epochs):
@@ -195,7 +208,11 @@ def train_graph_model(
         if val:
             acc, val_loss = _val_scores(model, val, config.eval_batch_size)
             report.history.append(acc)
-            key = (-val_loss, acc) if config.selection == "val_loss" else (acc, -val_loss)
+            scores.append((acc, val_loss))
+            window = scores[-config.selection_window :]
+            acc_w = sum(a for a, _ in window) / len(window)
+            loss_w = sum(v for _, v in window) / len(window)
+            key = (-loss_w, acc_w) if config.selection == "val_loss" else (acc_w, -loss_w)
             if key > best_key:
                 best_key, report.best_epoch, report.best_val, since_best = key, epoch, acc, 0
                 best_state = copy.deepcopy(model.state_dict())
