@@ -1,5 +1,5 @@
 """Graph-classification victims: GCN, GAT, GIN and GraphSAGE encoders from PyG's
-``BasicGNN`` family, a pooling readout and a two-layer MLP head.
+``BasicGNN`` family, a pooling readout and an MLP head (two linear layers; GIN: one).
 
 Every encoder normalises its node embeddings with batch norm after each message-passing layer
 (``norm="batch_norm"``, PyG's ``BasicGNN``); GIN follows Xu et al. 2019 (Sec. 4 and 7): batch
@@ -132,14 +132,15 @@ class _GraphClassifierSpec(ModelSpec):
         dropout: Dropout in the MLP head, before its last linear layer.
         pool: Graph readout over nodes: ``mean``, ``sum`` or ``max``.
         norm: Normalisation of the node embeddings after each layer (and, in GIN, inside
-            each layer's MLP): ``batch_norm`` (default; Xu et al. 2019 Sec. 7 for GIN and the
-            GCN/GraphSAGE baselines they compare, Errica et al. 2020's protocol) or ``none``
-            (legacy victims: records made before this field existed).
+            each layer's MLP): ``batch_norm`` (default; Xu et al. 2019 Sec. 7 "batch
+            normalization is applied on every hidden layer", which we apply to every
+            encoder, as issue 14 asks) or ``none`` (legacy victims: records made before this
+            field existed).
         jk: Readout over the layers (PyG's ``JumpingKnowledge``): ``cat`` concatenates every
             layer's node embeddings and maps them back to ``hidden_channels`` with one linear
             layer before pooling; ``max`` and ``last`` likewise; ``none`` pools the last
             layer's output (without its activation). GIN's default is ``cat`` (Xu et al.
-            2019 Eq. 4.2, the readout over all layers), the others' ``none`` (their usual
+            2019 Sec. 4.2, the readout over all layers), the others' ``none`` (their usual
             last-layer readout); ``none`` everywhere reproduces the legacy victims.
         head_layers: Linear layers of the head on the pooled graph embedding: 2 (``Linear,
             ReLU, Dropout, Linear``; the legacy head and the other models' default) or 1
