@@ -293,7 +293,8 @@ def test_gin_follows_xu_et_al():
     assert isinstance(model.pool, SumAggregation)
     assert [type(m) for m in model.head] == [torch.nn.Dropout, torch.nn.Linear]
     legacy = MODELS.get("gin")(**MODELS.get("gin").legacy_values).build(3, 2)
-    assert len(legacy.head) == 4
+    assert len(legacy.head) == 4 and len(legacy.encoder.convs) == 3
+    assert len(MODELS.get("gin")().build(3, 2).encoder.convs) == 4  # Xu et al.: 4 + input
 
 
 @pytest.mark.parametrize("name", GRAPH_MODELS)

