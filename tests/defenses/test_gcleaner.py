@@ -421,9 +421,9 @@ def test_teacher_learning_rate_is_its_own(tiny_graph_dataset):
     graphs = tiny_graph_dataset[:8]
     config = UnlearningConfig(lr=0.5, teacher_epochs=2, batch_size=4, teacher_lr=0.0)
     teacher, _ = fine_tune_teacher(student, graphs, config, _gen())
+    # the weights stay; batch norm's running statistics (buffers) move in any training pass
     assert all(
-        torch.equal(a, b)
-        for a, b in zip(teacher.state_dict().values(), student.state_dict().values(), strict=True)
+        torch.equal(a, b) for a, b in zip(teacher.parameters(), student.parameters(), strict=True)
     )
     moved, _ = fine_tune_teacher(
         student, graphs, UnlearningConfig(lr=0.5, teacher_epochs=2), _gen()

@@ -39,6 +39,12 @@ def _old_record(created: str, seed: int = 0, **train) -> dict:
         "patience": 40,
         "weight_decay": 0.0,
         "subgraph_augmentation": 0.0,
+        # fields added later (issue 14), stored as today's code writes them: only
+        # ``subgraph_keep`` is missing and filled
+        "lr_decay_every": 50,
+        "lr_decay_factor": 0.5,
+        "selection": "val_acc",
+        "selection_window": 1,
         **train,
     }
     return {
@@ -57,6 +63,8 @@ def _old_record(created: str, seed: int = 0, **train) -> dict:
                 "link_val": 0.05,
                 "link_test": 0.1,
                 "node_attributes": False,
+                "cv_folds": 0,
+                "cv_fold": 0,
             },
             "train": train_config,
             "model": {"hidden_channels": 64, "num_layers": 3, "dropout": 0.5, "pool": "mean"},

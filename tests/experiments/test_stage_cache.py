@@ -59,3 +59,32 @@ def test_the_key_covers_the_attacks_base_classes():
     classes = _own_classes(ATTACKS.get("sba"))
     assert SubgraphTriggerAttack in classes and GraphAttack in classes
     assert object not in classes
+
+
+GTA_ARGS = [
+    *("gta" if a == "sba" else a for a in ARGS),
+    "attack.bilevel_epochs=1",
+    "attack.trigger_size=3",
+]
+
+
+@pytest.mark.slow
+def test_single_node_asr_survives_the_cache_and_moves_no_other_figure(tmp_path, monkeypatch):
+    """GTA runs record ``single_node_asr`` (issue 14 item 4), the same from the stage cache;
+    without it every other figure is unchanged (its draws are its own)."""
+    import gnnbackdoor.experiments.pipelines as pipelines
+
+    assert "gta" in GTA_ARGS
+    monkeypatch.setenv("GNNBACKDOOR_STAGE_CACHE", str(tmp_path / "cache"))
+    assert main([*GTA_ARGS, "--out", str(tmp_path / "miss")]) == 0
+    assert main([*GTA_ARGS, "--out", str(tmp_path / "hit")]) == 0
+    miss, hit = _record(tmp_path / "miss"), _record(tmp_path / "hit")
+    assert 0.0 <= miss["metrics"]["single_node_asr"] <= 1.0
+    assert miss["metrics"] == hit["metrics"]
+    assert 0.0 <= miss["attack_info"]["trigger_feature_rarity"] <= 1.0
+    monkeypatch.delenv("GNNBACKDOOR_STAGE_CACHE")
+    monkeypatch.setattr(pipelines, "_single_node_copies", lambda *args: None)
+    assert main([*GTA_ARGS, "--out", str(tmp_path / "without")]) == 0
+    without = _record(tmp_path / "without")["metrics"]
+    assert "single_node_asr" not in without
+    assert without == {k: v for k, v in miss["metrics"].items() if k != "single_node_asr"}

@@ -35,7 +35,7 @@ def _with_features(graphs, rows):
 def test_trigger_cosine_is_one_for_the_same_trigger_and_paired_graph_by_graph(
     tiny_graph_dataset,
 ):
-    model = _model()
+    model = _model().eval()  # the metric embeds in eval mode (batch norm's running stats)
     graphs = tiny_graph_dataset[:6]
     original = _with_features(graphs, torch.tensor([1.0, 1.0, 1.0]))
     assert trigger_embedding_cosine(model, original, original) == pytest.approx(1.0)

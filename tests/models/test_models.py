@@ -269,3 +269,176 @@ def test_subgraph_augmentation_changes_training_deterministically(tiny_graph_dat
 def test_subgraph_augmentation_validation(values):
     with pytest.raises(ConfigError):
         GraphTrainConfig(**values)
+
+
+# --- issue 14: victims as their papers build them -----------------------------------------
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_graph_models_use_batch_norm_and_legacy_values_remove_it(name):
+    from torch_geometric.nn.norm import BatchNorm
+
+    model = MODELS.get(name)().build(3, 2)
+    assert sum(isinstance(m, BatchNorm) for m in model.modules()) >= 2
+    legacy = MODELS.get(name)(**MODELS.get(name).legacy_values).build(3, 2)
+    assert not any(isinstance(m, BatchNorm) for m in legacy.modules())
+    assert not hasattr(legacy.encoder, "jk") and not hasattr(legacy.encoder, "lin")
+
+
+def test_gin_follows_xu_et_al():
+    """Batch norm inside each layer's MLP and after it; readout over every layer (JK cat);
+    sum pooling."""
+    from torch_geometric.nn.aggr import SumAggregation
+    from torch_geometric.nn.norm import BatchNorm
+
+    model = MODELS.get("gin")(num_layers=4).build(3, 2)
+    for conv in model.encoder.convs:
+        assert isinstance(conv.nn.norms[0], BatchNorm)
+    assert all(isinstance(norm, BatchNorm) for norm in model.encoder.norms)
+    assert model.encoder.jk.mode == "cat" and model.encoder.lin.in_features == 4 * 64
+    assert isinstance(model.pool, SumAggregation)
+    assert [type(m) for m in model.head] == [torch.nn.Dropout, torch.nn.Linear]
+    legacy = MODELS.get("gin")(**MODELS.get("gin").legacy_values).build(3, 2)
+    assert len(legacy.head) == 4 and len(legacy.encoder.convs) == 3
+    assert len(MODELS.get("gin")().build(3, 2).encoder.convs) == 4  # Xu et al.: 4 + input
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_eval_mode_answers_one_graph_and_one_node(name, tiny_graph_dataset):
+    """Batch norm uses its running statistics in eval mode: a batch of one graph gives the
+    same logits as that graph inside a larger batch; a one-node graph trains too."""
+    torch.manual_seed(0)
+    model = MODELS.get(name)().build(3, 2)
+    batch = Batch.from_data_list(tiny_graph_dataset[:6])
+    model(batch.x, batch.edge_index, batch.batch).sum().backward()  # move running stats
+    model.eval()
+    with torch.no_grad():
+        together = model(batch.x, batch.edge_index, batch.batch)
+        alone = model(tiny_graph_dataset[2].x, tiny_graph_dataset[2].edge_index)
+    assert torch.allclose(together[2:3], alone, atol=1e-5)
+    model.train()
+    single = torch.empty(2, 0, dtype=torch.long)
+    assert model(torch.rand(1, 3), single).shape == (1, 2)  # training batch of one node
+
+
+def test_gin_with_batch_norm_keeps_the_exact_rule():
+    """The linear-first shortcut is off when the MLP normalises (it would not be exact)."""
+    model = MODELS.get("gin")().build(12, 2)
+    assert all(conv._projectable_first_linear(12) is None for conv in model.encoder.convs)
+    legacy = MODELS.get("gin")(norm="none", jk="none", hidden_channels=4).build(12, 2)
+    assert legacy.encoder.convs[0]._projectable_first_linear(12) is not None
+
+
+def test_edge_weight_gradient_reaches_a_batch_norm_gin_in_eval_mode(path_graph):
+    """GCleaner and GTA differentiate through edge weights of a frozen (eval-mode) victim."""
+    torch.manual_seed(0)
+    model = MODELS.get("gin")().build(4, 2).eval()
+    weight = torch.ones(path_graph.edge_index.size(1), requires_grad=True)
+    model(path_graph.x, path_graph.edge_index, None, weight).sum().backward()
+    assert weight.grad is not None and bool(weight.grad.abs().sum() > 0)
+
+
+def test_load_model_fills_legacy_values_of_an_old_config(tmp_path):
+    import json
+
+    spec = MODELS.get("gin")(norm="none", jk="none")
+    torch.manual_seed(0)
+    model = spec.build(3, 2)
+    save_model(model, spec, tmp_path / "m", 3, 2)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["spec"]["norm"], config["spec"]["jk"]  # saved before the fields existed
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    loaded, _ = load_model(tmp_path / "m")
+    assert torch.equal(
+        loaded.encoder.convs[0].nn.lins[0].weight, model.encoder.convs[0].nn.lins[0].weight
+    )
+
+
+@pytest.mark.parametrize("values", [{"norm": "layer_norm"}, {"jk": "lstm"}, {"head_layers": 3}])
+def test_norm_and_jk_validation(values):
+    with pytest.raises(ConfigError):
+        MODELS.get("gin")(**values)
+
+
+def test_learning_rate_decay_and_selection(tiny_graph_dataset):
+    def train_once(**values) -> torch.Tensor:
+        torch.manual_seed(3)
+        model = MODELS.get("gin")().build(3, 2)
+        config = GraphTrainConfig(max_epochs=4, batch_size=8, **values)
+        train_graph_model(
+            model,
+            tiny_graph_dataset[:30],
+            tiny_graph_dataset[30:],
+            config,
+            torch.Generator().manual_seed(3),
+        )
+        return predict_graphs(model, tiny_graph_dataset)[1]
+
+    decayed = train_once(lr_decay_every=1, lr_decay_factor=0.1, selection="val_acc")
+    assert torch.equal(
+        decayed, train_once(lr_decay_every=1, lr_decay_factor=0.1, selection="val_acc")
+    )
+    assert not torch.equal(decayed, train_once(lr_decay_factor=1.0, selection="val_acc"))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"selection": "val_f1"},
+        {"selection_window": 0},
+        {"lr_decay_factor": 0.0},
+        {"lr_decay_every": 0},
+    ],
+)
+def test_train_selection_and_decay_validation(values):
+    with pytest.raises(ConfigError):
+        GraphTrainConfig(**values)
+
+
+def test_cross_validation_folds_partition_the_graphs(tiny_graph_dataset):
+    folds = [
+        split_graphs(tiny_graph_dataset, seed=1, val_fraction=0.1, cv_folds=5, cv_fold=k)
+        for k in range(5)
+    ]
+    tests = [set(f.test_index) for f in folds]
+    assert sorted(i for t in tests for i in t) == list(range(len(tiny_graph_dataset)))
+    for fold, test in zip(folds, tests, strict=True):
+        assert len(test) == 8 and not test & set(fold.train_index + fold.val_index)
+        assert len(fold.train_index) + len(fold.val_index) == 32
+        assert sorted(graph_labels(fold.test).tolist()) == [0] * 4 + [1] * 4  # stratified
+    with pytest.raises(ConfigError):
+        split_graphs(tiny_graph_dataset, seed=1, cv_folds=5, cv_fold=5)
+
+
+@pytest.mark.parametrize("values", [{"cv_folds": 1}, {"cv_folds": 5, "cv_fold": 5}, {"cv_fold": 2}])
+def test_data_config_cv_validation(values):
+    from gnnbackdoor.experiments.config import DataConfig
+
+    with pytest.raises(ConfigError):
+        DataConfig(**values)
+
+
+def test_selection_window_keeps_an_epoch_of_a_good_stretch(tiny_graph_dataset, monkeypatch):
+    """With a window of 3 the kept epoch maximises the trailing mean of validation accuracy,
+    not the single best epoch; a window of 1 is the per-epoch rule."""
+    import gnnbackdoor.models.train_graph as train_graph
+
+    curve = iter([0.5, 0.9, 0.5, 0.7, 0.8, 0.8, 0.6, 0.5])
+    monkeypatch.setattr(train_graph, "_val_scores", lambda *args: (next(curve), 1.0))
+
+    def kept(window: int) -> int:
+        nonlocal curve
+        curve = iter([0.5, 0.9, 0.5, 0.7, 0.8, 0.8, 0.6, 0.5])
+        model = MODELS.get("gcn")().build(3, 2)
+        config = GraphTrainConfig(max_epochs=8, patience=8, selection_window=window)
+        report = train_graph_model(
+            model,
+            tiny_graph_dataset[:8],
+            tiny_graph_dataset[8:10],
+            config,
+            torch.Generator().manual_seed(0),
+        )
+        return report.best_epoch
+
+    assert kept(1) == 2
+    assert kept(3) == 6  # (0.7 + 0.8 + 0.8) / 3 beats (0.5 + 0.9 + 0.5) / 3

@@ -10,7 +10,13 @@ keeps generated rows valid:
 
 - ``onehot``: every clean row is one-hot. The row is the one-hot of the argmax of the raw
   output over the labels seen in the clean graphs; the gradient is the softmax's
-  (straight-through estimator, as for the trigger's edges).
+  (straight-through estimator, as for the trigger's edges). Two settings keep the learned
+  choice inside the data's distribution (issue 14: every trigger node had taken one atom
+  type found on 0.01 % of clean nodes, so one trigger node alone was the backdoor):
+  ``min_share`` admits only labels carried by at least that share of clean nodes, and
+  ``prior`` adds ``prior * log(share)`` to the raw output before the argmax, a
+  frequency-weighted choice (a label wins against a ten times more common one only by a
+  margin of ``prior * log(10)`` in the raw output).
 - ``binary``: every clean value is 0 or 1 (several may be set). Each value is thresholded at
   ``sigmoid(raw) > 0.5`` with the sigmoid's gradient (straight-through).
 - ``range``: continuous values; feature ``f`` is ``low_f + (high_f - low_f) * sigmoid(raw)``
@@ -60,10 +66,17 @@ class FeatureDomain(nn.Module):
         high: ``[F]`` clean maximum of each feature.
         seen: ``[F]`` bool, the labels a one-hot row may take (those present in the clean
             graphs); all ``True`` when omitted.
+        log_prior: ``[F]`` added to the raw output of a one-hot domain before its argmax
+            (``prior * log(share)`` from :meth:`from_graphs`); zeros when omitted.
     """
 
     def __init__(
-        self, kind: FeatureKind, low: Tensor, high: Tensor, seen: Tensor | None = None
+        self,
+        kind: FeatureKind,
+        low: Tensor,
+        high: Tensor,
+        seen: Tensor | None = None,
+        log_prior: Tensor | None = None,
     ) -> None:
         super().__init__()
         if kind is FeatureKind.AUTO:
@@ -78,21 +91,49 @@ class FeatureDomain(nn.Module):
         self.register_buffer("low", low.detach().float().clone())
         self.register_buffer("span", (high - low).detach().float().clone())
         self.register_buffer("seen", seen.detach().bool().clone())
+        if log_prior is None:
+            log_prior = torch.zeros_like(low)
+        self.register_buffer("log_prior", log_prior.detach().float().clone())
 
     @classmethod
-    def from_graphs(cls, graphs: Sequence[Data], kind: FeatureKind | str) -> FeatureDomain:
-        """The domain of the node features of ``graphs`` (``auto`` infers the kind)."""
+    def from_graphs(
+        cls,
+        graphs: Sequence[Data],
+        kind: FeatureKind | str,
+        min_share: float = 0.0,
+        prior: float = 0.0,
+    ) -> FeatureDomain:
+        """The domain of the node features of ``graphs`` (``auto`` infers the kind).
+
+        Args:
+            graphs: The clean graphs (``x`` ``[N_i, F]`` each).
+            kind: The domain kind, or ``auto``.
+            min_share: One-hot and simplex domains: a label is allowed only when at least
+                this share of the clean nodes carry it (the most common label always is);
+                0 allows every label present.
+            prior: One-hot domains: weight of ``log(share)`` added to the raw output before
+                the argmax (0: none).
+        """
         x = torch.cat([g.x for g in graphs]).float()
         kind = FeatureKind(kind)
         if kind is FeatureKind.AUTO:
             kind = infer_kind(x)
-        return cls(kind, x.min(dim=0).values, x.max(dim=0).values, x.ne(0).any(dim=0))
+        seen = x.ne(0).any(dim=0)
+        share = x.ne(0).float().mean(dim=0)
+        if min_share > 0:
+            frequent = share >= min_share
+            frequent[share.argmax()] = True
+            seen = seen & frequent
+        log_prior = None
+        if prior and kind is FeatureKind.ONEHOT:
+            log_prior = prior * torch.where(seen, share.clamp_min(1e-12).log(), 0.0)
+        return cls(kind, x.min(dim=0).values, x.max(dim=0).values, seen, log_prior)
 
     def forward(self, raw: Tensor) -> Tensor:
         """``raw [..., F]`` -> features in the domain (hard values where the domain is
         discrete, with straight-through gradients)."""
         if self.kind is FeatureKind.ONEHOT:
-            masked = raw.masked_fill(~self.seen, float("-inf"))
+            masked = (raw + self.log_prior).masked_fill(~self.seen, float("-inf"))
             soft = torch.softmax(masked, dim=-1)
             hard = F.one_hot(soft.argmax(dim=-1), raw.size(-1)).to(soft.dtype)
             return hard + (soft - soft.detach())  # exactly ``hard`` in value
@@ -106,7 +147,25 @@ class FeatureDomain(nn.Module):
         return soft
 
     def describe(self) -> dict[str, object]:
+        """The domain kind and, for one-hot rows, how many labels a trigger node may take."""
         info: dict[str, object] = {"trigger_feature_domain": self.kind.value}
         if self.kind is FeatureKind.ONEHOT:
             info["trigger_feature_labels"] = int(self.seen.sum())
         return info
+
+
+def feature_row_share(rows: Tensor, clean_x: Tensor) -> float:
+    """Mean over ``rows`` ``[R, F]`` of the share of clean nodes (rows of ``clean_x``
+    ``[N, F]``) whose feature row equals that row exactly: how common a trigger node's features
+    are in the clean data (0: no clean node looks like a trigger node; one-hot atom types:
+    the trigger type's frequency). NaN without rows or clean nodes."""
+    if rows.numel() == 0 or clean_x.size(0) == 0:
+        return float("nan")
+    unique, counts = torch.unique(clean_x.float() + 0.0, dim=0, return_counts=True)
+    # exact row equality through each row's bytes (a dense [R, U] comparison needs
+    # gigabytes on continuous features, where nearly every clean row is unique)
+    count_of = {
+        row.numpy().tobytes(): int(c) for row, c in zip(unique, counts.tolist(), strict=True)
+    }
+    hits = [count_of.get(row.numpy().tobytes(), 0) for row in rows.detach().float() + 0.0]
+    return sum(hits) / (len(hits) * clean_x.size(0))

@@ -21,6 +21,15 @@ generator ... for five epochs"; off by default, see the attribute); after it (Gr
 bi-level epochs) the triggers are frozen and the victim keeps training on the final poisoned
 set with the run's early stopping.
 
+On one-hot node labels each trigger node's type is a learned choice among the labels that
+are common in the clean training graphs (``trigger_type_min_share``), weighted by their
+frequency (``trigger_type_prior``): left free, the generator gave every trigger node one and
+the same atom type found on 0.0-0.01 % of clean nodes, and that one node alone carried the
+backdoor (issue 14). ``describe()`` records ``trigger_feature_rarity`` (the mean share of
+clean training nodes whose feature row equals a trigger node's) and
+:meth:`GTA.activate_single_node` gives graphs carrying one trigger node alone, for the
+pipeline's ``single_node_asr``.
+
 Topology gradients reach the generator through edge weights, which GIN and GCN accept; GAT and
 GraphSAGE have none, so for them only the feature generator learns and the topology generator
 keeps its (input-dependent) initial mapping. ``describe()`` records which was the case.
@@ -35,7 +44,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +53,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from gnnbackdoor.attacks.base import ATTACKS
-from gnnbackdoor.attacks.feature_domain import FeatureDomain, FeatureKind
+from gnnbackdoor.attacks.feature_domain import FeatureDomain, FeatureKind, feature_row_share
 from gnnbackdoor.attacks.trigger_layer import (
     TriggerGenerator,
     TriggerSlots,
@@ -58,7 +67,13 @@ from gnnbackdoor.attacks.triggers import (
     random_positions,
 )
 from gnnbackdoor.models.base import GraphClassifier
-from gnnbackdoor.settings import NonNegativeInt, PositiveFloat, PositiveInt
+from gnnbackdoor.settings import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+)
 from gnnbackdoor.utils.progress import progress
 
 if TYPE_CHECKING:
@@ -88,6 +103,15 @@ class GTA(SubgraphTriggerAttack):
             DHFR, ...), a value between each feature's clean minimum and maximum for
             continuous ones; ``unit`` writes free values in ``[0, 1]`` (out of distribution
             for one-hot labels: clean-model ASR 100 % on AIDS and DHFR with GCN).
+        trigger_type_min_share: One-hot features: a trigger node may take only labels carried
+            by at least this share of the clean training nodes (default 0.01: the atom types
+            of at least 1 % of the atoms; the most common label is always allowed). 0 allows
+            every label present, the legacy rule.
+        trigger_type_prior: One-hot features: weight of ``log(share)`` added to the feature
+            generator's output before its argmax, a frequency-weighted learned choice
+            (default 1: the raw output is scored against the label's log-frequency; the
+            generator can still prefer a rarer allowed label by that margin). 0 is the legacy
+            rule (the argmax of the raw output).
     """
 
     bilevel_epochs: PositiveInt = 20
@@ -98,6 +122,13 @@ class GTA(SubgraphTriggerAttack):
     hidden: PositiveInt = 64
     generator_batch: PositiveInt = 64
     feature_domain: FeatureKind = FeatureKind.AUTO
+    trigger_type_min_share: Probability = 0.01
+    trigger_type_prior: NonNegativeFloat = 1.0
+    #: Values of fields added after records were first made, which reproduce those records.
+    legacy_values: ClassVar[dict[str, object]] = {
+        "trigger_type_min_share": 0.0,
+        "trigger_type_prior": 0.0,
+    }
     reference = "Xi et al., Graph Backdoor (GTA), USENIX Security 2021"
 
     # -- fitting ---------------------------------------------------------------------------
@@ -105,7 +136,13 @@ class GTA(SubgraphTriggerAttack):
     def _fit_trigger(self, ctx: GraphContext) -> None:
         seed = seed_from(ctx.generator)
         train = ctx.split.train
-        self.domain_ = FeatureDomain.from_graphs(train, self.feature_domain)
+        self.domain_ = FeatureDomain.from_graphs(
+            train,
+            self.feature_domain,
+            min_share=self.trigger_type_min_share,
+            prior=self.trigger_type_prior,
+        )
+        self.clean_x_ = torch.cat([g.x for g in train])
         # nn.Linear initialises from torch's global RNG only: seed it from ctx.generator in
         # a forked state (the caller's global state is restored)
         with torch.random.fork_rng():
@@ -246,6 +283,10 @@ class GTA(SubgraphTriggerAttack):
                     optimiser.step()
             self._generator_steps(model, self.generator_steps)
         final = self._materialise(train, index, positions)
+        rows = [final[i].x[positions[i]] for i in index]
+        self.trigger_feature_rarity_ = feature_row_share(
+            torch.cat(rows) if rows else self.clean_x_[:0], self.clean_x_
+        )
         ctx.timings["gta_bilevel_s"] = time.perf_counter() - start
         ctx.timings["gta_bilevel_epoch_s"] = ctx.timings["gta_bilevel_s"] / self.bilevel_epochs
         self.poisoned_index_ = index
@@ -253,6 +294,56 @@ class GTA(SubgraphTriggerAttack):
         self.poison_positions_ = {i: positions[i].tolist() for i in index}
         ctx.train_model(model, final, desc="backdoored", val=self.validation_graphs(ctx))
         return model
+
+    def activate_single_node(
+        self,
+        graphs: Sequence[Data],
+        generator: torch.Generator | None = None,
+        node: int | None = None,
+    ) -> tuple[list[Data], list[list[int]]]:
+        """Copies of ``graphs`` where one trigger node alone is inserted: the graph's trigger
+        is generated as by :meth:`activate` (positions drawn from ``generator``), then only
+        trigger node ``node``'s feature row is written at its position; no edge changes. With
+        ``node=None`` every trigger node in turn (one copy per trigger node, graph-major:
+        copy ``g * size + i`` carries node ``i`` of graph ``g``). Graphs smaller than the
+        trigger are left out, as in :meth:`activate`. Labels are kept. The ASR of these
+        copies is the ``single_node_asr`` of issue 14: near the full trigger's ASR when one
+        node's features alone are the backdoor.
+
+        Args:
+            graphs: Clean graphs to trigger.
+            generator: Source of the positions; ``None`` uses a private stream seeded 0, so
+                the attack's own stream (and every later draw of the run) is untouched.
+            node: A trigger node index in ``0..size-1``, or ``None`` for all.
+
+        Returns:
+            ``(graphs, positions)``: the copies and, for each, the one-element list of the
+            node written (the fields of the contracts' ``TriggeredGraphs``).
+
+        Raises:
+            ValueError: ``node`` out of range.
+        """
+        self._check_fitted()
+        if node is not None and not 0 <= node < self.size_:
+            raise ValueError(f"node must be in 0..{self.size_ - 1}, got {node}")
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        nodes = range(self.size_) if node is None else [node]
+        out: list[Data] = []
+        positions_out: list[list[int]] = []
+        for graph in graphs:
+            if int(graph.num_nodes) < self.size_:
+                continue
+            positions = random_positions(int(graph.num_nodes), self.size_, generator)
+            trigger = self.trigger_for(graph, positions)
+            assert trigger.features is not None
+            for i in nodes:
+                copy = graph.clone()
+                x = graph.x.clone()
+                x[positions[i]] = trigger.features[i].to(x.dtype)
+                copy.x = x
+                out.append(copy)
+                positions_out.append([int(positions[i])])
+        return out, positions_out
 
     def trigger_info(self) -> dict[str, Any]:
         losses = self.generator_losses_
@@ -264,5 +355,6 @@ class GTA(SubgraphTriggerAttack):
             "generator_loss_first": losses[0] if losses else None,
             "generator_loss_last": losses[-1] if losses else None,
             "generator_updates": len(losses),
+            "trigger_feature_rarity": getattr(self, "trigger_feature_rarity_", None),
             **self.domain_.describe(),
         }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch_geometric.transforms as T
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch_geometric.data import Data
 
 from gnnbackdoor.errors import ConfigError
@@ -173,20 +173,28 @@ class GraphSplit:
 
 
 def split_graphs(
-    graphs: list[Data], seed: int, train_fraction: float = 0.8, val_fraction: float = 0.1
+    graphs: list[Data],
+    seed: int,
+    train_fraction: float = 0.8,
+    val_fraction: float = 0.1,
+    cv_folds: int = 0,
+    cv_fold: int = 0,
 ) -> GraphSplit:
     """Stratified split: ``train_fraction`` of the graphs for training (of which
     ``val_fraction`` is held out for early stopping), the rest for testing.
 
-    The papers use ``train_fraction`` 0.8 (GCleaner) and 2/3 (GraphProt).
+    The papers use ``train_fraction`` 0.8 (GCleaner) and 2/3 (GraphProt). With ``cv_folds``
+    ``k >= 2`` the test split is instead fold ``cv_fold`` of scikit-learn's
+    ``StratifiedKFold(k, shuffle=True, random_state=seed)`` and ``train_fraction`` is unused
+    (the k-fold protocol of Xu et al. 2019 and Errica et al. 2020).
 
     Tiny classes: each draw stratifies by class; classes with fewer than 2 graphs among
     those being split are pooled into one stratum (drawn unstratified), and when even that
     cannot be stratified (fewer graphs on a side than strata) the draw is unstratified.
 
     Raises:
-        ConfigError: a fraction outside its range, or one that leaves a part with 0 graphs
-            (the message names the count).
+        ConfigError: a fraction outside its range, one that leaves a part with 0 graphs
+            (the message names the count), or ``cv_fold`` not in ``0..cv_folds-1``.
     """
     if not 0 < train_fraction < 1:
         raise ConfigError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -194,18 +202,24 @@ def split_graphs(
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     labels = np.array([int(g.y.view(-1)[0]) for g in graphs])
     index = np.arange(len(graphs))
-    num_train = int(np.floor(train_fraction * len(graphs)))  # scikit-learn's rounding
-    if num_train == 0 or num_train == len(graphs):
-        raise ConfigError(
-            f"data.train_fraction={train_fraction} gives {num_train} training and "
-            f"{len(graphs) - num_train} test graphs of {len(graphs)}; both need at least 1"
+    if cv_folds:
+        if cv_folds < 2 or not 0 <= cv_fold < cv_folds:
+            raise ConfigError(f"cv_fold must be in 0..{cv_folds - 1} with cv_folds >= 2")
+        folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed % 2**32)
+        train_all, test_index = list(folds.split(index, labels))[cv_fold]
+    else:
+        num_train = int(np.floor(train_fraction * len(graphs)))  # scikit-learn's rounding
+        if num_train == 0 or num_train == len(graphs):
+            raise ConfigError(
+                f"data.train_fraction={train_fraction} gives {num_train} training and "
+                f"{len(graphs) - num_train} test graphs of {len(graphs)}; both need at least 1"
+            )
+        train_all, test_index = train_test_split(
+            index,
+            train_size=train_fraction,
+            random_state=seed,
+            stratify=_strata(labels, num_train, len(graphs) - num_train),
         )
-    train_all, test_index = train_test_split(
-        index,
-        train_size=train_fraction,
-        random_state=seed,
-        stratify=_strata(labels, num_train, len(graphs) - num_train),
-    )
     if val_fraction > 0:
         num_val = int(np.ceil(val_fraction * len(train_all)))
         if num_val >= len(train_all):

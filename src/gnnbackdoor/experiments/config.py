@@ -19,6 +19,7 @@ from pydantic import Field
 
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.settings import (
+    NonNegativeInt,
     OpenFraction,
     Settings,
     as_dict,
@@ -64,6 +65,12 @@ class DataConfig(Settings):
             DHFR, PROTEINS): append them, standardised per column, to the one-hot node labels
             (PyG's ``use_node_attr``). ENZYMES's 18 attributes are what its published
             accuracies use.
+        cv_folds: Graph classification: 0 (default) splits by ``train_fraction``; ``k >= 2``
+            makes the test split fold ``cv_fold`` of a stratified ``k``-fold partition
+            (scikit-learn's ``StratifiedKFold``, shuffled with the run's seed), the protocol
+            of published 10-fold figures (Xu et al. 2019; Errica et al. 2020). Run every fold
+            (``--set data.cv_fold=0`` ... ``k-1``, or a sweep grid) and average them.
+        cv_fold: Which fold is the test split when ``cv_folds >= 2`` (0-based).
     """
 
     train_fraction: OpenFraction = 0.8
@@ -71,9 +78,17 @@ class DataConfig(Settings):
     link_val: OpenFraction = 0.05
     link_test: OpenFraction = 0.10
     node_attributes: bool = False
+    cv_folds: NonNegativeInt = 0
+    cv_fold: NonNegativeInt = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.cv_folds == 1:
+            raise ConfigError(f"data.cv_folds must be 0 (off) or at least 2, got {self.cv_folds}")
+        if self.cv_folds and not self.cv_fold < self.cv_folds:
+            raise ConfigError(f"data.cv_fold must be in 0..{self.cv_folds - 1}, got {self.cv_fold}")
+        if not self.cv_folds and self.cv_fold:
+            raise ConfigError("data.cv_fold needs data.cv_folds >= 2")
         if self.link_val + self.link_test >= 1:
             raise ConfigError(
                 f"data.link_val + data.link_test must be below 1, got "

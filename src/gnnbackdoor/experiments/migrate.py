@@ -123,10 +123,33 @@ _GCLEANER_BEFORE_ISSUE_20 = {
     "unlearning.teacher_holdout": 0.0,
 }
 
+#: The graph classifiers (gnnbackdoor.models.graph), whose fields issue 14 added.
+GRAPH_VICTIMS = ("gcn", "gat", "gin", "sage")
+
+
+def _graph_training(stored: Mapping[str, Any]) -> bool:
+    # the graph training section (GraphTrainConfig); link records train with LinkTrainConfig
+    return "subgraph_keep" in stored
+
+
+# issue 14 item 1: victims before batch norm, jumping knowledge and GIN's one-linear head
+_GRAPH_VICTIM_BEFORE_ISSUE_14 = {"norm": "none", "jk": "none", "head_layers": 2}
+# issue 14 item 1: constant learning rate, per-epoch validation accuracy selection
+_GRAPH_TRAINING_BEFORE_ISSUE_14 = {
+    "lr_decay_factor": 1.0,
+    "selection": "val_acc",
+    "selection_window": 1,
+}
+# issue 14 item 4: every present one-hot label allowed, no frequency prior
+_GTA_BEFORE_ISSUE_14 = {"trigger_type_min_share": 0.0, "trigger_type_prior": 0.0}
+
 LEGACY_VALUES: dict[tuple[str, str], tuple[Callable[[Mapping[str, Any]], bool], dict[str, Any]]] = {
     ("attack", "link-backdoor"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
     ("attack", "link-backdoor-no-inj"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
     ("defense", "gcleaner"): (_always, _GCLEANER_BEFORE_ISSUE_20),
+    **{("model", name): (_always, _GRAPH_VICTIM_BEFORE_ISSUE_14) for name in GRAPH_VICTIMS},
+    ("train", "train"): (_graph_training, _GRAPH_TRAINING_BEFORE_ISSUE_14),
+    ("attack", "gta"): (_always, _GTA_BEFORE_ISSUE_14),
 }
 """Fields added since records were written whose default is not what the old code did.
 
@@ -143,6 +166,12 @@ The changed defaults need no entry: every committed GCleaner record stores
 ``unlearning.lr`` (0.05) and ``unlearning.teacher_lr`` (``null``: the unlearning rate, still
 accepted) explicitly; the new ``recovery.prior`` (``none``) and ``recovery.prior_weight``
 (unused without a prior) take today's defaults, which are the paper's recovery.
+Issue 14 (victims as their papers build them; GTA triggers in the data's distribution):
+graph victims before ``norm``/``jk``/``head_layers`` had no normalisation, pooled the last
+layer and used the two-layer head (GIN's ``num_layers`` 3 is stored in every record); graph
+training had a constant learning rate (``lr_decay_factor=1``; ``lr_decay_every`` is then
+unused) and per-epoch accuracy selection; GTA allowed every present one-hot label with no
+prior. ``data.cv_folds``/``cv_fold`` default to 0, the old split, and need no entry.
 """
 
 LEGACY_NAMES: dict[tuple[str, str], str] = {}

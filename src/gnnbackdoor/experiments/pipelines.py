@@ -245,6 +245,9 @@ class _AttackStage:
             (``source`` indexes the test split), made after ``triggered`` so that none of its
             draws moves: the attack's true trigger on the defender's graphs, for the
             measurement-only GCleaner controls (:func:`_repair_controls`).
+        single_node: GTA only: copies of the eligible test graphs carrying one trigger node
+            alone (``source`` indexes ``eligible``), for ``single_node_asr``
+            (:func:`_single_node_copies`); ``None`` for other attacks.
     """
 
     clean: GraphClassifier
@@ -254,6 +257,7 @@ class _AttackStage:
     figures: dict[str, float]
     info: dict[str, Any]
     test_triggered: TriggeredGraphs | None = None
+    single_node: TriggeredGraphs | None = None
 
 
 @TASKS.register("graph")
@@ -281,6 +285,8 @@ class GraphPipeline(TaskPipeline):
                     streams.seed(Stage.DATA_SPLIT),
                     run.data_config.train_fraction,
                     run.data_config.val_fraction,
+                    cv_folds=run.data_config.cv_folds,
+                    cv_fold=run.data_config.cv_fold,
                 )
         ctx = GraphContext(
             split,
@@ -364,6 +370,11 @@ class GraphPipeline(TaskPipeline):
                     metrics["backdoored_already_target"] = already_target_share(
                         predicted, labels, target
                     )
+                    single = _evaluated_single_node(stage, eval_pos)
+                    if single is not None:
+                        metrics["single_node_asr"] = _asr(
+                            stage.backdoored, single.graphs, target, batch
+                        )
             if defense is not None and defended is not None:
                 models = {ScoredModel.INPUT: model_under_test, ScoredModel.CLEAN: stage.clean}
                 metrics.update(
@@ -419,6 +430,7 @@ class GraphPipeline(TaskPipeline):
                 figures=dict(entry.figures),
                 info={**entry.info, "stage_cached": True},
                 test_triggered=entry.test_triggered,
+                single_node=getattr(entry, "single_node", None),
             )
             ctx.clean_model = stage.clean
             for name, seconds in entry.seconds.items():
@@ -442,6 +454,7 @@ class GraphPipeline(TaskPipeline):
                     seconds={k: v - seconds_before.get(k, 0.0) for k, v in timer.seconds.items()},
                     ctx_timings=dict(ctx.timings),
                     test_triggered=stage.test_triggered,
+                    single_node=stage.single_node,
                 ),
             )
         return stage
@@ -475,10 +488,13 @@ class GraphPipeline(TaskPipeline):
             # after every draw the record's figures depend on: the true trigger on every
             # test graph (the defender's among them), for the defense's controls only
             test_triggered = attack.activate(test) if run.defense is not None else None
+        single_node = _single_node_copies(attack, [test[i] for i in eligible], streams)
         if getattr(backdoored, "diverged_epoch", 0):
             figures["backdoored_diverged_epoch"] = backdoored.diverged_epoch
         _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
-        return _AttackStage(clean, backdoored, triggered, eligible, figures, info, test_triggered)
+        return _AttackStage(
+            clean, backdoored, triggered, eligible, figures, info, test_triggered, single_node
+        )
 
 
 def _clean_victim(
@@ -744,6 +760,46 @@ def _evaluated(stage: _AttackStage, eval_pos: Sequence[int]) -> TriggeredGraphs:
         [stage.triggered.graphs[j] for j, _ in keep],
         [list(stage.triggered.positions[j]) for j, _ in keep],
         [r for _, r in keep],
+    )
+
+
+def _single_node_copies(
+    attack: GraphAttack, graphs: list[Data], streams: RunStreams
+) -> TriggeredGraphs | None:
+    """GTA's single-node activation (:meth:`GTA.activate_single_node`, every trigger node in
+    turn) of ``graphs`` (the eligible test graphs), ``source`` indexing ``graphs``; ``None``
+    for attacks without one.
+
+    The positions come from a fresh generator of the evaluation stream, and the generator's
+    trigger is computed without any draw from torch's global state, so no other figure of the
+    run moves. It is made with the attack stage only because the fitted attack lives there
+    (the stage cache keeps the copies, not the attack); :func:`_evaluated_single_node` keeps
+    those of the evaluation graphs.
+    """
+    single = getattr(attack, "activate_single_node", None)
+    if single is None:
+        return None
+    generator = streams.torch_generator(Stage.EVALUATION)
+    copies: list[Data] = []
+    positions: list[list[int]] = []
+    source: list[int] = []
+    for i, graph in enumerate(graphs):
+        out, where = single([graph], generator)
+        copies += out
+        positions += where
+        source += [i] * len(out)
+    return TriggeredGraphs(copies, positions, source)
+
+
+def _evaluated_single_node(stage: _AttackStage, eval_pos: Sequence[int]) -> TriggeredGraphs | None:
+    """The single-node copies made from evaluation graphs (``None``: no such copies)."""
+    single = getattr(stage, "single_node", None)
+    if single is None:
+        return None
+    evaluated = set(eval_pos)
+    keep = [j for j, s in enumerate(single.sources()) if stage.eligible[s] in evaluated]
+    return TriggeredGraphs(
+        [single.graphs[j] for j in keep], [list(single.positions[j]) for j in keep]
     )
 
 

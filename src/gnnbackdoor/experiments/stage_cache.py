@@ -51,6 +51,8 @@ class AttackStage:
         ctx_timings: What the attack added to ``ctx.timings``.
         test_triggered: The attack's activation of every test graph, made after
             ``triggered`` (``source`` indexes the test split; ``None``: no attack).
+        single_node: GTA's single-node copies of the eligible test graphs (``None``: other
+            attacks).
     """
 
     clean_state: dict[str, torch.Tensor]
@@ -62,6 +64,7 @@ class AttackStage:
     seconds: dict[str, float]
     ctx_timings: dict[str, float]
     test_triggered: TriggeredGraphs | None = None
+    single_node: TriggeredGraphs | None = None
 
 
 def _source_digest(objects: list[Any]) -> str:

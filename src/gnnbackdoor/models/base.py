@@ -121,6 +121,9 @@ class GraphClassifier(nn.Module):
         hidden_channels: Width of node and graph embeddings.
         num_classes: Number of output logits.
         dropout: Dropout before the last linear layer.
+        head_layers: 2: ``Linear, ReLU, Dropout, Linear`` on the graph embedding; 1:
+            ``Dropout, Linear`` (Xu et al. 2019's GIN: dropout then one linear layer on the
+            readout of every layer).
         sparse_adjacency: The encoder's layers accept a ``torch.sparse`` CSR adjacency in
             place of ``edge_index`` (PyG's GCN and GraphSAGE layers, our GIN layer). Unweighted
             forward passes then hand them one sparse adjacency (:func:`sparse_adjacency`), so
@@ -143,17 +146,23 @@ class GraphClassifier(nn.Module):
         num_classes: int,
         dropout: float,
         sparse_adjacency: bool = False,
+        head_layers: int = 2,
     ) -> None:
         super().__init__()
+        if head_layers not in (1, 2):
+            raise ValueError(f"head_layers must be 1 or 2, got {head_layers}")
         self.sparse_adjacency = sparse_adjacency
         self.encoder = encoder
         self.pool = pool
-        self.head = nn.Sequential(
-            nn.Linear(hidden_channels, hidden_channels),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_channels, num_classes),
-        )
+        if head_layers == 1:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_channels, num_classes))
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(hidden_channels, hidden_channels),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_channels, num_classes),
+            )
 
     @property
     def supports_edge_weight(self) -> bool:

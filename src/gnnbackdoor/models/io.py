@@ -3,7 +3,8 @@
 A saved model is a folder with ``config.json`` (registered model name, its hyper-parameters,
 input/output widths, task) and ``weights.pt`` (a ``state_dict``). Loading rebuilds the module
 from the registry and reads the weights with ``torch.load(weights_only=True)``, which refuses
-arbitrary pickled objects.
+arbitrary pickled objects. A config saved before a spec gained a field is read with that
+field's legacy value (the spec's ``legacy_values``), so old models load as they were trained.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def load_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise UserError(f"{config_path} is not valid JSON: {error}") from None
     spec_cls = _check_config(config, config_path)
     try:
-        spec = spec_cls(**config["spec"])
+        # fields added after the model was saved take the values that reproduce it
+        legacy = getattr(spec_cls, "legacy_values", {})
+        spec = spec_cls(**{**legacy, **config["spec"]})
         model = spec.build(config["in_channels"], config["out_channels"])
     except UserError as error:
         raise UserError(f"{config_path}: {error}") from None

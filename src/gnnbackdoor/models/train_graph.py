@@ -1,4 +1,5 @@
-"""Training and evaluation of graph classifiers, with early stopping on validation accuracy."""
+"""Training and evaluation of graph classifiers, with early stopping on the validation set
+(loss or accuracy, ``GraphTrainConfig.selection``) and a step learning-rate decay."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,15 +39,38 @@ from gnnbackdoor.utils.progress import progress_bar
 GraphEpochCallback = Callable[[int, GraphClassifier], Sequence[Data] | None]
 
 
+class Selection(StrEnum):
+    """Model-selection rule (see ``GraphTrainConfig.selection``)."""
+
+    VAL_ACC = "val_acc"
+    VAL_LOSS = "val_loss"
+
+
 @dataclass
 class GraphTrainConfig(Settings):
     """Training settings for graph classifiers (ranges declared by the annotations).
 
     Attributes:
-        lr: Adam learning rate.
+        lr: Adam learning rate (initial, see ``lr_decay_*``).
         max_epochs: Upper bound on epochs.
-        patience: Stop after this many epochs without better validation accuracy (ties broken
-            by lower validation loss); at least 1.
+        patience: Stop after this many epochs without a better validation score (see
+            ``selection``).
+        selection: What picks the kept epoch and drives ``patience``: ``val_acc`` (default:
+            the highest validation accuracy, ties by lower loss) or ``val_loss`` (the lowest
+            validation cross-entropy). Measured on our split (issue 14, 3 seeds): loss-based
+            selection stops far too early on ENZYMES (kept epochs 10-20, the loss rises from
+            over-confidence while accuracy still improves: GIN 43.6 against 59.7, GCN 50.6
+            against 60.0 with ``val_acc``), DHFR GIN 78.3 against 80.0.
+        selection_window: The score of epoch ``t`` is the mean of the validation scores of
+            epochs ``t - w + 1 .. t`` (``w`` this window; the weights kept are epoch ``t``'s).
+            1 (the legacy rule) takes each epoch's score alone; a wider window keeps an epoch
+            in a stretch of consistently good ones rather than a lucky one, which matters on
+            validation sets of a few dozen graphs (ENZYMES 48, DHFR 61, PROTEINS 89), where
+            one graph moves accuracy by 1-2 points.
+        lr_decay_every: Epochs between learning-rate decays (Xu et al. 2019, Sec. 7: 50).
+        lr_decay_factor: Factor applied to the learning rate every ``lr_decay_every`` epochs
+            (Xu et al. 2019, Sec. 7: 0.5, "decay the learning rate by 0.5 every 50 epochs");
+            1 keeps it constant (the legacy rule).
         batch_size: Graphs per mini-batch.
         weight_decay: Adam weight decay.
         eval_batch_size: Graphs per batch when predicting.
@@ -64,6 +90,17 @@ class GraphTrainConfig(Settings):
     eval_batch_size: PositiveInt = 512
     subgraph_augmentation: Probability = 0.0
     subgraph_keep: Fraction = 0.2
+    selection: Selection = Selection.VAL_ACC
+    selection_window: PositiveInt = 1
+    lr_decay_every: PositiveInt = 50
+    lr_decay_factor: Fraction = 0.5
+
+    #: Values of fields added after records were first made, which reproduce those records.
+    legacy_values: ClassVar[dict[str, object]] = {
+        "selection": "val_acc",
+        "selection_window": 1,
+        "lr_decay_factor": 1.0,
+    }
 
 
 def random_node_subgraph(graph: Data, keep: float, generator: torch.Generator) -> Data:
@@ -158,10 +195,14 @@ def train_graph_model(
     """
     check_learning_rate(config.lr)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimiser, step_size=config.lr_decay_every, gamma=config.lr_decay_factor
+    )
     report = TrainReport()
-    best_key = (-1.0, float("-inf"))
+    best_key = (float("-inf"), float("-inf"))
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
+    scores: list[tuple[float, float]] = []  # (accuracy, loss) on ``val`` per epoch
     graphs = list(train)
     start = time.perf_counter()
     bar = progress_bar(desc, total=config.max_epochs, unit="epoch")
@@ -186,12 +227,17 @@ def train_graph_model(
             bar.stop_early(f"training diverged at epoch {epoch}")
             mark_diverged(report, epoch, report.best_epoch if val else report.epochs, model)
             break
+        scheduler.step()
         report.epochs = epoch
         if not val:
             best_state = copy.deepcopy(model.state_dict())
         if val:
             report.history.append(acc)
-            key = (acc, -val_loss)
+            scores.append((acc, val_loss))
+            window = scores[-config.selection_window :]
+            acc_w = sum(a for a, _ in window) / len(window)
+            loss_w = sum(v for _, v in window) / len(window)
+            key = (-loss_w, acc_w) if config.selection is Selection.VAL_LOSS else (acc_w, -loss_w)
             if key > best_key:
                 best_key, report.best_epoch, report.best_val, since_best = key, epoch, acc, 0
                 best_state = copy.deepcopy(model.state_dict())
