@@ -51,6 +51,7 @@ from gnnbackdoor.experiments.records import (
 )
 from gnnbackdoor.experiments.runner import RunSpec, identify
 from gnnbackdoor.models import MODELS
+from gnnbackdoor.models.train_graph import GraphTrainConfig
 
 SECTIONS = ("data", "train", "model", "attack", "defense")
 
@@ -132,24 +133,14 @@ def _graph_training(stored: Mapping[str, Any]) -> bool:
     return "subgraph_keep" in stored
 
 
-# issue 14 item 1: victims before batch norm, jumping knowledge and GIN's one-linear head
-_GRAPH_VICTIM_BEFORE_ISSUE_14 = {"norm": "none", "jk": "none", "head_layers": 2}
-# issue 14 item 1: constant learning rate, per-epoch validation accuracy selection
-_GRAPH_TRAINING_BEFORE_ISSUE_14 = {
-    "lr_decay_factor": 1.0,
-    "selection": "val_acc",
-    "selection_window": 1,
-}
-# issue 14 item 4: every present one-hot label allowed, no frequency prior
-_GTA_BEFORE_ISSUE_14 = {"trigger_type_min_share": 0.0, "trigger_type_prior": 0.0}
-
 LEGACY_VALUES: dict[tuple[str, str], tuple[Callable[[Mapping[str, Any]], bool], dict[str, Any]]] = {
     ("attack", "link-backdoor"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
     ("attack", "link-backdoor-no-inj"): (_black_box, _LINK_BLACK_BOX_BEFORE_ISSUE_16),
     ("defense", "gcleaner"): (_always, _GCLEANER_BEFORE_ISSUE_20),
-    **{("model", name): (_always, _GRAPH_VICTIM_BEFORE_ISSUE_14) for name in GRAPH_VICTIMS},
-    ("train", "train"): (_graph_training, _GRAPH_TRAINING_BEFORE_ISSUE_14),
-    ("attack", "gta"): (_always, _GTA_BEFORE_ISSUE_14),
+    # issue 14: the components state their own legacy values (load_model reads them too)
+    **{("model", name): (_always, MODELS.get(name).legacy_values) for name in GRAPH_VICTIMS},
+    ("train", "train"): (_graph_training, GraphTrainConfig.legacy_values),
+    ("attack", "gta"): (_always, ATTACKS.get("gta").legacy_values),
 }
 """Fields added since records were written whose default is not what the old code did.
 

@@ -214,6 +214,18 @@ def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None)
     output = pipeline.execute(resolved, timer)
     timer.seconds["total_s"] = time.perf_counter() - start
     return {
+        **_identity_fields(identity, spec),
+        "metrics": output.metrics,
+        "attack_info": output.attack_info,
+        "timings": timer.seconds,
+        "versions": versions(),
+        "created": timestamp(),
+    }
+
+
+def _identity_fields(identity: RunIdentity, spec: RunSpec) -> dict[str, Any]:
+    """The fields a run record and a failure record share: what identifies the run."""
+    return {
         "key": identity.key,
         "task": identity.task,
         "dataset": identity.dataset,
@@ -223,11 +235,6 @@ def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None)
         "seed": identity.seed,
         "overrides": dict(sorted(spec.overrides.items())),  # what was typed; information only
         "config": identity.config,
-        "metrics": output.metrics,
-        "attack_info": output.attack_info,
-        "timings": timer.seconds,
-        "versions": versions(),
-        "created": timestamp(),
     }
 
 
@@ -272,15 +279,7 @@ class SweepResult:
 def failure_record(identity: RunIdentity, spec: RunSpec, error: str) -> dict[str, Any]:
     """The failure record of a run that raised (see :mod:`~gnnbackdoor.experiments.records`)."""
     return {
-        "key": identity.key,
-        "task": identity.task,
-        "dataset": identity.dataset,
-        "model": identity.model,
-        "attack": identity.attack,
-        "defense": identity.defense,
-        "seed": identity.seed,
-        "overrides": dict(sorted(spec.overrides.items())),
-        "config": identity.config,
+        **_identity_fields(identity, spec),
         "status": "failed",
         "error": error,
         "versions": versions(),

@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Any
 
 from gnnbackdoor.errors import UserError
-from gnnbackdoor.experiments.report import aggregate, markdown_table, settings_text
+from gnnbackdoor.experiments.report import aggregate, fmt, markdown_table, settings_text
 
 #: Decimals kept for fractions in CSV and JSON (drops float noise such as 0.9941176176071167).
 FLAT_DECIMALS = 6
@@ -124,12 +124,11 @@ class Row:
 
 
 def points(mean: float, std: float | None = None) -> str:
+    """``mean`` (a fraction) in points with one decimal, ``± std`` when given; ``"—"`` for a
+    missing value."""
     if mean is None or math.isnan(mean):
         return "—"
-    text = f"{100 * mean:.1f}"
-    if std is not None and not math.isnan(std):
-        text += f" ± {100 * std:.1f}"
-    return text
+    return fmt(mean, std, scale=100, digits=1)
 
 
 def _without_defense(record: dict[str, Any]) -> dict[str, Any]:
