@@ -183,3 +183,23 @@ def test_triggered_evaluation_graphs_exclude_the_defenders(tiny_graph_dataset, s
     assert out.metrics["num_triggered"] < bare.metrics["num_triggered"]
     assert out.attack_info["num_activated"] == out.metrics["num_triggered"]
     assert bare.attack_info["num_activated"] == len(stages[1]["stage"].triggered)
+
+
+def test_every_attacked_record_flags_the_implant_and_the_target_class(
+    tiny_graph_dataset, graph_run
+):
+    from gnnbackdoor.metrics import backdoor_implanted, defense_effectiveness_rating
+
+    out = execute(graph_run(tiny_graph_dataset, NoisyRepair(steps=2))).metrics
+    assert out["backdoor_implanted"] == float(
+        backdoor_implanted(out["asr"], out["clean_model_asr"])
+    )
+    assert 0.0 < out["target_train_share"] < 1.0
+    assert out["target_is_majority"] in (0.0, 1.0)
+    assert out["der"] == defense_effectiveness_rating(
+        out["asr"], out["defended_asr"], out["backdoored_acc"], out["defended_acc"]
+    )
+    assert 0.0 <= out["defended_robust_acc"] <= 1.0
+    assert 0.0 <= out["defended_target_no_trigger"] <= 1.0
+    bare = execute(graph_run(tiny_graph_dataset, None)).metrics
+    assert "der" not in bare and "defended_robust_acc" not in bare

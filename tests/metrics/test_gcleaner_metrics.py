@@ -89,3 +89,23 @@ def test_already_target_share_counts_eligible_graphs_only():
     assert already_target_share(predicted, labels, target=1) == 0.5
     assert already_target_share(predicted, labels, target=0) == pytest.approx(1 / 3)
     assert math.isnan(already_target_share(predicted, torch.ones(5, dtype=torch.long), 1))
+
+
+def test_implant_flag_needs_a_high_asr_well_above_the_clean_models():
+    from gnnbackdoor.metrics import backdoor_implanted
+
+    assert backdoor_implanted(0.9, 0.1)
+    assert not backdoor_implanted(0.45, 0.0)  # below 50 %
+    assert not backdoor_implanted(0.95, 0.9)  # the trigger fools the clean model too
+    assert backdoor_implanted(0.7, 0.5)  # exactly 20 points above
+    assert not backdoor_implanted(float("nan"), 0.0)
+
+
+def test_der_is_backdoorbenchs_rating():
+    from gnnbackdoor.metrics import defense_effectiveness_rating as der
+
+    assert der(0.9, 0.9, 0.8, 0.8) == 0.5  # nothing changed
+    assert der(1.0, 0.0, 0.8, 0.8) == 1.0  # ASR removed at no cost
+    assert abs(der(0.9, 0.1, 0.8, 0.7) - 0.85) < 1e-12  # (0.8 - 0.1 + 1) / 2
+    assert der(0.1, 0.5, 0.7, 0.9) == 0.5  # a worse ASR or a better accuracy count as 0
+    assert der(float("nan"), 0.1, 0.8, 0.7) != der(float("nan"), 0.1, 0.8, 0.7)  # nan

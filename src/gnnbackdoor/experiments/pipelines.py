@@ -53,8 +53,11 @@ from gnnbackdoor.metrics import (
     already_target_share,
     attack_success_rate,
     average_misclassification_confidence,
+    backdoor_implanted,
     benign_performance_drop,
+    class_histogram,
     collapsed,
+    defense_effectiveness_rating,
     evaluate_links,
     majority_share,
     trigger_embedding_cosine,
@@ -370,6 +373,12 @@ class GraphPipeline(TaskPipeline):
                     metrics["backdoored_already_target"] = already_target_share(
                         predicted, labels, target
                     )
+                    metrics["backdoor_implanted"] = float(
+                        backdoor_implanted(metrics["asr"], metrics["clean_model_asr"])
+                    )
+                    metrics.update(
+                        _target_class_metrics(graph_labels(split.train), target, ctx.num_classes)
+                    )
                     single = _evaluated_single_node(stage, eval_pos)
                     if single is not None:
                         metrics["single_node_asr"] = _asr(
@@ -383,6 +392,13 @@ class GraphPipeline(TaskPipeline):
                     )
                 )
                 metrics.update(defense.describe())
+                if "asr" in metrics and "defended_asr" in metrics:
+                    metrics["der"] = defense_effectiveness_rating(
+                        metrics["asr"],
+                        metrics["defended_asr"],
+                        metrics["backdoored_acc"],
+                        metrics["defended_acc"],
+                    )
                 if defended.controls is not None:
                     metrics.update(
                         _control_metrics(
@@ -623,6 +639,8 @@ def _defense_metrics(
         out.update(_collapse_metrics("defended", predicted, labels, ctx))
         if target is not None:
             out["defended_asr"] = _asr(repaired.model, triggered.graphs, target, batch)
+            out["defended_robust_acc"] = _robust_accuracy(repaired.model, triggered.graphs, batch)
+            out["defended_target_no_trigger"] = already_target_share(predicted, labels, target)
         out["num_defender_graphs"] = defended.num_defender_graphs
         out.update(repaired.info)
         scored = {**models, ScoredModel.REPAIRED: repaired.model}
@@ -636,6 +654,9 @@ def _defense_metrics(
     out.update(_collapse_metrics("defended", shielded.labels[answered], labels[answered], ctx))
     if on_triggered is not None:
         out["defended_asr"] = attack_success_rate(on_triggered.labels == target)
+        if len(triggered):
+            true = graph_labels(triggered.graphs)
+            out["defended_robust_acc"] = accuracy(on_triggered.labels, true)
     out["queries"] = shielded.queries + (on_triggered.queries if on_triggered else 0)
     out["queried_graphs"] = defended.graphs_queried
     positions = triggered.positions if on_triggered is not None else None
@@ -657,6 +678,28 @@ def _collapse_metrics(
         f"{prefix}_majority_share": majority_share(predicted, ctx.num_classes),
         f"{prefix}_collapsed": float(collapsed(predicted, labels, ctx.num_classes)),
     }
+
+
+def _target_class_metrics(train_labels: torch.Tensor, target: int, num_classes: int) -> dict:
+    """``target_train_share``: the target class's share of the training graphs;
+    ``target_is_majority``: 1 when it is the training graphs' one largest class (a shield
+    or a collapsed model that falls back on the majority class then scores as attack
+    success; issue 14 item 2), else 0 (ties, as on ENZYMES's equal classes: 0)."""
+    shares = class_histogram(train_labels, num_classes)
+    share = shares[target]
+    others = [v for c, v in enumerate(shares) if c != target]
+    return {
+        "target_train_share": share,
+        "target_is_majority": float(not others or share > max(others)),
+    }
+
+
+def _robust_accuracy(model: torch.nn.Module, triggered: Sequence[Data], batch: int) -> float:
+    """Robust accuracy: the share of triggered graphs (labels unchanged) that ``model`` gives
+    their true label (``nan`` for none)."""
+    if not triggered:
+        return float("nan")
+    return accuracy(predict_graphs(model, list(triggered), batch)[0], graph_labels(triggered))
 
 
 def _repair_controls(

@@ -4,7 +4,9 @@ fractions); reports multiply by 100 to show points."""
 from gnnbackdoor.metrics.backdoor import (
     attack_success_rate,
     average_misclassification_confidence,
+    backdoor_implanted,
     benign_performance_drop,
+    defense_effectiveness_rating,
 )
 from gnnbackdoor.metrics.classification import accuracy
 from gnnbackdoor.metrics.collapse import (
@@ -22,9 +24,11 @@ __all__ = [
     "attack_success_rate",
     "average_misclassification_confidence",
     "average_precision",
+    "backdoor_implanted",
     "benign_performance_drop",
     "class_histogram",
     "collapsed",
+    "defense_effectiveness_rating",
     "evaluate_links",
     "majority_share",
     "roc_auc",

@@ -1,10 +1,13 @@
-"""Backdoor metrics as the papers define them: ASR, AMC and BPD.
+"""Backdoor metrics as the papers define them: ASR, AMC and BPD; the implant flag and
+BackdoorBench's DER.
 
 ASR counts only *eligible* inputs: for links, target links that the clean model predicts
 absent; for graphs, test graphs whose true label is not the target class.
 """
 
 from __future__ import annotations
+
+import math
 
 from torch import Tensor
 
@@ -50,3 +53,33 @@ def benign_performance_drop(clean_score: float, backdoored_score: float) -> floa
     the backdoored model's, on the same clean test inputs. Positive means the backdoor cost
     accuracy."""
     return clean_score - backdoored_score
+
+
+#: A graph backdoor counts as implanted when its ASR reaches this share ...
+IMPLANT_MIN_ASR = 0.5
+#: ... and exceeds the clean model's ASR on the same triggered graphs by this many points.
+IMPLANT_MIN_MARGIN = 0.2
+
+
+def backdoor_implanted(asr: float, clean_model_asr: float) -> bool:
+    """Whether a backdoor implanted: ASR ≥ :data:`IMPLANT_MIN_ASR` (50 %, the threshold of
+    issue 14's honest summaries) and at least :data:`IMPLANT_MIN_MARGIN` (20 points) above
+    the clean model's ASR on the same triggered graphs (the developers' guide: "ASR well
+    above the clean model's"). A trigger that also fools the clean model (GTA's can) does not
+    count as implanted. ``False`` when either rate is ``nan``."""
+    if math.isnan(asr) or math.isnan(clean_model_asr):
+        return False
+    return asr >= IMPLANT_MIN_ASR and asr - clean_model_asr >= IMPLANT_MIN_MARGIN - 1e-12
+
+
+def defense_effectiveness_rating(
+    asr_before: float, asr_after: float, acc_before: float, acc_after: float
+) -> float:
+    """BackdoorBench's defense effectiveness rating (Wu et al., NeurIPS 2022, Sec. 4):
+    ``DER = (max(0, ΔASR) − max(0, ΔACC) + 1) / 2`` with ``Δ = before − after``; in [0, 1],
+    0.5 for a defense that changes nothing, 1 for one that removes the whole ASR at no
+    accuracy cost. Inputs are fractions in [0, 1]; ``nan`` when any is ``nan``."""
+    values = (asr_before, asr_after, acc_before, acc_after)
+    if any(math.isnan(v) for v in values):
+        return float("nan")
+    return (max(0.0, asr_before - asr_after) - max(0.0, acc_before - acc_after) + 1.0) / 2.0
