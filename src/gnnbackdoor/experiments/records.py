@@ -474,6 +474,9 @@ def versions() -> dict[str, str]:
 
 
 def _git_commit() -> str | None:
+    """The checkout's short commit; ``$GNNBACKDOOR_GIT_COMMIT`` when git cannot tell (a
+    copy of the tree without ``.git``, as on a remote worker)."""
+    fallback = os.environ.get("GNNBACKDOOR_GIT_COMMIT") or None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -483,8 +486,8 @@ def _git_commit() -> str | None:
             timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        return fallback
+    return (out.stdout.strip() or fallback) if out.returncode == 0 else fallback
 
 
 def timestamp() -> str:
