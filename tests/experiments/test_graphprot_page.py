@@ -137,3 +137,81 @@ def test_ablation_page_without_records_says_so():
     assert "No ablation records." in PAGES.get("graphprot-ablations")(
         [record(0, "graphprot-r", 0.3)]
     )
+
+
+def test_majority_target_rows_go_to_sensitivity_and_old_victims_are_marked():
+    load_pages()
+    majority = [
+        ablated(s, d, 0.9, **{"attack.target_class": 1})
+        for s in range(3)
+        for d in ("graphprot-r", "graphprot-t", "graphprot-tf")
+    ]
+    text = PAGES.get("graphprot")(majority)
+    main = text.split("## Summary")[0]
+    assert "100.0 ± 0.0 (3)" not in main  # no row of the main tables
+    sensitivity = text.split("## Sensitivity: majority target")[1].split("\n## ")[0]
+    assert "AIDS (class 1)" in sensitivity
+    assert "| all | ours | 3 | 10.0 | 10.0 | 5.00 | 3.00 |" in sensitivity
+
+    old = [
+        ablated(s, "graphprot-r", 0.5, **{"model.norm": "none"})
+        for s in range(3)  # victims before issue 14
+    ]
+    text = PAGES.get("graphprot")(old)
+    assert "| AIDS† | Backdoored model |" in text and "1 of 1 (model, attack, dataset)" in text
+    new = [record(s, "graphprot-r", 0.3) for s in range(3)]
+    text = PAGES.get("graphprot")(old + new)
+    assert "AIDS†" not in text and "| AIDS | GraphProt-R | 30.0 ± 0.0 (3) |" in text
+
+
+def test_rows_that_did_not_implant_are_listed_not_averaged():
+    load_pages()
+    runs = [record(s, "graphprot-r", 0.3) for s in range(3)]
+    for r in runs[:2]:
+        r["metrics"] = {**r["metrics"], "asr": 0.3}  # below 50 % in two seeds
+    text = PAGES.get("graphprot")(runs)
+    assert "| all | ours | 0 |" in text
+    assert "| AIDS | gcn | gta | implanted in 1 of 3 seeds |" in text
+
+
+def clean_run(seed: int, rate: float, acc: float, dataset: str = "AIDS") -> dict:
+    settings = {k: v for k, v in SETTINGS.items() if not k.startswith("attack.")}
+    return {
+        "task": "graph",
+        "dataset": dataset,
+        "model": "gcn",
+        "attack": None,
+        "defense": "graphprot-r",
+        "seed": seed,
+        "metrics": {"clean_acc": 0.9, "defended_acc": acc},
+        "config": {**nested({**settings, "defense.sample_rate": rate}), "attack": None},
+        "versions": {"git_commit": "abc", "torch": "t", "torch_geometric": "p"},
+    }
+
+
+def test_accuracy_section_per_rate_with_the_best_operating_point():
+    load_pages()
+    empty = PAGES.get("graphprot")([record(0, "graphprot-r", 0.3)])
+    section = empty.split("## GraphProt's accuracy on clean victims")[1].split("\n## ")[0]
+    assert "*No records yet.*" in section
+    assert "gnnbackdoor sweep experiments/graphprot_accuracy.yaml" in section
+
+    runs = [
+        clean_run(s, p, acc)
+        for s in range(3)
+        for p, acc in [(0.1, 0.5), (0.2, 0.6), (0.5, 0.885), (0.9, 0.89), (1.0, 0.9)]
+    ]
+    runs += [clean_run(s, 0.2, 0.4, dataset="DHFR") for s in range(3)]
+    text = PAGES.get("graphprot")(runs)
+    assert "(3)" not in text.split("## Summary")[0]  # no attack: not in the paper's tables
+    section = text.split("## GraphProt's accuracy on clean victims")[1].split("\n## ")[0]
+    aids = next(line for line in section.splitlines() if line.startswith("| AIDS |"))
+    cells = aids.split(" | ")
+    assert cells[2] == "90.0 ± 0.0" and cells[3] == "50.0 ± 0.0" and cells[4] == "60.0 ± 0.0"
+    assert cells[-2] == "0.5" and cells[-1].startswith("92.4")  # paper: GCN clean, AIDS
+    dhfr = next(line for line in section.splitlines() if line.startswith("| DHFR |"))
+    assert "| 0.2 (none within 2) |" in dhfr
+    nci1 = next(line for line in section.splitlines() if line.startswith("| NCI1 |"))
+    assert "no records yet" in nci1
+    assert "Of 2 (dataset, model) victims measured, 1 have some p within 2 points" in section
+    assert "and 0 at the paper's p = 0.2" in section
