@@ -63,7 +63,7 @@ def test_page_rows_summary_and_coverage():
     # DER: mean of (0.7 - 0.03 + 1) / 2, (0.8 - 0.03 + 1) / 2, (0.9 - 0.03 + 1) / 2
     assert summary.endswith("| 80.0 | 80.0 | 5.00 | 3.00 | 88.5 |")
     assert "†" not in text.split("## Table 1")[1].split("## Summary")[0]
-    assert "1 of 30 (model, attack, dataset) rows measured" in text
+    assert "1 of 30 (model, attack, dataset) rows of Tables 1-2 measured" in text
     assert "AIDS: ≤ 60 (patience 20)" in text
     other = dict(records[0], config=nested({**SETTINGS, "data.train_fraction": 0.8}))
     assert PAGES.get("graphprot")([*records, other]).count("(3)") == text.count("(3)")
@@ -158,7 +158,9 @@ def test_majority_target_rows_go_to_sensitivity_and_old_victims_are_marked():
         for s in range(3)  # victims before issue 14
     ]
     text = PAGES.get("graphprot")(old)
-    assert "| AIDS† | Backdoored model |" in text and "1 of 1 (model, attack, dataset)" in text
+    assert "| AIDS† | Backdoored model |" in text and "(1 of 1 (model, attack, dataset)" in text
+    assert "with the protocol's target class, 1 of them on victims before issue 14" in text
+    assert "AIDS: ≤ 60 (patience 20) †" in text
     new = [record(s, "graphprot-r", 0.3) for s in range(3)]
     text = PAGES.get("graphprot")(old + new)
     assert "AIDS†" not in text and "| AIDS | GraphProt-R | 30.0 ± 0.0 (3) |" in text

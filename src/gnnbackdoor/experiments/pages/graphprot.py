@@ -474,7 +474,8 @@ def _training(template: PageTemplate, records) -> str:
     for r in records:
         train = (r.get("config") or {}).get("train") or {}
         epochs, patience = train.get("max_epochs", "?"), train.get("patience", "?")
-        caps[r["dataset"]].add(f"≤ {epochs} (patience {patience})")
+        mark = "" if is_protocol_victim(r) else f" {PRE_PROTOCOL}"
+        caps[r["dataset"]].add(f"≤ {epochs} (patience {patience}){mark}")
     if not caps:
         return ""
     text = "; ".join(f"{d}: {', '.join(sorted(c))}" for d, c in sorted(caps.items()))
@@ -494,7 +495,12 @@ def _coverage(template: PageTemplate, index: dict[tuple, AttackRow]) -> str:
             missing.append(label)
         elif min(counts) < MIN_SEEDS:
             partial.append(f"{label} ({'/'.join(map(str, counts))} seeds R/T/TF)")
-    lines = [template.fragment("coverage", measured=len(wanted) - len(missing), wanted=len(wanted))]
+    old = sum(1 for key in wanted if key in index and not index[key].protocol_victim)
+    lines = [
+        template.fragment(
+            "coverage", measured=len(wanted) - len(missing), wanted=len(wanted), old=old
+        )
+    ]
     if partial:
         lines.append(template.fragment("coverage_partial", rows=", ".join(partial)))
     if missing:
