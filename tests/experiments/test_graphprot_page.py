@@ -9,7 +9,8 @@ from gnnbackdoor.experiments.pages.common import nested
 SETTINGS = {
     "data.train_fraction": 0.6667,
     "attack.trigger_size": 5,
-    "attack.target_class": 1,
+    "attack.target_class": 0,
+    "model.norm": "batch_norm",
     "train.max_epochs": 60,
     "train.patience": 20,
     "defense.num_subgraphs": 5,
@@ -57,10 +58,12 @@ def test_page_rows_summary_and_coverage():
     assert "100.0 ± 0.0 (3)" in backdoored and "| 99.8 |" in backdoored  # paper, GCN GTA
     tf = next(line for line in lines if line.startswith("| AIDS | GraphProt-TF | 10.0"))
     assert "| 5.3 |" in tf and "85.0 ± 0.0 (3)" in tf and "| 5.0 |" in tf  # 75/15 queries
-    summary = next(line for line in lines if line.startswith("| all | 3 |"))
-    assert "| 80.0 |" in summary  # (100 - mean(30, 20, 10)) / 100
-    assert "| 5.00 |" in summary  # clean 90 - shielded 85
-    assert "1 of 30 (model, attack, dataset) rows measured" in text
+    summary = next(line for line in lines if line.startswith("| all | ours | 3 |"))
+    # relative and absolute: 100 - mean(30, 20, 10); clean 90 - shielded 85; 88 - 85;
+    # DER: mean of (0.7 - 0.03 + 1) / 2, (0.8 - 0.03 + 1) / 2, (0.9 - 0.03 + 1) / 2
+    assert summary.endswith("| 80.0 | 80.0 | 5.00 | 3.00 | 88.5 |")
+    assert "†" not in text.split("## Table 1")[1].split("## Summary")[0]
+    assert "1 of 30 (model, attack, dataset) rows of Tables 1-2 measured" in text
     assert "AIDS: ≤ 60 (patience 20)" in text
     other = dict(records[0], config=nested({**SETTINGS, "data.train_fraction": 0.8}))
     assert PAGES.get("graphprot")([*records, other]).count("(3)") == text.count("(3)")
@@ -87,8 +90,11 @@ def test_diagnosis_table_only_from_records_that_carry_the_diagnostics():
         diagnosed.append(r)
     text = PAGES.get("graphprot")(plain + diagnosed)
     assert "## Diagnosis" in text
-    row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcn | sba | 1 |"))
-    assert "GraphProt-T" in row and "GraphProt-R" not in text.split("## Diagnosis")[1]
+    row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcn | sba | 0 |"))
+    assert (
+        "GraphProt-T" in row
+        and "GraphProt-R" not in text.split("## Diagnosis")[1].split("\n## ")[0]
+    )
     assert "80.0 ± 0.0 (2)" in row and "25.0 ± 0.0 (2)" in row
     assert "2.0 ± 1.4 (2)" in row  # trigger nodes removed: 1 % and 3 %
     assert row.rstrip(" |").endswith("1.00 ± 0.71")  # 0.5 and 1.5 trigger nodes per subgraph
@@ -115,10 +121,10 @@ def test_ablation_records_stay_out_of_the_paper_tables_and_fill_their_own_page()
 
     page = PAGES.get("graphprot-ablations")([*protocol, *n_one, *p_one])
     panel_n = page.split("### (a)")[1].split("###")[0]
-    rows = [line for line in panel_n.splitlines() if line.startswith("| 1 |")]
+    rows = [line for line in panel_n.splitlines() if line.startswith("| 0 |")]
     assert [row.split(" | ")[1] for row in rows] == ["1", "5 (protocol)"]
     assert "90.0 ± 0.0 (3)" in rows[0] and "30.0 ± 0.0 (3)" in rows[1]
-    ends = "Target 1, from `defense.num_subgraphs` = 1 to 5: GraphProt-R ASR 90.0 → 30.0"
+    ends = "Target 0, from `defense.num_subgraphs` = 1 to 5: GraphProt-R ASR 90.0 → 30.0"
     assert ends in panel_n
     panel_p = page.split("### (d) Sample rate")[1].split("###")[0]
     assert "50.0 ± 0.0 (2)" in panel_p and "0.2 (protocol)" in panel_p
@@ -131,3 +137,83 @@ def test_ablation_page_without_records_says_so():
     assert "No ablation records." in PAGES.get("graphprot-ablations")(
         [record(0, "graphprot-r", 0.3)]
     )
+
+
+def test_majority_target_rows_go_to_sensitivity_and_old_victims_are_marked():
+    load_pages()
+    majority = [
+        ablated(s, d, 0.9, **{"attack.target_class": 1})
+        for s in range(3)
+        for d in ("graphprot-r", "graphprot-t", "graphprot-tf")
+    ]
+    text = PAGES.get("graphprot")(majority)
+    main = text.split("## Summary")[0]
+    assert "100.0 ± 0.0 (3)" not in main  # no row of the main tables
+    sensitivity = text.split("## Sensitivity: majority target")[1].split("\n## ")[0]
+    assert "AIDS (class 1)" in sensitivity
+    assert "| all | ours | 3 | 10.0 | 10.0 | 5.00 | 3.00 |" in sensitivity
+
+    old = [
+        ablated(s, "graphprot-r", 0.5, **{"model.norm": "none"})
+        for s in range(3)  # victims before issue 14
+    ]
+    text = PAGES.get("graphprot")(old)
+    assert "| AIDS† | Backdoored model |" in text and "(1 of 1 (model, attack, dataset)" in text
+    assert "with the protocol's target class, 1 of them on victims before issue 14" in text
+    assert "AIDS: ≤ 60 (patience 20) †" in text
+    new = [record(s, "graphprot-r", 0.3) for s in range(3)]
+    text = PAGES.get("graphprot")(old + new)
+    assert "AIDS†" not in text and "| AIDS | GraphProt-R | 30.0 ± 0.0 (3) |" in text
+
+
+def test_rows_that_did_not_implant_are_listed_not_averaged():
+    load_pages()
+    runs = [record(s, "graphprot-r", 0.3) for s in range(3)]
+    for r in runs[:2]:
+        r["metrics"] = {**r["metrics"], "asr": 0.3}  # below 50 % in two seeds
+    text = PAGES.get("graphprot")(runs)
+    assert "| all | ours | 0 |" in text
+    assert "| AIDS | gcn | gta | implanted in 1 of 3 seeds |" in text
+
+
+def clean_run(seed: int, rate: float, acc: float, dataset: str = "AIDS") -> dict:
+    settings = {k: v for k, v in SETTINGS.items() if not k.startswith("attack.")}
+    return {
+        "task": "graph",
+        "dataset": dataset,
+        "model": "gcn",
+        "attack": None,
+        "defense": "graphprot-r",
+        "seed": seed,
+        "metrics": {"clean_acc": 0.9, "defended_acc": acc},
+        "config": {**nested({**settings, "defense.sample_rate": rate}), "attack": None},
+        "versions": {"git_commit": "abc", "torch": "t", "torch_geometric": "p"},
+    }
+
+
+def test_accuracy_section_per_rate_with_the_best_operating_point():
+    load_pages()
+    empty = PAGES.get("graphprot")([record(0, "graphprot-r", 0.3)])
+    section = empty.split("## GraphProt's accuracy on clean victims")[1].split("\n## ")[0]
+    assert "*No records yet.*" in section
+    assert "gnnbackdoor sweep experiments/graphprot_accuracy.yaml" in section
+
+    runs = [
+        clean_run(s, p, acc)
+        for s in range(3)
+        for p, acc in [(0.1, 0.5), (0.2, 0.6), (0.5, 0.885), (0.9, 0.89), (1.0, 0.9)]
+    ]
+    runs += [clean_run(s, 0.2, 0.4, dataset="DHFR") for s in range(3)]
+    text = PAGES.get("graphprot")(runs)
+    assert "(3)" not in text.split("## Summary")[0]  # no attack: not in the paper's tables
+    section = text.split("## GraphProt's accuracy on clean victims")[1].split("\n## ")[0]
+    aids = next(line for line in section.splitlines() if line.startswith("| AIDS |"))
+    cells = aids.split(" | ")
+    assert cells[2] == "90.0 ± 0.0" and cells[3] == "50.0 ± 0.0" and cells[4] == "60.0 ± 0.0"
+    assert cells[-2] == "0.5" and cells[-1].startswith("92.4")  # paper: GCN clean, AIDS
+    dhfr = next(line for line in section.splitlines() if line.startswith("| DHFR |"))
+    assert "| 0.2 (none within 2) |" in dhfr
+    nci1 = next(line for line in section.splitlines() if line.startswith("| NCI1 |"))
+    assert "no records yet" in nci1
+    assert "Of 2 (dataset, model) victims measured, 1 have some p within 2 points" in section
+    assert "and 0 at the paper's p = 0.2" in section

@@ -1,4 +1,7 @@
-"""``graphprot``: GraphProt-R/T/TF against GTA, SBA and Motif-BA beside GraphProt Tables 1-2."""
+"""``graphprot``: GraphProt-R/T/TF against GTA, SBA and Motif-BA beside GraphProt Tables 1-2,
+on issue 14's protocol (each dataset's protocol target class; majority-target rows in the
+Sensitivity section), with the honest summaries and the clean victims' accuracy per sample
+rate of :mod:`.graphprot_summary`."""
 
 from __future__ import annotations
 
@@ -12,34 +15,50 @@ from gnnbackdoor.experiments.pages.common import (
     num,
     provenance,
     resolved,
-    shown,
     unique,
     where,
 )
+from gnnbackdoor.experiments.pages.graphprot_summary import (
+    ACCURACY_TOLERANCE,
+    MIN_SEEDS,
+    VARIANTS,
+    AttackRow,
+    Entry,
+    PaperRow,
+    accuracy_rows,
+    attack_rows,
+    best_rate,
+    entries,
+    is_protocol_victim,
+    paper_rows,
+    points,
+    record_der,
+    summarize,
+)
 from gnnbackdoor.experiments.pages.template import PageTemplate
+from gnnbackdoor.experiments.protocol import PROTOCOL_TARGET_CLASS, is_protocol_target
 from gnnbackdoor.experiments.report import fmt, markdown_table, mean_std, reference_table
 
 DATASETS = ["AIDS", "ENZYMES", "DHFR", "NCI1", "PROTEINS", "COLLAB"]
-VARIANTS = {
-    "graphprot-r": "GraphProt-R",
-    "graphprot-t": "GraphProt-T",
-    "graphprot-tf": "GraphProt-TF",
-}
 TABLE1_MODELS = {"gcn": "GCN", "sage": "SAGE", "gat": "GAT"}
 #: Victims shown under Table 2 (GCN always; the others when they have records).
 TABLE2_MODELS = ["gcn", "gin", "sage", "gat"]
 TABLE2_ATTACKS = {"sba": "SBA", "motif-ba": "Motif"}
-#: The protocol, as resolved settings.
+#: The protocol, as resolved settings (the target class is each dataset's
+#: :data:`~gnnbackdoor.experiments.protocol.PROTOCOL_TARGET_CLASS`).
 PROTOCOL = {
     "data.train_fraction": 0.6667,
     "attack.trigger_size": 5,
-    "attack.target_class": 1,
 }
+#: Marks a row whose victims were trained before issue 14 (``model.norm`` ``"none"``).
+PRE_PROTOCOL = "†"
+#: Sample rates of the accuracy section (issue 14 item 6).
+RATES = [round(0.1 * k, 1) for k in range(1, 11)]
+ACCURACY_SWEEP = "experiments/graphprot_accuracy.yaml"
 
 #: The paper's own summary (abstract and Sec. 1), which does not say how it is averaged.
 QUOTED_AVERAGES = "graphprot_quoted_averages.csv"
 TARGET_ACC_DROP = 3.5
-MIN_SEEDS = 3
 #: Points: where shielded ASR exceeds the shielded no-trigger rate by at most this much in
 #: every row, the page reads what is left of the ASR as not the trigger's.
 NO_TRIGGER_MARGIN = 10.0
@@ -71,26 +90,23 @@ def _augmented(record: dict[str, Any]) -> bool:
 
 
 def _target(record: dict[str, Any]) -> str:
-    return shown(resolved(record, "attack.target_class"))
+    target = resolved(record, "attack.target_class")
+    mark = "" if is_protocol_target(record) else " (majority)"
+    return f"{target}{mark}"
 
 
-def _ours(
-    records: list[dict[str, Any]], target: int = 1, augmented: bool = False
-) -> list[dict[str, Any]]:
-    protocol = {**PROTOCOL, "attack.target_class": target}
+def _model(record: dict[str, Any]) -> str:
+    """The victim's name, marked when it was trained before issue 14."""
+    return record["model"] + ("" if is_protocol_victim(record) else PRE_PROTOCOL)
+
+
+def _ours(records: list[dict[str, Any]], augmented: bool = False) -> list[dict[str, Any]]:
+    """Shielded runs of the protocol's settings (any target class), not ablated."""
     return [
         r
-        for r in where(records, protocol, task="graph", defense=tuple(VARIANTS))
+        for r in where(records, PROTOCOL, task="graph", defense=tuple(VARIANTS))
         if _augmented(r) == augmented and not _ablated(r)
     ]
-
-
-def _index(records):
-    """``{(model, attack, dataset): {defense: [records]}}``."""
-    index: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        index[(r["model"], r["attack"], r["dataset"])][r["defense"]].append(r)
-    return index
 
 
 def _stat(runs, metric) -> tuple[float, float, int]:
@@ -121,27 +137,33 @@ def _paper(rows, **keys) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
-def _block(index, paper_rows, model, attack, paper_keys, summary) -> list[list[str]]:
+def _dataset_label(dataset: str, row: AttackRow | None) -> str:
+    return dataset + (PRE_PROTOCOL if row is not None and not row.protocol_victim else "")
+
+
+def _block(index, paper_rows_, model, attack, paper_keys) -> list[list[str]]:
     """Rows (backdoored, clean, R, T, TF) × datasets for one (model, attack)."""
     body = []
     for dataset in DATASETS:
-        by_defense = index.get((model, attack, dataset), {})
+        row = index.get((model, attack, dataset))
+        by_defense = row.by_variant if row is not None else {}
+        label = _dataset_label(dataset, row)
         seeds = _per_seed(by_defense)
         bd_asr, bd_acc = _stat(seeds, "asr"), _stat(seeds, "backdoored_acc")
         cl_asr, cl_acc = _stat(seeds, "clean_model_asr"), _stat(seeds, "clean_acc")
-        p_bd = _paper(paper_rows, defense="Backdoored Model", dataset=dataset, **paper_keys)
-        p_cl = _paper(paper_rows, defense="Clean Model", dataset=dataset, **paper_keys)
-        for label, asr, acc, paper in (
+        p_bd = _paper(paper_rows_, defense="Backdoored Model", dataset=dataset, **paper_keys)
+        p_cl = _paper(paper_rows_, defense="Clean Model", dataset=dataset, **paper_keys)
+        for title, asr, acc, paper in (
             ("Backdoored model", bd_asr, bd_acc, p_bd),
             ("Clean model", cl_asr, cl_acc, p_cl),
         ):
             body.append(
-                [dataset, label, _text(asr), num(paper[0], 1), _text(acc), num(paper[1], 1), "", ""]
+                [label, title, _text(asr), num(paper[0], 1), _text(acc), num(paper[1], 1), "", ""]
             )
         for defense, title in VARIANTS.items():
             runs = by_defense.get(defense, [])
             asr, acc = _stat(runs, "defended_asr"), _stat(runs, "defended_acc")
-            p_def = _paper(paper_rows, defense=title, dataset=dataset, **paper_keys)
+            p_def = _paper(paper_rows_, defense=title, dataset=dataset, **paper_keys)
             per_graph = "—"
             if runs:
                 queried = [
@@ -153,7 +175,7 @@ def _block(index, paper_rows, model, attack, paper_keys, summary) -> list[list[s
             removed = _stat(runs, "filter_removed_node_fraction")
             body.append(
                 [
-                    dataset,
+                    label,
                     title,
                     _text(asr),
                     num(p_def[0], 1),
@@ -163,14 +185,6 @@ def _block(index, paper_rows, model, attack, paper_keys, summary) -> list[list[s
                     num(removed[0], 1) if removed[2] else "—",
                 ]
             )
-            if len(runs) >= MIN_SEEDS and bd_asr[2] >= MIN_SEEDS:  # summary: full rows only
-                summary.append(
-                    {
-                        "variant": title,
-                        "ours": (bd_asr[0], asr[0], cl_acc[0], bd_acc[0], acc[0]),
-                        "paper": (p_bd[0], p_def[0], p_cl[1], p_bd[1], p_def[1]),
-                    }
-                )
     return body
 
 
@@ -186,65 +200,241 @@ HEADER = [
 ]
 
 
-def _reduction(rows, which) -> tuple[float, float, float, int]:
-    """Mean relative ASR reduction (%), mean accuracy drop vs the clean model and vs the
-    backdoored model (points), over ``rows``."""
-    red, drop_clean, drop_bd = [], [], []
-    for row in rows:
-        bd_asr, def_asr, clean_acc, bd_acc, def_acc = row[which]
-        if any(math.isnan(v) for v in (bd_asr, def_asr, clean_acc, bd_acc, def_acc)):
-            continue
-        if bd_asr > 0:
-            red.append((bd_asr - def_asr) / bd_asr * 100)
-        drop_clean.append(clean_acc - def_acc)
-        drop_bd.append(bd_acc - def_acc)
-    if not red:
-        return float("nan"), float("nan"), float("nan"), 0
-    return (
-        sum(red) / len(red),
-        sum(drop_clean) / len(drop_clean),
-        sum(drop_bd) / len(drop_bd),
-        len(red),
-    )
-
-
 def _quoted() -> dict[str, float]:
     """The paper's quoted averages (``asr_reduction``, ``accuracy_reduction``, in %)."""
     return {r["quantity"]: float(r["value"]) for r in reference_table(QUOTED_AVERAGES)}
 
 
-def _paper_rows(table1, table2) -> list[dict[str, Any]]:
-    """Every (table row set, variant) of the paper's Tables 1-2 as summary entries."""
-    rows: list[dict[str, Any]] = []
-    blocks = [
-        ([r for r in table1 if r["model"] == t], {"model": t}) for t in TABLE1_MODELS.values()
+def _paper_tables() -> dict[tuple[str, str], PaperRow]:
+    """The paper's rows by (block, dataset): Table 1 blocks are its models (``"GCN"``),
+    Table 2 blocks its attacks (``"SBA"``, ``"Motif"``)."""
+    rows = paper_rows(reference_table("graphprot_table1_models_gta.csv"), "model")
+    rows += paper_rows(reference_table("graphprot_table2_attacks.csv"), "attack")
+    return {(r.block, r.dataset): r for r in rows}
+
+
+def _paper_block(model: str, attack: str) -> str | None:
+    """The paper block our (model, attack) row sits beside: Table 1's model under GTA,
+    Table 2's attack (its victim is not named) otherwise."""
+    if attack == "gta":
+        return TABLE1_MODELS.get(model)
+    return TABLE2_ATTACKS.get(attack)
+
+
+def _paper_same_rows(rows: list[AttackRow], paper: dict) -> list[Entry]:
+    """The paper's entries beside our averaged ones (each averaged row's paper row, where
+    the paper's attack implanted too; a paper row beside several of ours counts for each)."""
+    out = []
+    for row in rows:
+        if row.status() is not None:
+            continue
+        found = paper.get((_paper_block(row.model, row.attack), row.dataset))
+        if found is None or not found.implanted:
+            continue
+        wanted = {VARIANTS[d] for d, runs in row.by_variant.items() if len(runs) >= MIN_SEEDS}
+        out += [e for e in found.entries() if e.variant in wanted]
+    return out
+
+
+SUMMARY_HEADER = [
+    "variant",
+    "source",
+    "rows",
+    "ASR reduction %",
+    "ASR reduction (points)",
+    "ACC drop vs clean",
+    "ACC drop vs backdoored",
+    "DER %",
+]
+
+
+def _summary_line(variant: str, source: str, summary, marked: bool = False) -> list:
+    rows = str(summary.rows)
+    if marked and summary.pre_protocol:
+        rows += f" ({summary.pre_protocol} {PRE_PROTOCOL})"
+    return [
+        variant,
+        source,
+        rows,
+        num(summary.relative, 1),
+        num(summary.absolute, 1),
+        num(summary.drop_clean, 2),
+        num(summary.drop_backdoored, 2),
+        num(summary.der, 1),
     ]
-    blocks += [
-        ([r for r in table2 if r["attack"] == t], {"attack": t}) for t in TABLE2_ATTACKS.values()
+
+
+def _summary_table(sources: list[tuple[str, list[Entry], bool]]) -> str:
+    """Per variant and overall, one line per ``(source, entries, mark pre-protocol)``."""
+    lines = []
+    for variant in [*VARIANTS.values(), None]:
+        for source, items, marked in sources:
+            chosen = [e for e in items if variant is None or e.variant == variant]
+            lines.append(_summary_line(variant or "all", source, summarize(chosen), marked))
+    return markdown_table(SUMMARY_HEADER, lines)
+
+
+ROW_HEADER = [
+    "dataset",
+    "model",
+    "attack",
+    "variant",
+    "seeds",
+    "ASR backdoored",
+    "ASR clean model",
+    "ASR shielded",
+    "no-trigger rate shielded (floor)",
+    "DER %",
+    "robust ACC shielded",
+    "ACC clean",
+    "ACC backdoored",
+    "ACC shielded",
+    "paper ASR backdoored → shielded",
+]
+
+
+def _sorted_rows(rows: list[AttackRow]) -> list[AttackRow]:
+    order = {d: i for i, d in enumerate(DATASETS)}
+    return sorted(rows, key=lambda r: (order.get(r.dataset, 99), r.dataset, r.model, r.attack))
+
+
+def _row_table(rows: list[AttackRow], paper: dict | None) -> str:
+    """Each averaged row and variant: the shielded ASR beside its floor (the no-trigger
+    rate), DER, robust accuracy and the clean model's ASR (means over seeds, points)."""
+    body = []
+    for row in _sorted_rows(rows):
+        if row.status() is not None:
+            continue
+        seeds = row.seeds
+        found = paper.get((_paper_block(row.model, row.attack), row.dataset)) if paper else None
+        for defense, title in VARIANTS.items():
+            runs = row.by_variant.get(defense, [])
+            if len(runs) < MIN_SEEDS:
+                continue
+            theirs = "—"
+            if found is not None and title in found.shielded:
+                theirs = f"{found.backdoored_asr:.1f} → {found.shielded[title][0]:.1f}"
+            body.append(
+                [
+                    _dataset_label(row.dataset, row),
+                    row.model,
+                    row.attack,
+                    title,
+                    len(runs),
+                    num(points(seeds, "asr"), 1),
+                    num(points(seeds, "clean_model_asr"), 1),
+                    num(points(runs, "defended_asr"), 1),
+                    num(points(runs, "defended_target_no_trigger"), 1),
+                    num(mean_std([record_der(r) for r in runs])[0] * 100, 1),
+                    num(points(runs, "defended_robust_acc"), 1),
+                    num(points(seeds, "clean_acc"), 1),
+                    num(points(seeds, "backdoored_acc"), 1),
+                    num(points(runs, "defended_acc"), 1),
+                    theirs,
+                ]
+            )
+    return markdown_table(ROW_HEADER, body) if body else ""
+
+
+def _excluded_table(rows: list[AttackRow]) -> str:
+    """The rows not averaged, each with its reason."""
+    body = []
+    for row in _sorted_rows(rows):
+        why = row.status()
+        if why is None:
+            continue
+        seeds = row.seeds
+        body.append(
+            [
+                _dataset_label(row.dataset, row),
+                row.model,
+                row.attack,
+                why,
+                num(points(seeds, "asr"), 1),
+                num(points(seeds, "clean_model_asr"), 1),
+                num(points(seeds, "backdoored_acc"), 1),
+                num(points(seeds, "backdoored_majority_share"), 1),
+            ]
+        )
+    header = [
+        "dataset",
+        "model",
+        "attack",
+        "not averaged: why",
+        "ASR backdoored",
+        "ASR clean model",
+        "ACC backdoored",
+        "majority share of its predictions",
     ]
-    for paper_rows, keys in blocks:
-        for dataset in DATASETS:
-            p_bd = _paper(paper_rows, defense="Backdoored Model", dataset=dataset, **keys)
-            p_cl = _paper(paper_rows, defense="Clean Model", dataset=dataset, **keys)
-            for title in VARIANTS.values():
-                p_def = _paper(paper_rows, defense=title, dataset=dataset, **keys)
-                rows.append({"paper": (p_bd[0], p_def[0], p_cl[1], p_bd[1], p_def[1])})
-    return rows
+    return markdown_table(header, body) if body else ""
+
+
+def _summary_section(template: PageTemplate, rows: list[AttackRow]) -> dict[str, str]:
+    """Template values of the main summary: the table (ours, the paper on the same rows,
+    the paper on all its implanted rows), the per-row and the excluded tables, the target
+    verdicts."""
+    paper = _paper_tables()
+    ours = entries(rows)
+    same = _paper_same_rows(rows, paper)
+    every = [e for r in paper.values() if r.implanted for e in r.entries()]
+    overall, paper_same, paper_all = summarize(ours), summarize(same), summarize(every)
+    quoted = _quoted()
+    met_asr = not math.isnan(overall.relative) and overall.relative >= quoted["asr_reduction"]
+    met_acc = not math.isnan(overall.drop_clean) and overall.drop_clean <= TARGET_ACC_DROP
+    averaged = [r for r in rows if r.status() is None]
+    row_table = _row_table(rows, paper)
+    excluded = _excluded_table(rows)
+    return {
+        "quoted_asr": f"{quoted['asr_reduction']:g}",
+        "quoted_acc": f"{quoted['accuracy_reduction']:g}",
+        "paper_rows": str(paper_all.rows),
+        "paper_blocks": str(len(paper)),
+        "paper_implanted": str(sum(r.implanted for r in paper.values())),
+        "paper_all_asr": num(paper_all.relative, 1),
+        "paper_all_acc": num(paper_all.drop_clean, 2),
+        "averaged_rows": str(len(averaged)),
+        "all_rows": str(len(rows)),
+        "summary_table": _summary_table(
+            [("ours", ours, True), ("paper, same rows", same, False), ("paper, all", every, False)]
+        ),
+        "asr_met": "met" if met_asr else "not met",
+        "ours_asr": num(overall.relative, 1),
+        "target_acc": f"{TARGET_ACC_DROP}",
+        "acc_met": "met" if met_acc else "not met",
+        "ours_acc": num(overall.drop_clean, 2),
+        "paper_asr": num(paper_same.relative, 1),
+        "paper_acc": num(paper_same.drop_clean, 2),
+        "row_table": row_table or template.fragment("no_rows"),
+        "excluded_table": excluded or template.fragment("no_excluded"),
+    }
+
+
+def _pre_protocol(template: PageTemplate, rows: int, total: int) -> str:
+    """The note on rows measured on victims before issue 14 (ending in a blank line; empty
+    without such rows)."""
+    if not rows:
+        return ""
+    return template.fragment("pre_protocol", rows=rows, all=total) + "\n\n"
+
+
+def _targets_text() -> str:
+    return ", ".join(f"{d} {PROTOCOL_TARGET_CLASS[d]}" for d in DATASETS)
 
 
 @page("graphprot", inputs=["results/graphprot"])
 def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
     """GraphProt-R/T/TF against GTA, SBA and Motif-BA beside GraphProt Tables 1-2."""
     template = template or PageTemplate.load("graphprot")
-    ours = _ours(records)
-    index = _index(ours)
+    selected = _ours(records)
+    main_rows = attack_rows(r for r in selected if is_protocol_target(r))
+    majority_rows = attack_rows(r for r in selected if not is_protocol_target(r))
+    index = {(r.model, r.attack, r.dataset): r for r in main_rows}
     table1 = reference_table("graphprot_table1_models_gta.csv")
     table2 = reference_table("graphprot_table2_attacks.csv")
-    summary: list[dict[str, Any]] = []
     table1_blocks = []
     for model, title in TABLE1_MODELS.items():
         rows = [r for r in table1 if r["model"] == title]
-        body = _block(index, rows, model, "gta", {"model": title}, summary)
+        body = _block(index, rows, model, "gta", {"model": title})
         table1_blocks.append(f"### {title}\n\n{markdown_table(HEADER, body)}")
     table2_blocks = []
     for attack, title in TABLE2_ATTACKS.items():
@@ -252,66 +442,26 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         for model in TABLE2_MODELS:
             if model != "gcn" and not any(key[:2] == (model, attack) for key in index):
                 continue
-            body = _block(index, rows, model, attack, {"attack": title}, summary)
+            body = _block(index, rows, model, attack, {"attack": title})
             table2_blocks.append(f"### {title}, {model.upper()}\n\n{markdown_table(HEADER, body)}")
 
-    ours_all = _reduction(summary, "ours")
-    paper_all = _reduction(summary, "paper")
-    paper_tables = _reduction(_paper_rows(table1, table2), "paper")
-    quoted = _quoted()
-    lines = []
-    for variant in [*VARIANTS.values(), None]:
-        rows = [s for s in summary if variant is None or s["variant"] == variant]
-        o, p = _reduction(rows, "ours"), _reduction(rows, "paper")
-        lines.append(
-            [
-                variant or "all",
-                o[3],
-                num(o[0], 1),
-                num(p[0], 1),
-                num(o[1], 2),
-                num(p[1], 2),
-                num(o[2], 2),
-                num(p[2], 2),
-            ]
-        )
-    met_asr = not math.isnan(ours_all[0]) and ours_all[0] >= quoted["asr_reduction"]
-    met_acc = not math.isnan(ours_all[1]) and ours_all[1] <= TARGET_ACC_DROP
-    sensitivity, sensitivity_used = _sensitivity(template, records)
+    sensitivity, sensitivity_used = _sensitivity(template, majority_rows)
     augmented, augmented_used = _augmented_victims(template, records)
     diagnosis, diagnosis_used = _diagnosis(template, records)
-    used = unique(ours + sensitivity_used + augmented_used + diagnosis_used)
+    accuracy, accuracy_used = _accuracy(template, records)
+    main_used = [r for row in main_rows for runs in row.by_variant.values() for r in runs]
+    used = unique(main_used + sensitivity_used + augmented_used + diagnosis_used + accuracy_used)
+    pre = sum(not row.protocol_victim for row in main_rows)
     return template.render(
+        targets=_targets_text(),
+        pre_protocol=_pre_protocol(template, pre, len(main_rows)),
         table1_blocks="\n\n".join(table1_blocks),
         table2_blocks="\n\n".join(table2_blocks),
-        quoted_asr=f"{quoted['asr_reduction']:g}",
-        quoted_acc=f"{quoted['accuracy_reduction']:g}",
-        paper_rows=paper_tables[3],
-        paper_all_asr=num(paper_tables[0], 2),
-        paper_all_acc=num(paper_tables[1], 2),
-        summary_table=markdown_table(
-            [
-                "variant",
-                "rows",
-                "ASR reduction % (ours)",
-                "(paper)",
-                "acc drop vs clean (ours)",
-                "(paper)",
-                "acc drop vs backdoored (ours)",
-                "(paper)",
-            ],
-            lines,
-        ),
-        asr_met="met" if met_asr else "not met",
-        ours_asr=num(ours_all[0], 1),
-        target_acc=f"{TARGET_ACC_DROP}",
-        acc_met="met" if met_acc else "not met",
-        ours_acc=num(ours_all[1], 2),
-        paper_asr=num(paper_all[0], 1),
-        paper_acc=num(paper_all[1], 2),
+        **_summary_section(template, main_rows),
         diagnosis=diagnosis,
-        training=_training(template, ours),
+        training=_training(template, main_used),
         coverage=_coverage(template, index),
+        accuracy=accuracy,
         sensitivity=sensitivity,
         augmented=augmented,
         **provenance(used),
@@ -324,26 +474,33 @@ def _training(template: PageTemplate, records) -> str:
     for r in records:
         train = (r.get("config") or {}).get("train") or {}
         epochs, patience = train.get("max_epochs", "?"), train.get("patience", "?")
-        caps[r["dataset"]].add(f"≤ {epochs} (patience {patience})")
+        mark = "" if is_protocol_victim(r) else f" {PRE_PROTOCOL}"
+        caps[r["dataset"]].add(f"≤ {epochs} (patience {patience}){mark}")
     if not caps:
         return ""
     text = "; ".join(f"{d}: {', '.join(sorted(c))}" for d, c in sorted(caps.items()))
     return template.fragment("training", caps=text)
 
 
-def _coverage(template: PageTemplate, index) -> str:
+def _coverage(template: PageTemplate, index: dict[tuple, AttackRow]) -> str:
     wanted = [(m, "gta", d) for m in TABLE1_MODELS for d in DATASETS]
     wanted += [("gcn", a, d) for a in TABLE2_ATTACKS for d in DATASETS]
     missing, partial = [], []
     for key in wanted:
-        by_defense = index.get(key, {})
+        row = index.get(key)
+        by_defense = row.by_variant if row is not None else {}
         counts = [len(by_defense.get(v, [])) for v in VARIANTS]
         label = f"{key[0]}/{key[1]}/{key[2]}"
         if not any(counts):
             missing.append(label)
-        elif min(counts) < 3:
+        elif min(counts) < MIN_SEEDS:
             partial.append(f"{label} ({'/'.join(map(str, counts))} seeds R/T/TF)")
-    lines = [template.fragment("coverage", measured=len(wanted) - len(missing), wanted=len(wanted))]
+    old = sum(1 for key in wanted if key in index and not index[key].protocol_victim)
+    lines = [
+        template.fragment(
+            "coverage", measured=len(wanted) - len(missing), wanted=len(wanted), old=old
+        )
+    ]
     if partial:
         lines.append(template.fragment("coverage_partial", rows=", ".join(partial)))
     if missing:
@@ -351,70 +508,119 @@ def _coverage(template: PageTemplate, index) -> str:
     return "\n".join(lines)
 
 
-def _sensitivity(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
-    """Rows of the same protocol with target class 0 (AIDS: the minority class): the
-    section's Markdown (ending in a blank line; empty without such records) and records."""
-    used = _ours(records, 0)
-    index = _index(used)
-    if not index:
+def _sensitivity(template: PageTemplate, rows: list[AttackRow]) -> tuple[str, list[dict[str, Any]]]:
+    """The majority-target rows (class 1 on AIDS, DHFR, NCI1) with the main summary's
+    definitions: the section's Markdown (ending in a blank line; empty without such rows)
+    and the records it shows."""
+    if not rows:
         return "", []
-    body, summary = [], []
-    for (model, attack, dataset), by_defense in sorted(index.items()):
-        seeds = _per_seed(by_defense)
-        bd_asr, cl_acc, bd_acc = (
-            _stat(seeds, "asr")[0],
-            _stat(seeds, "clean_acc")[0],
-            _stat(seeds, "backdoored_acc")[0],
-        )
-        for defense in VARIANTS:
-            runs = by_defense.get(defense, [])
-            if runs:
-                summary.append(
-                    {
-                        "ours": (
-                            bd_asr,
-                            _stat(runs, "defended_asr")[0],
-                            cl_acc,
-                            bd_acc,
-                            _stat(runs, "defended_acc")[0],
-                        )
-                    }
-                )
-        row = [
-            dataset,
-            model,
-            attack,
-            _text(_stat(seeds, "asr")),
-            _text(_stat(seeds, "clean_model_asr")),
-            _text(_stat(seeds, "backdoored_acc")),
-        ]
-        for defense in VARIANTS:
-            runs = by_defense.get(defense, [])
-            row.append(
-                f"{_text(_stat(runs, 'defended_asr'))} / {_text(_stat(runs, 'defended_acc'))}"
-            )
-        body.append(row)
-    reduced = _reduction(summary, "ours")
-    table = markdown_table(
-        [
-            "dataset",
-            "model",
-            "attack",
-            "ASR backdoored",
-            "ASR clean model",
-            "ACC backdoored",
-            *(f"{t} ASR / ACC" for t in VARIANTS.values()),
-        ],
-        body,
-    )
+    used = [r for row in rows for runs in row.by_variant.values() for r in runs]
+    ours = entries(rows)
     text = template.fragment(
         "sensitivity",
-        table=table,
-        asr=num(reduced[0], 1),
-        acc=num(reduced[1], 2),
-        rows=reduced[3],
+        datasets=", ".join(
+            sorted({f"{row.dataset} (class {row.target})" for row in rows}, key=str)
+        ),
+        summary_table=_summary_table([("ours", ours, True)]),
+        row_table=_row_table(rows, None) or template.fragment("no_rows"),
+        excluded_table=_excluded_table(rows) or template.fragment("no_excluded"),
     )
     return text + "\n\n", used
+
+
+def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
+    """Issue 14 item 6: clean victims behind GraphProt-R per sample rate p, beside the
+    unshielded victim and the paper's Table 1 clean accuracy; the best operating point per
+    (dataset, model) by :func:`~.graphprot_summary.best_rate`. The section's Markdown and
+    the records it shows."""
+    selected = [
+        r
+        for r in where(records, {"data.train_fraction": 0.6667}, task="graph")
+        if not _augmented(r) and same_protocol_shield(r)
+    ]
+    rows = accuracy_rows(selected)
+    command = template.fragment("accuracy_command", sweep=ACCURACY_SWEEP)
+    if not rows:
+        empty = template.fragment(
+            "accuracy",
+            tolerance=f"{ACCURACY_TOLERANCE:g}",
+            tables=template.fragment("accuracy_empty"),
+            command=command,
+            findings="",
+        )
+        return empty, []
+    table1 = reference_table("graphprot_table1_models_gta.csv")
+    by_key = {(r.dataset, r.model): r for r in rows}
+    models = [m for m in TABLE1_MODELS if any(k[1] == m for k in by_key)]
+    models += sorted({k[1] for k in by_key} - set(models))
+    tables, at_protocol, reachable, measured = [], 0, 0, 0
+    for model in models:
+        header = ["dataset", "seeds", "ACC no shield", *(f"p = {p:g}" for p in RATES)]
+        header += ["best p", "paper ACC (Table 1, clean)"]
+        body = []
+        for dataset in DATASETS:
+            paper = _paper(
+                [t for t in table1 if t["model"] == TABLE1_MODELS.get(model)],
+                defense="Clean Model",
+                dataset=dataset,
+            )[1]
+            row = by_key.get((dataset, model))
+            if row is None:
+                missing = template.fragment("accuracy_missing")
+                body.append([dataset, 0, missing, *[""] * len(RATES), "", num(paper, 1)])
+                continue
+            clean = row.clean()
+            shielded = {p: row.shielded(p) for p in RATES}
+            best, within = best_rate(clean[0], {p: v[0] for p, v in shielded.items() if v[2]})
+            measured += 1
+            reachable += within
+            p_protocol = shielded[0.2]
+            at_protocol += bool(
+                p_protocol[2] and p_protocol[0] >= clean[0] - ACCURACY_TOLERANCE - 1e-9
+            )
+            if best is None:
+                best_text = "—"
+            elif within:
+                best_text = f"{best:g}"
+            else:
+                best_text = f"{best:g} (none within {ACCURACY_TOLERANCE:g})"
+            body.append(
+                [
+                    dataset + ("" if row.protocol_victim else PRE_PROTOCOL),
+                    clean[2],
+                    f"{fmt(clean[0] / 100, clean[1] / 100, 100, 1)}",
+                    *(
+                        fmt(v[0] / 100, v[1] / 100, 100, 1) if v[2] else "—"
+                        for v in shielded.values()
+                    ),
+                    best_text,
+                    num(paper, 1),
+                ]
+            )
+        tables.append(f"### {model.upper()}\n\n{markdown_table(header, body)}")
+    findings = "\n\n" + template.fragment(
+        "accuracy_findings",
+        measured=measured,
+        reachable=reachable,
+        at_protocol=at_protocol,
+        tolerance=f"{ACCURACY_TOLERANCE:g}",
+    )
+    used = [r for row in rows for runs in row.by_rate.values() for r in runs]
+    text = template.fragment(
+        "accuracy",
+        tolerance=f"{ACCURACY_TOLERANCE:g}",
+        tables="\n\n".join(tables),
+        command=command,
+        findings=findings,
+    )
+    return text, used
+
+
+def same_protocol_shield(record: dict[str, Any]) -> bool:
+    """Whether the shield's other settings are the protocol's (N = 5, r = 0.8): the
+    accuracy section varies p only."""
+    settings = {k: v for k, v in ABLATION_SETTINGS.items() if k.startswith("defense.")}
+    return set(differs(record, settings)) <= {"defense.sample_rate"}
 
 
 def _variant_sorted(groups: dict[tuple, list]) -> list[tuple[tuple, list]]:
@@ -441,14 +647,14 @@ def _augmented_victims(template: PageTemplate, records) -> tuple[str, list[dict[
     plain victims of the same rows: can a victim that has seen such subgraphs classify
     them? The section's Markdown (ending in a blank line; empty without such records) and
     the records it shows."""
-    augmented = _ours(records, 1, augmented=True) + _ours(records, 0, augmented=True)
+    augmented = _ours(records, augmented=True)
     if not augmented:
         return "", []
-    rows = {(r["dataset"], r["model"], r["attack"], _target(r)) for r in augmented}
-    plain = _ours(records, 1) + _ours(records, 0)
+    rows = {(r["dataset"], _model(r), r["attack"], _target(r)) for r in augmented}
+    plain = _ours(records)
     groups: dict[tuple, list] = defaultdict(list)
     for r in augmented + plain:
-        row = (r["dataset"], r["model"], r["attack"], _target(r))
+        row = (r["dataset"], _model(r), r["attack"], _target(r))
         if row in rows:
             share = f"{float(resolved(r, AUGMENTATION) or 0):g}"
             groups[(*row, share, r["defense"])].append(r)
@@ -500,16 +706,12 @@ DIAGNOSIS_COLUMNS = [
 def _diagnosis(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
     """Per-subgraph vote rates and trigger coverage, from records that carry them: the
     section's Markdown (ending in a blank line; empty without such records) and records."""
-    rows = [
-        r
-        for r in _ours(records, 1) + _ours(records, 0)
-        if "subgraph_acc" in (r.get("metrics") or {})
-    ]
+    rows = [r for r in _ours(records) if "subgraph_acc" in (r.get("metrics") or {})]
     if not rows:
         return "", []
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
-        groups[(r["dataset"], r["model"], r["attack"], _target(r), r["defense"])].append(r)
+        groups[(r["dataset"], _model(r), r["attack"], _target(r), r["defense"])].append(r)
     body = []
     for (dataset, model, attack, target, defense), runs in _variant_sorted(groups):
         mean_nodes = _stat(runs, "trigger_subgraph_trigger_nodes")

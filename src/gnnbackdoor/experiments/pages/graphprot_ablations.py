@@ -10,6 +10,7 @@ from typing import Any
 from gnnbackdoor.experiments.pages import page
 from gnnbackdoor.experiments.pages.common import provenance, resolved, same, shown, unique
 from gnnbackdoor.experiments.pages.graphprot import (
+    PRE_PROTOCOL,
     PROTOCOL,
     VARIANTS,
     _ablated,
@@ -19,6 +20,7 @@ from gnnbackdoor.experiments.pages.graphprot import (
     _target,
     _text,
 )
+from gnnbackdoor.experiments.pages.graphprot_summary import is_protocol_victim
 from gnnbackdoor.experiments.pages.template import PageTemplate
 from gnnbackdoor.experiments.report import markdown_table
 
@@ -89,7 +91,8 @@ def _panel(
     for r in records:
         value = _on_axis(r, axis)
         if value is not None:
-            groups[(_target(r), value)][r["defense"]].append(r)
+            label = _target(r) + ("" if is_protocol_victim(r) else f" {PRE_PROTOCOL}")
+            groups[(label, value)][r["defense"]].append(r)
     # a target whose only point is the protocol's is no ablation
     targets = {t for t, _ in groups if len({v for u, v in groups if u == t}) > 1}
     groups = {k: v for k, v in groups.items() if k[0] in targets}
