@@ -1,20 +1,43 @@
-"""``gcleaner``: GCleaner (trigger recovery + unlearning) beside the paper's Tables III-IX."""
+"""``gcleaner``: GCleaner (trigger recovery + unlearning) beside the paper's Tables III-IX.
+
+Records fall in four groups (issue 14, issue 20):
+
+* **protocol** rows: the victim as issue 14 builds it (:data:`PROTOCOL_VICTIM`), the
+  dataset's protocol target class (:data:`PROTOCOL_TARGET_CLASS`) and GCleaner at its
+  registered defaults (:data:`GCLEANER_DEFAULTS`): Table III, judged by :func:`judge_row`;
+* **sensitivity** rows: the same, with another target (AIDS's majority class 1);
+* the **feature-prior variant** (ours, ``defense.recovery.prior=feature``) beside the
+  paper's recovery on the same victims;
+* **pre-protocol** records (victims without batch norm, teacher fine-tuned at the
+  unlearning rate 0.05): shown in a marked section, never judged with the others.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from gnnbackdoor.experiments.pages import page
 from gnnbackdoor.experiments.pages.common import (
     cell,
     differs,
+    matches,
     num,
     paper_value,
     provenance,
+    resolved,
+    shown,
     where,
 )
 from gnnbackdoor.experiments.pages.template import PageTemplate
+from gnnbackdoor.experiments.protocol import (
+    PROTOCOL_TARGET_CLASS,
+    PROTOCOL_VICTIM,
+    is_protocol_target,
+)
 from gnnbackdoor.experiments.report import markdown_table, mean_std, paper_lookup, reference_table
+from gnnbackdoor.metrics import backdoor_implanted
 
 ATTACKS = ["sba", "gta", "exp-ba", "motif-ba"]
 TITLES = {"sba": "Sub-BA (SBA)", "gta": "GTA", "exp-ba": "Exp-BA", "motif-ba": "Motif-BA"}
@@ -37,9 +60,25 @@ ABLATION_SETTINGS: dict[str, Any] = {
     "defense.auxiliary_dataset": None,
     "defense.auxiliary_pad": False,
 }
+#: GCleaner's registered defaults since issue 20 that the protocol rows run at (a test checks
+#: them against :class:`~gnnbackdoor.defenses.gcleaner.GCleaner`): the teacher's own learning
+#: rate with its held-out check, the unlearning rate, and the paper's recovery (no prior).
+GCLEANER_DEFAULTS: dict[str, Any] = {
+    "defense.unlearning.lr": 0.01,
+    "defense.unlearning.teacher_lr": 0.01,
+    "defense.unlearning.teacher_holdout": 0.2,
+    "defense.recovery.prior": "none",
+}
+#: Our recovery variant (issue 20 item 6) shown beside the paper's.
+VARIANT = {"defense.recovery.prior": "feature"}
+VARIANT_TRIGGER_NODES = (3, 5)
 ASR_TARGET = 7.0  # points
 ACC_TARGET = 2.0  # points below the backdoored model
-WEAK_ATTACK = 50.0  # points: below this ASR before the defense, a row tests little
+COSINE_TARGET = 0.6  # issue 20 item 6: Table IV cosine the variant should reach
+SWEEP = "gnnbackdoor sweep experiments/gcleaner.yaml --out results/gcleaner --threads 1"
+ABLATION_SWEEP = (
+    "gnnbackdoor sweep experiments/gcleaner_ablations.yaml --out results/gcleaner --threads 1"
+)
 
 EXPLAINERS = {
     "random": "Random",
@@ -56,21 +95,221 @@ HEATMAPS = {
 }
 
 
-def _runs(
-    records: list[dict[str, Any]], settings: dict[str, Any] | None = None
+# --- record groups -----------------------------------------------------------------------
+
+
+def is_protocol_victim(record: dict[str, Any]) -> bool:
+    """Whether the record's victim is built as issue 14 builds it (batch norm); pre-protocol
+    records carry ``model.norm`` ``none``."""
+    return matches(record, PROTOCOL_VICTIM)
+
+
+def protocol_runs(
+    records: list[dict[str, Any]],
+    settings: dict[str, Any] | None = None,
+    *,
+    target: str = "protocol",
 ) -> list[dict[str, Any]]:
-    """Attacked GCleaner records of the protocol whose ablation settings are those of
-    Table III except ``settings`` (dotted paths, resolved values)."""
-    wanted = {**PROTOCOL, **ABLATION_SETTINGS, **(settings or {})}
-    return [r for r in where(records, wanted, defense="gcleaner") if r.get("attack")]
+    """Attacked GCleaner records on protocol victims with GCleaner at its registered
+    defaults (:data:`GCLEANER_DEFAULTS`) and the ablation settings of Table III, except
+    ``settings`` (dotted paths, resolved values). ``target``: ``protocol`` keeps runs whose
+    target class is their dataset's protocol target, ``sensitivity`` the others."""
+    wanted = {**PROTOCOL, **ABLATION_SETTINGS, **GCLEANER_DEFAULTS, **(settings or {})}
+    runs = [
+        r
+        for r in where(records, wanted, defense="gcleaner")
+        if r.get("attack") and is_protocol_victim(r)
+    ]
+    keep = target == "protocol"
+    return [r for r in runs if is_protocol_target(r) == keep]
+
+
+def pre_protocol_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Attacked GCleaner records made before issue 14's protocol (victims without batch
+    norm) at the Table III settings of their time (the paper's recovery, no prior)."""
+    wanted = {**PROTOCOL, **ABLATION_SETTINGS, "defense.recovery.prior": "none"}
+    return [
+        r
+        for r in where(records, wanted, defense="gcleaner")
+        if r.get("attack") and not is_protocol_victim(r)
+    ]
+
+
+# --- per-run flags and row verdicts ------------------------------------------------------
+
+
+def _metric(record: dict[str, Any], name: str) -> float | None:
+    value = (record.get("metrics") or {}).get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def implanted(record: dict[str, Any]) -> bool | None:
+    """The record's ``backdoor_implanted`` flag; for records older than it, the same rule
+    (:func:`~gnnbackdoor.metrics.backdoor_implanted`) applied to its ASR and clean-model ASR;
+    ``None`` when neither is there."""
+    flag = _metric(record, "backdoor_implanted")
+    if flag is not None:
+        return bool(flag)
+    asr, clean = _metric(record, "asr"), _metric(record, "clean_model_asr")
+    if asr is None or clean is None:
+        return None
+    return backdoor_implanted(asr, clean)
+
+
+def _flag(record: dict[str, Any], name: str) -> bool | None:
+    value = _metric(record, name)
+    return None if value is None else bool(value)
+
+
+def exclusion(record: dict[str, Any]) -> str | None:
+    """Why a run cannot test the defense, or ``None`` when it can: the backdoor did not
+    implant (``not implanted``; unknown counts as not), or the backdoored model collapsed
+    (``backdoored model collapsed``). Both are properties of the attack, not of GCleaner."""
+    if not implanted(record):
+        return "not implanted"
+    if _flag(record, "backdoored_collapsed"):
+        return "backdoored model collapsed"
+    return None
+
+
+@dataclass
+class Verdict:
+    """Issue 14's Table III target on one row (a dataset and attack, its seeds).
+
+    Attributes:
+        status: ``met``, ``missed``, ``excluded`` (no run implanted a non-collapsed
+            backdoor) or ``missing`` (no records).
+        reasons: Why a row missed or was excluded, one short phrase each.
+        judged: Runs the verdict is taken on (implanted, backdoored model not collapsed).
+        runs: All the row's runs.
+        asr_after: Mean ASR after the defense over the judged runs, in points.
+        acc_drop: Mean accuracy before minus after over the judged runs, in points.
+    """
+
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    judged: int = 0
+    runs: int = 0
+    asr_after: float = float("nan")
+    acc_drop: float = float("nan")
+
+    @property
+    def text(self) -> str:
+        """The row's target cell: ``met``, or the status with its reasons."""
+        if self.status == "missing":
+            return "—"
+        label = self.status if not self.reasons else f"{self.status}: {'; '.join(self.reasons)}"
+        if self.status in ("met", "missed") and self.judged < self.runs:
+            label += f" (on {self.judged} of {self.runs} runs)"
+        return label
+
+
+def _share(runs: list[dict[str, Any]], test) -> int:
+    return sum(1 for r in runs if test(r))
+
+
+def judge_row(
+    runs: list[dict[str, Any]],
+    asr: str = "defended_asr",
+    acc: str = "defended_acc",
+    collapse: str | None = "defended_collapsed",
+) -> Verdict:
+    """Issue 14's GCleaner target on one Table III row: mean ASR after the defense at most
+    :data:`ASR_TARGET` points and mean accuracy at most :data:`ACC_TARGET` points below the
+    backdoored model's, both over the row's runs that implanted a non-collapsed backdoor
+    (:func:`exclusion`). A defended model that collapsed in any judged run, or a teacher that
+    GCleaner refused (the model is then left as it was), is a miss whatever the ASR: an ASR
+    of 0 from a constant model is no success.
+
+    ``asr``/``acc``/``collapse`` name the metrics after the defense, so the oracle and
+    no-trigger controls are judged alike (``gc_oracle_asr``/``gc_oracle_acc``, no collapse
+    flag); a run without the metric is not judged.
+    """
+    if not runs:
+        return Verdict("missing")
+    judged = [r for r in runs if exclusion(r) is None]
+    judged = [r for r in judged if _metric(r, asr) is not None and _metric(r, acc) is not None]
+    if not judged:
+        reasons = []
+        for reason in ("not implanted", "backdoored model collapsed"):
+            k = _share(runs, lambda r, reason=reason: exclusion(r) == reason)
+            if k:
+                reasons.append(f"{reason} in {k} of {len(runs)} runs")
+        if not reasons:
+            reasons.append(f"no {asr} in {len(runs)} runs")
+        return Verdict("excluded", reasons, 0, len(runs))
+    asr_after = mean_std([_metric(r, asr) for r in judged])[0] * 100
+    before = mean_std([_metric(r, "backdoored_acc") for r in judged])[0]
+    after = mean_std([_metric(r, acc) for r in judged])[0]
+    drop = (before - after) * 100
+    reasons = []
+    if not asr_after <= ASR_TARGET:
+        reasons.append(f"ASR {asr_after:.2f} > {ASR_TARGET:g}")
+    if not drop <= ACC_TARGET:
+        reasons.append(f"acc drop {drop:.2f} > {ACC_TARGET:g}")
+    if collapse is not None:
+        k = _share(judged, lambda r: _flag(r, collapse))
+        if k:
+            reasons.append(f"defended model collapsed in {k} of {len(judged)}")
+    k = _share(judged, lambda r: _flag(r, "gc_teacher_refused"))
+    if k:
+        reasons.append(f"teacher refused in {k} of {len(judged)}")
+    status = "missed" if reasons else "met"
+    return Verdict(status, reasons, len(judged), len(runs), asr_after, drop)
+
+
+def summarise(verdicts: dict[str, Verdict]) -> dict[str, Any]:
+    """Counts over rows (``"AIDS/sba"`` -> verdict): ``met``, ``judged`` (met or missed),
+    ``excluded`` and ``missing`` with the lists of excluded (with reasons) and missing rows."""
+    by = {s: [k for k, v in verdicts.items() if v.status == s] for s in ("met", "missed")}
+    excluded = [
+        f"{k}: {', '.join(v.reasons)}" for k, v in verdicts.items() if v.status == "excluded"
+    ]
+    missing = [k for k, v in verdicts.items() if v.status == "missing"]
+    return {
+        "met": len(by["met"]),
+        "judged": len(by["met"]) + len(by["missed"]),
+        "missed_list": ", ".join(by["missed"]) or "none",
+        "excluded": len(excluded),
+        "excluded_list": "; ".join(excluded) or "none",
+        "missing": len(missing),
+        "missing_list": ", ".join(missing) or "none",
+        "rows": len(verdicts),
+    }
+
+
+# --- cells -------------------------------------------------------------------------------
+
+
+def _cell(runs: list[dict[str, Any]], metric: str, scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std (n)`` over the runs that have ``metric`` (``—`` when none do)."""
+    values = [v for v in (_metric(r, metric) for r in runs) if v is not None]
+    if not values:
+        return "—"
+    mean, std = mean_std(values)
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f} ({len(values)})"
+
+
+def _count(runs: list[dict[str, Any]], test) -> str:
+    """``k/n``: runs for which ``test`` holds; ``?`` when no run says, ``k/n (u ?)`` when
+    ``u`` runs do not (records older than the flag)."""
+    if not runs:
+        return "—"
+    values = [test(r) for r in runs]
+    known = [v for v in values if v is not None]
+    if not known:
+        return "?"
+    text = f"{sum(known)}/{len(runs)}"
+    return text if len(known) == len(runs) else f"{text} ({len(runs) - len(known)} ?)"
 
 
 def _target_metric(runs: list[dict[str, Any]], prefix: str) -> tuple[str, float]:
     """Mean ± std over runs of ``metrics[prefix + c<target>]`` (the attack's target class)."""
     values = []
     for r in runs:
-        target = ((r.get("config") or {}).get("attack") or {}).get("target_class")
-        value = r.get("metrics", {}).get(f"{prefix}{target}")
+        value = _metric(r, f"{prefix}{resolved(r, 'attack.target_class')}")
         if value is not None:
             values.append(value)
     if not values:
@@ -80,12 +319,12 @@ def _target_metric(runs: list[dict[str, Any]], prefix: str) -> tuple[str, float]
 
 
 def _plain(runs: list[dict[str, Any]], metric: str) -> tuple[str, float]:
-    """Like :func:`cell` for a metric that is not a fraction (similarities)."""
-    values = [r["metrics"][metric] for r in runs if metric in r.get("metrics", {})]
+    """Like :func:`_cell` for a metric that is not a fraction (similarities, DER)."""
+    values = [v for v in (_metric(r, metric) for r in runs) if v is not None]
     if not values:
         return "—", float("nan")
     mean, std = mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}", mean
+    return f"{mean:.3f} ± {std:.3f} ({len(values)})", mean
 
 
 def _seconds(runs: list[dict[str, Any]], name: str) -> str:
@@ -97,99 +336,269 @@ def _seconds(runs: list[dict[str, Any]], name: str) -> str:
     return f"{mean:.1f} ± {std:.1f}"
 
 
-def _table3(records) -> tuple[str, dict[str, Any]]:
+def _targets(runs: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted({shown(resolved(r, "attack.target_class")) for r in runs})) or "—"
+
+
+# --- Table III ---------------------------------------------------------------------------
+
+TABLE3_HEADER = [
+    "dataset",
+    "attack",
+    "target",
+    "ASR before",
+    "acc before",
+    "ASR GCleaner",
+    "acc GCleaner",
+    "Δacc",
+    "paper ASR before",
+    "paper acc before",
+    "paper ASR after",
+    "paper acc after",
+    "implanted",
+    "collapsed (backdoored / defended)",
+    "teacher refused",
+    "issue 14 target",
+]
+CONTROLS_HEADER = [
+    "dataset",
+    "attack",
+    "ASR GCleaner",
+    "ASR oracle",
+    "ASR no trigger",
+    "acc GCleaner",
+    "acc oracle",
+    "acc no trigger",
+    "DER",
+    "robust acc",
+    "defended no-trigger rate",
+    "clean-model ASR",
+    "Table IV cosine",
+    "paper Table IV similarity",
+]
+
+
+def _rows(datasets: dict[str, str]):
+    for dataset, paper_name in datasets.items():
+        for attack in ATTACKS:
+            yield dataset, paper_name, attack
+
+
+def _name(dataset: str, paper_name: str) -> str:
+    return paper_name if dataset == paper_name else f"{paper_name} ({dataset})"
+
+
+def table3(
+    runs: list[dict[str, Any]], datasets: dict[str, str] | None = None
+) -> tuple[str, str, dict[str, Verdict]]:
+    """Table III of ``runs`` (one section's records) beside the paper, the controls table of
+    the same rows, and each row's verdict (``"AIDS/sba"`` -> :class:`Verdict`)."""
+    datasets = datasets or DATASETS
     paper = paper_lookup(
         reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
     )
-    body, verdicts, missing, weak = [], [], [], []
-    for dataset, paper_name in DATASETS.items():
-        for attack in ATTACKS:
-            runs = where(_runs(records), dataset=dataset, attack=attack)
-            before = paper(dataset=paper_name, attack=attack, defense="Before (no defense)")
-            after = paper(dataset=paper_name, attack=attack, defense="GCleaner")
-            asr_b, asr_b_mean = cell(runs, "asr")
-            acc_b, acc_b_mean = cell(runs, "backdoored_acc")
-            asr_d, asr_d_mean = cell(runs, "defended_asr")
-            acc_d, acc_d_mean = cell(runs, "defended_acc")
-            verdict = "—"
-            if runs:
-                ok_asr = asr_d_mean <= ASR_TARGET
-                ok_acc = acc_b_mean - acc_d_mean <= ACC_TARGET
-                failed = [t for ok, t in [(ok_asr, "ASR > 7"), (ok_acc, "acc drop > 2")] if not ok]
-                verdict = ", ".join(failed) if failed else "met"
-                verdicts.append(verdict)
-                if asr_b_mean < WEAK_ATTACK:
-                    weak.append(f"{dataset}/{attack}")
-                    verdict += " (weak attack)"
-            else:
-                missing.append(f"{dataset}/{attack}")
-            body.append(
-                [
-                    paper_name if dataset == paper_name else f"{paper_name} ({dataset})",
-                    TITLES[attack],
-                    asr_b,
-                    acc_b,
-                    asr_d,
-                    acc_d,
-                    num(acc_d_mean - acc_b_mean, signed=True),
-                    num(paper_value(before, "asr")),
-                    num(paper_value(before, "acc")),
-                    num(paper_value(after, "asr")),
-                    num(paper_value(after, "acc")),
-                    verdict,
-                ]
-            )
+    table4 = paper_lookup(reference_table("gcleaner_table4_explainers.csv"), ["method", "attack"])
+    body, controls, verdicts = [], [], {}
+    for dataset, paper_name, attack in _rows(datasets):
+        row = where(runs, dataset=dataset, attack=attack)
+        before = paper(dataset=paper_name, attack=attack, defense="Before (no defense)")
+        after = paper(dataset=paper_name, attack=attack, defense="GCleaner")
+        verdict = judge_row(row)
+        verdicts[f"{dataset}/{attack}"] = verdict
+        _, acc_b = cell(row, "backdoored_acc")
+        _, acc_d = cell(row, "defended_acc")
+        name = _name(dataset, paper_name)
+        body.append(
+            [
+                name,
+                TITLES[attack],
+                _targets(row),
+                _cell(row, "asr"),
+                _cell(row, "backdoored_acc"),
+                _cell(row, "defended_asr"),
+                _cell(row, "defended_acc"),
+                num(acc_d - acc_b, signed=True),
+                num(paper_value(before, "asr")),
+                num(paper_value(before, "acc")),
+                num(paper_value(after, "asr")),
+                num(paper_value(after, "acc")),
+                _count(row, implanted),
+                f"{_count(row, lambda r: _flag(r, 'backdoored_collapsed'))} / "
+                f"{_count(row, lambda r: _flag(r, 'defended_collapsed'))}",
+                _count(row, lambda r: _flag(r, "gc_teacher_refused")),
+                verdict.text,
+            ]
+        )
+        ref4 = table4(method="GNNExplainer", attack=attack) if dataset == "AIDS" else None
+        controls.append(
+            [
+                name,
+                TITLES[attack],
+                _cell(row, "defended_asr"),
+                _cell(row, "gc_oracle_asr"),
+                _cell(row, "gc_notrigger_asr"),
+                _cell(row, "defended_acc"),
+                _cell(row, "gc_oracle_acc"),
+                _cell(row, "gc_notrigger_acc"),
+                _plain(row, "der")[0],
+                _cell(row, "defended_robust_acc"),
+                _cell(row, "defended_target_no_trigger"),
+                _cell(row, "clean_model_asr"),
+                _plain(row, "gc_trigger_cosine")[0],
+                num(paper_value(ref4, "similarity"), 3),
+            ]
+        )
+    return (
+        markdown_table(TABLE3_HEADER, body),
+        markdown_table(CONTROLS_HEADER, controls),
+        verdicts,
+    )
+
+
+def controls_summary(runs: list[dict[str, Any]], datasets: dict[str, str] | None = None):
+    """How many judged rows meet the target with the recovered trigger (GCleaner), the
+    oracle (the attack's true trigger) and no trigger: ``{"recovered": (met, judged), ...}``."""
+    out = {}
+    for name, asr, acc, collapse in [
+        ("recovered", "defended_asr", "defended_acc", "defended_collapsed"),
+        ("oracle", "gc_oracle_asr", "gc_oracle_acc", None),
+        ("notrigger", "gc_notrigger_asr", "gc_notrigger_acc", None),
+    ]:
+        verdicts = [
+            judge_row(where(runs, dataset=d, attack=a), asr, acc, collapse)
+            for d, _, a in _rows(datasets or DATASETS)
+        ]
+        out[name] = (
+            sum(v.status == "met" for v in verdicts),
+            sum(v.status in ("met", "missed") for v in verdicts),
+        )
+    return out
+
+
+def _section(template: PageTemplate, runs, datasets=None, *, label: str) -> dict[str, str]:
+    """Table III, its controls and summary for one group of runs (``label`` names it)."""
+    main, controls, verdicts = table3(runs, datasets)
+    counts = controls_summary(runs, datasets)
+    values = {
+        **summarise(verdicts),
+        "asr_target": f"{ASR_TARGET:g}",
+        "acc_target": f"{ACC_TARGET:g}",
+        "oracle_met": counts["oracle"][0],
+        "oracle_judged": counts["oracle"][1],
+        "notrigger_met": counts["notrigger"][0],
+        "notrigger_judged": counts["notrigger"][1],
+        "records": len(runs),
+        "label": label,
+        "command": SWEEP,
+    }
+    if not runs:
+        summary = template.fragment("no_records", **values)
+    else:
+        parts = [template.fragment("summary", **values)]
+        if values["excluded"]:
+            parts.append(template.fragment("excluded", **values))
+        if values["missing"]:
+            parts.append(template.fragment("missing", **values))
+        has_controls = values["oracle_judged"] or values["notrigger_judged"]
+        parts.append(template.fragment("controls" if has_controls else "no_controls", **values))
+        summary = " ".join(parts)
+    return {"table": main, "controls": controls, "summary": summary}
+
+
+# --- our recovery variant ----------------------------------------------------------------
+
+
+def variant_table(runs: list[dict[str, Any]]) -> tuple[str, dict[str, tuple[int, int, int]]]:
+    """The feature-prior variant (ours) beside the paper's recovery on AIDS, per attack and
+    ``n``: ASR and accuracy after, Table IV cosine, the oracle's ASR (cells over all runs);
+    and per recovery (``none``: the paper's, ``feature``: ours) ``(rows with a mean cosine
+    >= COSINE_TARGET, rows whose mean ASR after is at most ASR_TARGET points above the
+    oracle's, rows)``, the means over the runs :func:`exclusion` keeps (issue 20 item 6's
+    success: both on most AIDS rows)."""
+    paper3 = paper_lookup(
+        reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
+    )
+    table4 = paper_lookup(reference_table("gcleaner_table4_explainers.csv"), ["method", "attack"])
+    body = []
+    tally = {"none": [0, 0, 0], "feature": [0, 0, 0]}
+    for attack in ATTACKS:
+        for n in VARIANT_TRIGGER_NODES:
+            for prior in ("none", "feature"):
+                settings = {"defense.num_trigger_nodes": n, "defense.recovery.prior": prior}
+                row = where(protocol_runs(runs, settings), dataset="AIDS", attack=attack)
+                judged = [r for r in row if exclusion(r) is None]
+                cosine = _plain(judged, "gc_trigger_cosine")[1]
+                after = mean_std([_metric(r, "defended_asr") for r in judged])[0] * 100
+                oracle = mean_std([_metric(r, "gc_oracle_asr") for r in judged])[0] * 100
+                close = "—"
+                if not math.isnan(after) and not math.isnan(oracle):
+                    closed = after - oracle <= ASR_TARGET
+                    close = "yes" if closed else "no"
+                    tally[prior][2] += 1
+                    tally[prior][1] += closed
+                    tally[prior][0] += bool(cosine >= COSINE_TARGET)
+                body.append(
+                    [
+                        TITLES[attack],
+                        n,
+                        "feature prior (ours)" if prior == "feature" else "paper (Eq. 8 only)",
+                        _cell(row, "defended_asr"),
+                        _cell(row, "defended_acc"),
+                        _cell(row, "gc_oracle_asr"),
+                        close,
+                        _plain(row, "gc_trigger_cosine")[0],
+                        _count(row, implanted),
+                        num(
+                            paper_value(
+                                paper3(dataset="AIDS", attack=attack, defense="GCleaner"), "asr"
+                            )
+                        ),
+                        num(
+                            paper_value(table4(method="GNNExplainer", attack=attack), "similarity"),
+                            3,
+                        ),
+                    ]
+                )
     header = [
-        "dataset",
         "attack",
-        "ASR before",
-        "acc before",
+        "n",
+        "recovery",
         "ASR after",
         "acc after",
-        "Δacc",
-        "paper ASR before",
-        "paper acc before",
+        "ASR oracle",
+        f"within {ASR_TARGET:g} of oracle",
+        "Table IV cosine",
+        "implanted",
         "paper ASR after",
-        "paper acc after",
-        "target",
+        "paper Table IV similarity",
     ]
-    summary = {
-        "asr_target": f"{ASR_TARGET:.0f}",
-        "acc_target": f"{ACC_TARGET:.0f}",
-        "met": sum(v == "met" for v in verdicts),
-        "measured": len(verdicts),
-        "missing": len(missing),
-        "rows": len(body),
-        "missing_list": f" ({', '.join(missing)})" if missing else "",
-        "weak": len(weak),
-        "weak_attack": f"{WEAK_ATTACK:.0f}",
-    }
-    return markdown_table(header, body), summary
+    return markdown_table(header, body), {k: tuple(v) for k, v in tally.items()}
 
 
-def _recovery(records) -> str:
+# --- recovery diagnostics and ablations (protocol runs) ----------------------------------
+
+
+def _recovery(runs: list[dict[str, Any]]) -> str:
     body = []
-    for dataset, paper_name in DATASETS.items():
-        for attack in ATTACKS:
-            runs = where(_runs(records), dataset=dataset, attack=attack)
-            if not runs:
-                continue
-            rec_asr, _ = _target_metric(runs, "gc_recovery_asr_c")
-            after, _ = _target_metric(runs, "gc_unlearned_recovery_asr_c")
-            on_clean, _ = _target_metric(runs, "gc_recovery_clean_model_asr_c")
-            body.append(
-                [
-                    paper_name,
-                    TITLES[attack],
-                    _plain(runs, "gc_clean_similarity")[0],
-                    _plain(runs, "gc_recovery_similarity")[0],
-                    rec_asr,
-                    on_clean,
-                    after,
-                    _seconds(runs, "gcleaner_recovery_s"),
-                    _seconds(runs, "gcleaner_unlearning_s"),
-                ]
-            )
+    for dataset, paper_name, attack in _rows(DATASETS):
+        row = where(runs, dataset=dataset, attack=attack)
+        if not row:
+            continue
+        body.append(
+            [
+                _name(dataset, paper_name),
+                TITLES[attack],
+                _plain(row, "gc_clean_similarity")[0],
+                _plain(row, "gc_recovery_similarity")[0],
+                _target_metric(row, "gc_recovery_asr_c")[0],
+                _target_metric(row, "gc_recovery_clean_model_asr_c")[0],
+                _target_metric(row, "gc_unlearned_recovery_asr_c")[0],
+                _seconds(row, "gcleaner_recovery_s"),
+                _seconds(row, "gcleaner_unlearning_s"),
+            ]
+        )
+    if not body:
+        return ""
     return markdown_table(
         [
             "dataset",
@@ -206,12 +615,16 @@ def _recovery(records) -> str:
     )
 
 
+def _aids(records, settings: dict[str, Any], attack: str) -> list[dict[str, Any]]:
+    return where(protocol_runs(records, settings), dataset="AIDS", attack=attack)
+
+
 def _explainers(records) -> str:
     paper = paper_lookup(reference_table("gcleaner_table4_explainers.csv"), ["method", "attack"])
     body = []
     for key, title in EXPLAINERS.items():
         for attack in ATTACKS:
-            runs = where(_runs(records, {"defense.explainer": key}), dataset="AIDS", attack=attack)
+            runs = _aids(records, {"defense.explainer": key}, attack)
             row = paper(method=title, attack=attack)
             body.append(
                 [
@@ -220,8 +633,8 @@ def _explainers(records) -> str:
                     _plain(runs, "gc_trigger_cosine")[0],
                     num(paper_value(row, "similarity"), 3),
                     _target_metric(runs, "gc_recovery_asr_c")[0],
-                    cell(runs, "defended_asr")[0],
-                    cell(runs, "defended_acc")[0],
+                    _cell(runs, "defended_asr"),
+                    _cell(runs, "defended_acc"),
                     num(paper_value(row, "recovery_asr")),
                     num(paper_value(row, "unlearn_asr")),
                 ]
@@ -247,17 +660,15 @@ def _heatmaps(records) -> str:
     body = []
     for attack in ATTACKS:
         for key, title in HEATMAPS.items():
-            runs = where(
-                _runs(records, {"defense.unlearning.heatmap": key}), dataset="AIDS", attack=attack
-            )
+            runs = _aids(records, {"defense.unlearning.heatmap": key}, attack)
             row = paper(attack=attack, heatmap=title)
             label = "Grad-CAM, every layer (ours)" if key == "gradcam" else title
             body.append(
                 [
                     TITLES[attack],
                     label,
-                    cell(runs, "defended_asr")[0],
-                    cell(runs, "defended_acc")[0],
+                    _cell(runs, "defended_asr"),
+                    _cell(runs, "defended_acc"),
                     num(paper_value(row, "asr")),
                     num(paper_value(row, "acc")),
                 ]
@@ -291,11 +702,11 @@ def _components(records) -> str:
             None,
         )
         if settings is None:  # no unlearning: the backdoored model (default runs' "before")
-            runs = where(_runs(records), dataset="AIDS", attack="sba")
-            asr, acc = cell(runs, "asr")[0], cell(runs, "backdoored_acc")[0]
+            runs = _aids(records, {}, "sba")
+            asr, acc = _cell(runs, "asr"), _cell(runs, "backdoored_acc")
         else:
-            runs = where(_runs(records, settings), dataset="AIDS", attack="sba")
-            asr, acc = cell(runs, "defended_asr")[0], cell(runs, "defended_acc")[0]
+            runs = _aids(records, settings, "sba")
+            asr, acc = _cell(runs, "defended_asr"), _cell(runs, "defended_acc")
         body.append(
             [
                 student,
@@ -325,38 +736,44 @@ def _trigger_nodes(records) -> str:
     paper = paper_lookup(reference_table("gcleaner_table8_trigger_nodes.csv"), ["n"])
     body = []
     for n in range(1, 8):
-        settings = {"defense.num_trigger_nodes": n}
-        runs = where(_runs(records, settings), dataset="AIDS", attack="sba")
+        runs = _aids(records, {"defense.num_trigger_nodes": n}, "sba")
         row = paper(n=str(n))
         body.append(
             [
                 n,
-                cell(runs, "defended_asr")[0],
-                cell(runs, "defended_acc")[0],
+                _cell(runs, "defended_asr"),
+                _cell(runs, "defended_acc"),
                 _target_metric(runs, "gc_recovery_asr_c")[0],
+                _plain(runs, "gc_trigger_cosine")[0],
                 num(paper_value(row, "asr")),
                 num(paper_value(row, "acc")),
             ]
         )
     return markdown_table(
-        ["n", "ASR after", "acc after", "recovery ASR", "paper ASR", "paper acc"], body
+        [
+            "n",
+            "ASR after",
+            "acc after",
+            "recovery ASR",
+            "Table IV cosine",
+            "paper ASR",
+            "paper acc",
+        ],
+        body,
     )
 
 
 def _holding(records) -> str:
     body = []
     for rate in ["0.01", "0.03", "0.05", "0.07", "0.1"]:
-        runs = where(
-            _runs(records, {"defense.holding_rate": float(rate)}), dataset="AIDS", attack="sba"
-        )
-        graphs, _ = cell(runs, "num_defender_graphs", scale=1.0)
+        runs = _aids(records, {"defense.holding_rate": float(rate)}, "sba")
         body.append(
             [
                 f"{float(rate) * 100:g} %",
-                graphs,
-                cell(runs, "asr")[0],
-                cell(runs, "defended_asr")[0],
-                cell(runs, "defended_acc")[0],
+                _cell(runs, "num_defender_graphs", scale=1.0, digits=1),
+                _cell(runs, "asr"),
+                _cell(runs, "defended_asr"),
+                _cell(runs, "defended_acc"),
             ]
         )
     return markdown_table(
@@ -368,18 +785,15 @@ def _auxiliary(records) -> str:
     paper = paper_lookup(reference_table("gcleaner_table5_auxiliary.csv"), ["setting", "attack"])
     body = []
     for attack in ATTACKS:
-        runs = where(
-            _runs(records, {"defense.auxiliary_dataset": "NCI1", "defense.auxiliary_pad": True}),
-            dataset="AIDS",
-            attack=attack,
-        )
+        settings = {"defense.auxiliary_dataset": "NCI1", "defense.auxiliary_pad": True}
+        runs = _aids(records, settings, attack)
         row = paper(setting="NCI1->AIDS", attack=attack)
         body.append(
             [
                 "NCI1 → AIDS",
                 TITLES[attack],
-                cell(runs, "defended_asr")[0],
-                cell(runs, "defended_acc")[0],
+                _cell(runs, "defended_asr"),
+                _cell(runs, "defended_acc"),
                 num(paper_value(row, "asr")),
                 num(paper_value(row, "acc")),
             ]
@@ -389,24 +803,85 @@ def _auxiliary(records) -> str:
     )
 
 
+# --- the page ----------------------------------------------------------------------------
+
+
+def _settings_seen(runs: list[dict[str, Any]], path: str) -> str:
+    return ", ".join(sorted({shown(resolved(r, path)) for r in runs})) or "—"
+
+
 @page("gcleaner", inputs=["results/gcleaner"])
 def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
-    """GCleaner beside its paper: Table III, recovery figures, explainers, n, holding rate."""
+    """GCleaner beside its paper: Table III (protocol, majority-target sensitivity and
+    pre-protocol records apart), the controls, our feature-prior variant, the recovery's
+    figures and the ablations."""
     template = template or PageTemplate.load("gcleaner")
     mine = where(records, defense="gcleaner")
-    table3, summary = _table3(mine)
+    main = protocol_runs(mine)
+    sensitivity = protocol_runs(mine, target="sensitivity")
+    old = pre_protocol_runs(mine)
+    protocol_section = _section(template, main, label="protocol")
+    shown_datasets = {
+        d: name for d, name in DATASETS.items() if d == "AIDS" or where(sensitivity, dataset=d)
+    }
+    sensitivity_section = _section(
+        template, sensitivity, shown_datasets, label="majority-target sensitivity"
+    )
+    old_section = _section(template, old, label="pre-protocol")
+    variant, tally = variant_table(mine)
+    variant_runs = [
+        r
+        for n in VARIANT_TRIGGER_NODES
+        for r in protocol_runs(mine, {**VARIANT, "defense.num_trigger_nodes": n})
+    ]
     # Ablations compare against the default runs of the same seeds only.
-    varied = {r.get("seed") for r in mine if differs(r, ABLATION_SETTINGS)}
-    abl = [r for r in mine if r.get("seed") in varied]
+    current = [r for r in mine if is_protocol_victim(r) and is_protocol_target(r)]
+    varied = {r.get("seed") for r in current if differs(r, ABLATION_SETTINGS)}
+    abl = [r for r in current if r.get("seed") in varied]
     seeds_note = (
         template.fragment("seeds", seeds=", ".join(str(s) for s in sorted(varied)))
         if varied
-        else "No ablation records."
+        else template.fragment("no_ablations", command=ABLATION_SWEEP)
     )
     return template.render(
-        table3=table3,
-        summary=template.fragment("summary", **summary),
-        recovery_table=_recovery(mine),
+        targets=", ".join(f"{d} {c}" for d, c in PROTOCOL_TARGET_CLASS.items() if d in DATASETS),
+        table3=protocol_section["table"],
+        controls_table=protocol_section["controls"],
+        summary=protocol_section["summary"],
+        sensitivity_table=sensitivity_section["table"],
+        sensitivity_controls=sensitivity_section["controls"],
+        sensitivity_summary=sensitivity_section["summary"],
+        variant_table=variant,
+        variant_summary=(
+            template.fragment(
+                "variant",
+                records=len(variant_runs),
+                cosine_target=f"{COSINE_TARGET:g}",
+                asr_target=f"{ASR_TARGET:g}",
+                f_cosine=tally["feature"][0],
+                f_close=tally["feature"][1],
+                f_rows=tally["feature"][2],
+                p_cosine=tally["none"][0],
+                p_close=tally["none"][1],
+                p_rows=tally["none"][2],
+            )
+            if variant_runs
+            else template.fragment("no_variant", command=SWEEP)
+        ),
+        cosine_target=f"{COSINE_TARGET:g}",
+        asr_target=f"{ASR_TARGET:g}",
+        teacher_lr=shown(GCLEANER_DEFAULTS["defense.unlearning.teacher_lr"]),
+        unlearning_lr=shown(GCLEANER_DEFAULTS["defense.unlearning.lr"]),
+        teacher_holdout=f"{GCLEANER_DEFAULTS['defense.unlearning.teacher_holdout'] * 100:g}",
+        old_table=old_section["table"],
+        old_summary=old_section["summary"],
+        old_records=len(old),
+        old_lr=_settings_seen(old, "defense.unlearning.lr"),
+        old_teacher_lr=_settings_seen(old, "defense.unlearning.teacher_lr"),
+        old_targets=_targets(old),
+        old_norm=_settings_seen(old, "model.norm"),
+        recovery_table=_recovery(main)
+        or template.fragment("no_records", label="protocol", command=SWEEP),
         seeds_note=seeds_note,
         explainers_table=_explainers(abl),
         heatmaps_table=_heatmaps(abl),
