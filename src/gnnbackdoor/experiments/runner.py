@@ -29,6 +29,7 @@ from gnnbackdoor.experiments.executors import (
     error_line,
 )
 from gnnbackdoor.experiments.pipelines import TASKS, ResolvedRun
+from gnnbackdoor.experiments.protocol import PROTOCOL_TARGET_CLASS, protocol_target
 from gnnbackdoor.experiments.records import (
     FAILURES_FILE,
     append_record,
@@ -175,7 +176,7 @@ def _resolve(
         "attack": attack_cls,
         "defense": defense_cls,
     }
-    values = split_overrides(spec.overrides, sections)
+    values = split_overrides(_protocol_target(spec, attack_cls is not None), sections)
     data_config = build(DataConfig, values["data"], "data")
     dataset = dataset_cls()
     if data_config.node_attributes:
@@ -201,6 +202,33 @@ def _resolve(
     )
     identity = identity_of(task, names, spec.seed, resolved, runtime or runtime_config())
     return resolved, identity
+
+
+#: The value of ``attack.target_class`` that stands for the dataset's protocol target.
+PROTOCOL = "protocol"
+
+
+def _protocol_target(spec: RunSpec, attacked: bool) -> dict[str, Any]:
+    """``spec.overrides`` with ``attack.target_class: protocol`` replaced by the dataset's
+    protocol target class (:data:`~gnnbackdoor.experiments.protocol.PROTOCOL_TARGET_CLASS`),
+    so the run's key and record hold the number, never the word.
+
+    Raises:
+        ConfigError: ``protocol`` for a dataset without a protocol target class.
+    """
+    overrides = dict(spec.overrides)
+    for key in ("attack.target_class", "target_class"):
+        if attacked and str(overrides.get(key, "")).strip().lower() == PROTOCOL:
+            dataset = DATASETS.canonical(spec.dataset)
+            target = protocol_target(dataset)
+            if target is None:
+                known = ", ".join(sorted(PROTOCOL_TARGET_CLASS))
+                raise ConfigError(
+                    f"{key}=protocol: {dataset} has no protocol target class "
+                    f"(datasets with one: {known}); give a class number"
+                )
+            overrides[key] = target
+    return overrides
 
 
 def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None) -> dict:
