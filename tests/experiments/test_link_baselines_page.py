@@ -78,3 +78,16 @@ def test_sweep_covers_both_tables():
     assert {s.seed for s in specs} == {0, 1, 2}
     table5 = {(s.dataset, s.model) for s in specs if set(s.overrides) == {"attack.surrogate"}}
     assert table5 == {(d, m) for d in ("Cora", "CiteSeer") for m in ("deepwalk", "node2vec")}
+
+
+def test_the_far_tables_reading_comes_from_the_runs_own_diagnostics():
+    from gnnbackdoor.experiments.pages.link_baselines import Reading, reading
+
+    def run(asr, clean, floor=0.1):
+        return {"metrics": {"asr": asr, "clean_model_asr": clean, "no_trigger_rate": floor}}
+
+    assert reading([run(0.90, 0.85), run(0.80, 0.85)])[0] == Reading.ALONE
+    assert reading([run(0.90, 0.40)])[0] == Reading.LEARNED
+    category, text = reading([run(0.30, 0.80, floor=0.5)])
+    assert category == Reading.WEAKENED and "no-trigger rate 50.00" in text
+    assert reading([{"metrics": {}}]) == ("", "—")

@@ -31,7 +31,52 @@ NOT_OFFLINE = {"PubMed": "not in the offline dataset mirror"}
 #: a baseline figure this far (points) from the paper's is listed with its diagnostics
 FAR = 10.0
 FAR_HEADER = ["dataset", "model", "baseline", "ASR", "paper", "difference", "clean-model ASR",
-              "no-trigger rate", "eligible links"]  # fmt: skip
+              "no-trigger rate", "eligible links", "reading"]  # fmt: skip
+#: points within which a backdoored ASR counts as the trigger's own effect on the clean model
+#: (Link-Backdoor's Eq. 4: the trigger is built to make the clean model predict the link)
+TRIGGER_ALONE = 10.0
+#: a no-trigger rate above this (points) is named in the reading
+HIGH_NO_TRIGGER = 30.0
+
+
+class Reading:
+    """What a run's own diagnostics say about a baseline's ASR (the far table's last column):
+    ``ALONE`` the backdoored ASR is within :data:`TRIGGER_ALONE` points of the clean model's
+    (the trigger's own effect, no learned backdoor needed); ``LEARNED`` it exceeds it by
+    more; ``WEAKENED`` the backdoored model answers the trigger less than the clean one."""
+
+    ALONE = "trigger alone"
+    LEARNED = "learned backdoor"
+    WEAKENED = "poisoning weakened the trigger"
+
+
+def reading(runs: list[dict[str, Any]]) -> tuple[str, str]:
+    """``(category, text)`` for one cell's runs from the mean of ASR − clean-model ASR (points)
+    and the no-trigger rate; ``("", "—")`` when a figure is missing."""
+    gaps, floors = [], []
+    for r in runs:
+        m = r.get("metrics", {})
+        asr, clean, floor = (m.get(k) for k in ("asr", "clean_model_asr", "no_trigger_rate"))
+        if asr is None or clean is None:
+            continue
+        gaps.append(100.0 * (asr - clean))
+        if floor is not None:
+            floors.append(100.0 * floor)
+    if not gaps:
+        return "", "—"
+    gap = sum(gaps) / len(gaps)
+    if abs(gap) <= TRIGGER_ALONE:
+        category = Reading.ALONE
+    elif gap > 0:
+        category = Reading.LEARNED
+    else:
+        category = Reading.WEAKENED
+    text = f"{category} ({num(gap, signed=True)} over the clean model)"
+    if floors and sum(floors) / len(floors) > HIGH_NO_TRIGGER:
+        text += f"; no-trigger rate {num(sum(floors) / len(floors))}"
+    return category, text
+
+
 TABLE5_HEADER = ["victim", "dataset", "surrogate", "ASR", "paper", "AMC", "paper",
                  "backdoored AUC", "paper", "benign AUC", "paper"]  # fmt: skip
 
@@ -98,9 +143,11 @@ def _wins(means: dict, paper, datasets: list[str]) -> tuple[int, int, int, list[
     return ours, measured, theirs, lost
 
 
-def _far(records, paper) -> list[list[str]]:
-    """Baseline ASRs more than ``FAR`` points from the paper's, with the run's diagnostics."""
+def _far(records, paper) -> tuple[list[list[str]], dict[tuple[str, str], int]]:
+    """Baseline ASRs more than ``FAR`` points from the paper's, with the run's diagnostics,
+    and a count of the rows per (above|below the paper, :func:`reading` category)."""
     rows = []
+    counts: dict[tuple[str, str], int] = {}
     for dataset in DATASETS:
         for model in MODELS:
             ref = paper(dataset=dataset, model=model)
@@ -114,6 +161,9 @@ def _far(records, paper) -> list[list[str]]:
                 theirs = paper_value(ref, f"asr_{suffix}")
                 if math.isnan(theirs) or abs(asr - theirs) <= FAR:
                     continue
+                category, text = reading(runs)
+                side = "above" if asr > theirs else "below"
+                counts[side, category] = counts.get((side, category), 0) + 1
                 rows.append(
                     [
                         dataset,
@@ -125,9 +175,26 @@ def _far(records, paper) -> list[list[str]]:
                         cell(runs, "clean_model_asr")[0],
                         cell(runs, "no_trigger_rate")[0],
                         cell(runs, "num_eligible", scale=1.0)[0],
+                        text,
                     ]
                 )
-    return rows
+    return rows, counts
+
+
+def _far_summary(counts: dict[tuple[str, str], int]) -> str:
+    """One sentence per side: how many far rows, by reading."""
+    parts = []
+    for side in ("above", "below"):
+        total = sum(n for (s, _), n in counts.items() if s == side)
+        if not total:
+            continue
+        kinds = ", ".join(
+            f"{n} {category}"
+            for category in (Reading.ALONE, Reading.LEARNED, Reading.WEAKENED)
+            if (n := counts.get((side, category), 0))
+        )
+        parts.append(f"{total} {side} the paper ({kinds})")
+    return "; ".join(parts) + "." if parts else ""
 
 
 def _table5(records) -> list[list[str]]:
@@ -173,7 +240,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     amc_rows, _ = _table3(mine, paper, "amc", "amc")
     bpd_rows, _ = _table3(mine, paper, "bpd", "bpd")
     ours, measured, theirs, lost = _wins(asr_means, paper, DATASETS)
-    far = _far(mine, paper)
+    far, far_counts = _far(mine, paper)
     return template.render(
         asr_table=markdown_table(_header("ASR"), asr_rows),
         amc_table=markdown_table(_header("AMC"), amc_rows),
@@ -185,6 +252,9 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         lost=template.fragment("lost", rows="; ".join(lost)) if lost else "",
         far_points=num(FAR, 0),
         far_table=markdown_table(FAR_HEADER, far) if far else "None.",
+        far_summary=_far_summary(far_counts),
+        trigger_alone=num(TRIGGER_ALONE, 0),
+        high_no_trigger=num(HIGH_NO_TRIGGER, 0),
         table5=markdown_table(TABLE5_HEADER, _table5(mine)),
         **provenance(mine),
     )
