@@ -8,7 +8,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gnnbackdoor.experiments.blackbox_matrix import build_matrix, surrogate_of
+from gnnbackdoor.experiments.blackbox_matrix import (
+    BEFORE_ISSUE_16,
+    BlackBoxMatrix,
+    build_matrix,
+    surrogate_of,
+)
 from gnnbackdoor.experiments.pages import page
 from gnnbackdoor.experiments.pages.common import cell, num, paper_value, provenance, where
 from gnnbackdoor.experiments.pages.template import PageTemplate
@@ -243,32 +248,11 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
                 ]
             )
 
-    matrix = build_matrix(mine, "Cora", MODELS)
-    bb_rows = []
-    for i, surrogate in enumerate(MODELS):
-        bb_rows.append(
-            [surrogate]
-            + [
-                "—" if math.isnan(v) else f"{100 * v:.1f} ({n})"
-                for v, n in zip(matrix.asr[i], matrix.seeds[i], strict=True)
-            ]
-        )
-    bb_rows.append(["white-box"] + [num(100 * v, 1) for v in matrix.white_box])
+    matrix = build_matrix(mine, "Cora", MODELS)  # issue 16's faithful reading
+    old_matrix = build_matrix(mine, "Cora", MODELS, reading=BEFORE_ISSUE_16)
     black = [r for r in mine if surrogate_of(r) is not None and r.get("dataset") == "Cora"]
-    diagonal = [
-        (matrix.asr[i][i], matrix.white_box[i])
-        for i in range(len(MODELS))
-        if not math.isnan(matrix.asr[i][i]) and not math.isnan(matrix.white_box[i])
-    ]
-    diag_text = (
-        template.fragment(
-            "diagonal",
-            diagonal=num(100 * avg([d for d, _ in diagonal])),
-            white=num(100 * avg([w for _, w in diagonal])),
-        )
-        if diagonal
-        else ""
-    )
+    diag_text = _diagonal_text(template, old_matrix)
+    faithful_diag = _diagonal_text(template, matrix)
 
     warm_rows = []
     for model in MODELS:
@@ -375,9 +359,13 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         )
         if warm_rows
         else "No warm-up records.",
-        blackbox_table=markdown_table(["surrogate \\ target", *MODELS], bb_rows),
+        blackbox_table=_matrix_table(matrix),
         cells=matrix.cells(),
         drop=num(100 * matrix.drop()),
+        faithful_diagonal=faithful_diag,
+        old_blackbox_table=_matrix_table(old_matrix),
+        old_cells=old_matrix.cells(),
+        old_drop=num(100 * old_matrix.drop()),
         black=len(black),
         diagonal=diag_text,
         timing_table=markdown_table(
@@ -393,4 +381,37 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
             timing_rows,
         ),
         **provenance(mine),
+    )
+
+
+def _matrix_table(matrix: BlackBoxMatrix) -> str:
+    """The surrogate × target ASR table (points, seeds in brackets) with the white-box row;
+    "No records." when no cell is measured."""
+    if not matrix.cells() and all(math.isnan(v) for v in matrix.white_box):
+        return "No records."
+    rows = [
+        [surrogate]
+        + [
+            "—" if math.isnan(v) else f"{100 * v:.1f} ({n})"
+            for v, n in zip(matrix.asr[i], matrix.seeds[i], strict=True)
+        ]
+        for i, surrogate in enumerate(matrix.models)
+    ]
+    rows.append(["white-box"] + [num(100 * v, 1) for v in matrix.white_box])
+    return markdown_table(["surrogate \\ target", *matrix.models], rows)
+
+
+def _diagonal_text(template: PageTemplate, matrix: BlackBoxMatrix) -> str:
+    """The diagonal (surrogate = target architecture) against white-box, as a sentence."""
+    diagonal = [
+        (matrix.asr[i][i], matrix.white_box[i])
+        for i in range(len(matrix.models))
+        if not math.isnan(matrix.asr[i][i]) and not math.isnan(matrix.white_box[i])
+    ]
+    if not diagonal:
+        return ""
+    return template.fragment(
+        "diagonal",
+        diagonal=num(100 * sum(d for d, _ in diagonal) / len(diagonal)),
+        white=num(100 * sum(w for _, w in diagonal) / len(diagonal)),
     )
