@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch_geometric.data import Data
 
+from gnnbackdoor.attacks.base import PoisonResult
 from gnnbackdoor.contracts.results import TriggeredGraphs
 from gnnbackdoor.experiments.config import as_dict
 from gnnbackdoor.utils.files import atomic_torch_save
@@ -53,6 +55,9 @@ class AttackStage:
             ``triggered`` (``source`` indexes the test split; ``None``: no attack).
         single_node: GTA's single-node copies of the eligible test graphs (``None``: other
             attacks).
+        training, training_val: The graphs the backdoored victim was trained on (poisoned
+            positions named) and validated on, for training defenses (``None``: no attack,
+            or an entry made before they were kept: a training defense reruns the stages).
     """
 
     clean_state: dict[str, torch.Tensor]
@@ -65,6 +70,8 @@ class AttackStage:
     ctx_timings: dict[str, float]
     test_triggered: TriggeredGraphs | None = None
     single_node: TriggeredGraphs | None = None
+    training: PoisonResult | None = None
+    training_val: list[Data] | None = None
 
 
 def _source_digest(objects: list[Any]) -> str:

@@ -1,0 +1,221 @@
+"""Training defenses (ABL; the detectors ED and XGBD) and the pipeline's handling of the kind:
+what they train on, how their detection is scored, and what every defense owes (registered
+with a source, inputs untouched, deterministic for a seed, one-line errors for bad
+settings)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from gnnbackdoor.contracts.context import GraphContext
+from gnnbackdoor.contracts.results import TrainingDefenseResult
+from gnnbackdoor.datasets.splits import split_graphs
+from gnnbackdoor.defenses import DEFENSES, TrainingDefense
+from gnnbackdoor.defenses.abl import ABL, lga_loss, lowest
+from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.experiments.pipelines import GraphPipeline
+from gnnbackdoor.metrics import detection_scores
+from gnnbackdoor.models import MODELS
+from gnnbackdoor.models.train_graph import GraphTrainConfig, predict_graphs
+from gnnbackdoor.utils.timing import PhaseTimer
+
+TRAINING = ["abl"]
+#: Small settings so that the tests run in a second or two.
+FAST = {"abl": {"isolation_epochs": 2, "tuning_epochs": 2, "unlearning_epochs": 2}}
+
+
+@dataclass
+class FlagEvery(TrainingDefense):
+    """A test double: records what it is handed, flags every training graph and returns the
+    victim it was given (or a fresh untrained model)."""
+
+    def train(self, graphs_train, graphs_val, ctx, victim=None):
+        self.seen = (list(graphs_train), list(graphs_val), victim)
+        model = victim if victim is not None else ctx.build_model()
+        return TrainingDefenseResult(model, {"double": 1.0}, kept=[])
+
+
+@pytest.fixture
+def setting(tiny_graph_dataset):
+    split = split_graphs(tiny_graph_dataset, 0, train_fraction=0.6, val_fraction=0.2)
+    torch.manual_seed(0)
+    ctx = GraphContext(
+        split,
+        MODELS.get("gcn")(hidden_channels=8, num_layers=2),
+        GraphTrainConfig(max_epochs=3, batch_size=8),
+        0,
+        torch.Generator().manual_seed(0),
+    )
+    return ctx, split
+
+
+def _graph_tensors(graphs):
+    return [(g.x.clone(), g.edge_index.clone(), g.y.clone()) for g in graphs]
+
+
+def _same(a, b):
+    return all(
+        torch.equal(x, y) for p, q in zip(a, b, strict=True) for x, y in zip(p, q, strict=True)
+    )
+
+
+# --------------------------------------------------------------------------- every one
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_registered_as_training_defenses_with_a_source(name):
+    cls = DEFENSES.get(name)
+    assert issubclass(cls, TrainingDefense) and cls.reference
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_inputs_untouched_and_deterministic_for_a_seed(name, setting):
+    ctx, split = setting
+    train, val = list(split.train), list(split.val)
+    before = _graph_tensors(train) + _graph_tensors(val)
+    outs = []
+    for _ in range(2):
+        ctx.generator = torch.Generator().manual_seed(7)
+        torch.manual_seed(3)
+        result = DEFENSES.get(name)(**FAST[name]).train(train, val, ctx)
+        outs.append((predict_graphs(result.model, split.test)[1], result.kept, result.flagged))
+    assert torch.equal(outs[0][0], outs[1][0]) and outs[0][1:] == outs[1][1:]
+    assert _same(before, _graph_tensors(train) + _graph_tensors(val))
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("abl", {"isolation_ratio": 0.0}),
+        ("abl", {"isolation_ratio": 1.0}),
+        ("abl", {"gamma": 0.0}),
+        ("abl", {"isolation_epochs": 0}),
+        ("abl", {"unlearning_lr": -1.0}),
+        ("abl", {"tuning_epochs": -1}),
+    ],
+)
+def test_bad_settings_fail_in_one_line(name, values):
+    with pytest.raises(ConfigError) as error:
+        DEFENSES.get(name)(**values)
+    assert "\n" not in str(error.value) and next(iter(values)) in str(error.value)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def test_the_pipeline_hands_the_victims_poisoned_training_set(tiny_graph_dataset, graph_run):
+    double = FlagEvery()
+    out = GraphPipeline().execute(graph_run(tiny_graph_dataset, double), PhaseTimer())
+    train, val, victim = double.seen
+    m = out.metrics
+    poisoned = out.attack_info["num_poisoned"]
+    assert poisoned >= 1 and m["num_train_graphs"] == len(train)
+    # the poisoned graphs carry the target class (1) in the set handed over
+    assert sum(int(g.y) == 1 for g in train) >= poisoned
+    assert victim is not None and len(val) >= 1
+    # kept=[]: every graph flagged, so recall 1 and precision the poisoned share
+    assert m["num_flagged"] == len(train) and m["num_kept_graphs"] == 0
+    assert m["detector_recall"] == 1.0
+    assert m["detector_precision"] == pytest.approx(poisoned / len(train))
+    # the victim handed over is scored: the same figures as the backdoored model
+    assert m["defended_acc"] == m["backdoored_acc"] and m["defended_asr"] == m["asr"]
+    assert m["der"] == pytest.approx(0.5) and m["double"] == 1.0
+    assert "num_defender_graphs" not in m and m["num_eval_graphs"] == 16
+
+
+def test_without_an_attack_it_trains_on_the_clean_split(tiny_graph_dataset, graph_run):
+    double = FlagEvery()
+    run = graph_run(tiny_graph_dataset, double, attack=False)
+    out = GraphPipeline().execute(run, PhaseTimer())
+    assert double.seen[2] is not None  # the clean victim
+    assert math.isnan(out.metrics["detector_recall"]) and out.metrics["detector_precision"] == 0
+
+
+def test_a_defense_setting_moves_no_draw_of_the_victims_or_the_attack(
+    tiny_graph_dataset, graph_run
+):
+    runs = [
+        GraphPipeline().execute(
+            graph_run(tiny_graph_dataset, ABL(**{**FAST["abl"], "gamma": gamma})), PhaseTimer()
+        )
+        for gamma in (0.5, 0.1)
+    ]
+    for key in ("clean_acc", "backdoored_acc", "asr", "clean_model_asr"):
+        assert runs[0].metrics[key] == runs[1].metrics[key], key
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_detection_scores():
+    scores = detection_scores([0, 1, 2, 3], [1, 3, 5], 8)
+    assert scores == {"detector_precision": 0.5, "detector_recall": 2 / 3, "num_flagged": 4.0}
+    none = detection_scores([], [1], 3)
+    assert math.isnan(none["detector_precision"]) and none["detector_recall"] == 0.0
+    with pytest.raises(ValueError, match="outside"):
+        detection_scores([3], [], 3)
+
+
+def test_results_refuse_unordered_positions():
+    with pytest.raises(ValueError, match="increasing"):
+        TrainingDefenseResult(torch.nn.Linear(1, 1), kept=[2, 1])
+    result = TrainingDefenseResult(torch.nn.Linear(1, 1), kept=[0, 2])
+    assert result.flagged_positions(4) == [1, 3]
+    assert TrainingDefenseResult(torch.nn.Linear(1, 1)).flagged_positions(4) is None
+
+
+# --------------------------------------------------------------------------- ABL
+
+
+def test_lga_ascends_below_gamma_and_descends_above():
+    logits = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    low = lga_loss(gamma=5.0)(logits, torch.tensor([0]))  # CE < gamma: ascent
+    low.backward()
+    assert low < 0 and logits.grad[0, 0] > 0  # raising the loss lowers the right logit's lead
+    logits.grad = None
+    high = lga_loss(gamma=0.01)(logits, torch.tensor([0]))
+    high.backward()
+    assert high > 0 and logits.grad[0, 0] < 0
+
+
+def test_lowest_breaks_ties_by_position():
+    assert lowest(torch.tensor([0.3, 0.1, 0.1, 0.0]), 2) == [1, 3]
+    assert lowest(torch.tensor([0.3, 0.1, 0.1, 0.0]), 3) == [1, 2, 3]
+
+
+def test_abl_isolates_its_share_and_unlearns_it(setting):
+    ctx, split = setting
+    train = list(split.train)
+    result = ABL(isolation_ratio=0.2, isolation_epochs=3, tuning_epochs=3).train(
+        train, list(split.val), ctx
+    )
+    count = round(0.2 * len(train))
+    assert result.kept is None and len(result.flagged) == count
+    info = result.info
+    assert info["abl_isolated"] == count and info["abl_isolated_loss"] <= info["abl_rest_loss"]
+    # gradient ascent raises the isolated graphs' loss
+    assert info["abl_unlearn_loss_last"] > info["abl_isolated_loss"]
+
+
+def test_abl_isolates_at_least_one_graph(setting):
+    ctx, split = setting
+    result = ABL(isolation_ratio=0.001, **FAST["abl"]).train(list(split.train), [], ctx)
+    assert len(result.flagged) == 1
+
+
+def test_a_stage_cache_hit_hands_over_the_same_training_set(
+    tiny_graph_dataset, graph_run, tmp_path, monkeypatch
+):
+    defense = ABL(**FAST["abl"])
+    plain = GraphPipeline().execute(graph_run(tiny_graph_dataset, defense), PhaseTimer())
+    monkeypatch.setenv("GNNBACKDOOR_STAGE_CACHE", str(tmp_path))
+    outs = [
+        GraphPipeline().execute(graph_run(tiny_graph_dataset, ABL(**FAST["abl"])), PhaseTimer())
+        for _ in range(2)
+    ]
+    assert outs[1].attack_info.get("stage_cached") is True
+    assert plain.metrics == outs[0].metrics == outs[1].metrics
