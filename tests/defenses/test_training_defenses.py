@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,13 @@ from gnnbackdoor.contracts.results import TrainingDefenseResult
 from gnnbackdoor.datasets.splits import split_graphs
 from gnnbackdoor.defenses import DEFENSES, TrainingDefense
 from gnnbackdoor.defenses.abl import ABL, lga_loss, lowest
+from gnnbackdoor.defenses.explanation_detectors import (
+    ED,
+    XGBD,
+    XGBD_FEATURES,
+    explanation_features,
+    robust_outliers,
+)
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.experiments.pipelines import GraphPipeline
 from gnnbackdoor.metrics import detection_scores
@@ -23,9 +31,13 @@ from gnnbackdoor.models import MODELS
 from gnnbackdoor.models.train_graph import GraphTrainConfig, predict_graphs
 from gnnbackdoor.utils.timing import PhaseTimer
 
-TRAINING = ["abl"]
+TRAINING = ["abl", "ed", "xgbd"]
 #: Small settings so that the tests run in a second or two.
-FAST = {"abl": {"isolation_epochs": 2, "tuning_epochs": 2, "unlearning_epochs": 2}}
+FAST = {
+    "abl": {"isolation_epochs": 2, "tuning_epochs": 2, "unlearning_epochs": 2},
+    "ed": {"explainer_epochs": 5},
+    "xgbd": {"explainer_epochs": 5, "helper_epochs": 2, "seed_fraction": 0.3},
+}
 
 
 @dataclass
@@ -96,6 +108,14 @@ def test_inputs_untouched_and_deterministic_for_a_seed(name, setting):
         ("abl", {"isolation_epochs": 0}),
         ("abl", {"unlearning_lr": -1.0}),
         ("abl", {"tuning_epochs": -1}),
+        ("ed", {"z_threshold": 0.0}),
+        ("ed", {"explainer_epochs": 2}),
+        ("ed", {"explanation_fraction": 0.0}),
+        ("xgbd", {"explain_batch": 0}),
+        ("xgbd", {"threshold": 1.0}),
+        ("xgbd", {"classifier": "xgboost"}),
+        ("xgbd", {"seed_fraction": 0.6}),
+        ("xgbd", {"helper_epochs": 0}),
     ],
 )
 def test_bad_settings_fail_in_one_line(name, values):
@@ -219,3 +239,83 @@ def test_a_stage_cache_hit_hands_over_the_same_training_set(
     ]
     assert outs[1].attack_info.get("stage_cached") is True
     assert plain.metrics == outs[0].metrics == outs[1].metrics
+
+
+# --------------------------------------------------------------------------- ED and XGBD
+
+
+def test_robust_outliers_flag_the_high_side_only():
+    values = np.array([0.1, 0.12, 0.11, 0.09, 0.1, 0.95, -0.8])
+    assert robust_outliers(values, 3.0) == [5]
+    assert robust_outliers(np.full(5, 0.4), 1.0) == []
+    # a zero MAD falls back on the standard deviation
+    assert robust_outliers(np.array([0.0, 0.0, 0.0, 0.0, 1.0]), 1.5) == [4]
+
+
+def test_explanation_features_are_bounded_and_reproducible(setting):
+    ctx, split = setting
+    model = ctx.train_new_model(split.train)
+    graphs = list(split.train)[:10]
+    rows = [
+        explanation_features(model, graphs, 0.3, 5, 4, torch.Generator().manual_seed(2))
+        for _ in range(2)
+    ]
+    assert rows[0] == rows[1] and len(rows[0]) == len(graphs)
+    for row, g in zip(rows[0], graphs, strict=True):
+        assert tuple(row) == XGBD_FEATURES and row["num_nodes"] == g.num_nodes
+        assert 0 <= row["p_full"] <= 1 and -1 <= row["fidelity_plus"] <= 1
+        assert 0 <= row["mask_top_share"] <= 1 + 1e-6 and 0 <= row["sub_density"] <= 1
+        assert 0 < row["sub_connectivity"] <= 1
+
+
+@pytest.mark.parametrize("name", ["ed", "xgbd"])
+def test_detectors_retrain_on_what_they_keep(name, setting, monkeypatch):
+    ctx, split = setting
+    train = list(split.train)
+    trained_on = []
+    real = GraphContext.train_new_model
+
+    def spy(self, graphs, desc="train", val=None):
+        trained_on.append((desc, list(graphs)))
+        return real(self, graphs, desc, val)
+
+    monkeypatch.setattr(GraphContext, "train_new_model", spy)
+    flags = [0, 3]
+    monkeypatch.setattr(type(DEFENSES.get(name)()), "flag", lambda self, f, g, c: (flags, {}))
+    result = DEFENSES.get(name)(**FAST[name]).train(train, list(split.val), ctx)
+    assert result.kept == [i for i in range(len(train)) if i not in flags]
+    assert result.flagged_positions(len(train)) == flags
+    # a helper was trained (no victim handed over), then the retrained model on the kept
+    assert [d for d, _ in trained_on] == ["detector helper", f"{name} retrained"]
+    assert trained_on[1][1] == [train[i] for i in result.kept]
+    assert result.info[f"{name}_flagged_share"] == 2 / len(train)
+
+
+def test_ed_flags_the_graphs_whose_fidelity_stands_out(setting, monkeypatch):
+    ctx, split = setting
+    train = list(split.train)
+    fidelity = [0.1 + 0.01 * (i % 3) for i in range(len(train))]
+    fidelity[4] = 0.9
+    rows = [{"fidelity_plus": f} for f in fidelity]
+    flagged, info = ED().flag(rows, train, ctx)
+    assert flagged == [4] and info["ed_fidelity_flagged_min"] == 0.9
+
+
+def test_xgbd_learns_the_pseudo_labels_from_the_explanations(setting, monkeypatch):
+    ctx, split = setting
+    train = list(split.train)
+    n = len(train)
+    # graphs 0..4 have the lowest early loss and a distinctive explanation
+    loss = torch.tensor([0.0] * 5 + [1.0 + i for i in range(n - 5)])
+    monkeypatch.setattr(
+        "gnnbackdoor.defenses.explanation_detectors.per_graph_loss", lambda *a: loss
+    )
+    rows = [{f: (1.0 if i < 5 else 0.0) + 0.01 * i for f in XGBD_FEATURES} for i in range(n)]
+    detector = XGBD(seed_fraction=5 / n, clean_fraction=0.5, classifier="gradient_boosting")
+    flagged, info = detector.flag(rows, train, ctx)
+    # out-of-fold for the seeds, and the unlabelled middle alike: the explanation decides
+    assert flagged == [0, 1, 2, 3, 4]
+    assert info["xgbd_pseudo_labelled"] == 5 + round(0.5 * n)
+    # the default classifier runs on the same rows (too few for its 20-graph leaves to split)
+    flagged, _ = XGBD(seed_fraction=5 / n).flag(rows, train, ctx)
+    assert set(flagged) <= set(range(n))
