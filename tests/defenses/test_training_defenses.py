@@ -25,6 +25,7 @@ from gnnbackdoor.defenses.explanation_detectors import (
     robust_outliers,
 )
 from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.experiments import stage_cache
 from gnnbackdoor.experiments.pipelines import GraphPipeline
 from gnnbackdoor.metrics import detection_scores
 from gnnbackdoor.models import MODELS
@@ -239,6 +240,12 @@ def test_a_stage_cache_hit_hands_over_the_same_training_set(
     ]
     assert outs[1].attack_info.get("stage_cached") is True
     assert plain.metrics == outs[0].metrics == outs[1].metrics
+    # the entry keeps only the poisoned graphs, not the training split again
+    (path,) = tmp_path.glob("stage-*.pt")
+    stored = stage_cache.load(path).training
+    poisoned = outs[0].attack_info["num_poisoned"]
+    assert sorted(stored.changed) == stored.poisoned_index and len(stored.changed) == poisoned
+    assert stored.val_changed == {} and stored.size == plain.metrics["num_train_graphs"]
 
 
 # --------------------------------------------------------------------------- ED and XGBD

@@ -13,7 +13,8 @@ poisoned training set in two stages:
 2. *Backdoor unlearning*: training continues with cross-entropy on the examples not isolated
    (the released code's ``tuning_epochs = 60``), then the isolated examples are unlearned by
    gradient ascent, minimising ``-CE`` on them (the paper's ``L_GGA``; 20 epochs at a small
-   learning rate, 5e-4 in the released code).
+   learning rate, 5e-4 in the released code). The paper trains ``T = 100`` epochs in all:
+   20 + 60 + 20, our defaults.
 
 GCleaner (Sec. 5.2) "transfer[s] the anti-backdoor learning (ABL) ... to graph fields"
 without giving settings. Our adaptation (decisions):

@@ -470,9 +470,10 @@ class GraphPipeline(TaskPipeline):
                 info={**entry.info, "stage_cached": True},
                 test_triggered=entry.test_triggered,
                 single_node=getattr(entry, "single_node", None),
-                training=getattr(entry, "training", None),
-                training_val=getattr(entry, "training_val", None),
             )
+            stored = getattr(entry, "training", None)
+            if stored is not None:
+                stage.training, stage.training_val = stored.restore(ctx.split.train, ctx.split.val)
             ctx.clean_model = stage.clean
             for name, seconds in entry.seconds.items():
                 timer.add(name, seconds)
@@ -496,8 +497,16 @@ class GraphPipeline(TaskPipeline):
                     ctx_timings=dict(ctx.timings),
                     test_triggered=stage.test_triggered,
                     single_node=stage.single_node,
-                    training=stage.training,
-                    training_val=stage.training_val,
+                    training=(
+                        None
+                        if stage.training is None
+                        else stage_cache.StoredTraining.compact(
+                            stage.training,
+                            stage.training_val or [],
+                            ctx.split.train,
+                            ctx.split.val,
+                        )
+                    ),
                 ),
             )
         return stage
