@@ -117,6 +117,7 @@ def test_inputs_untouched_and_deterministic_for_a_seed(name, setting):
         ("xgbd", {"classifier": "xgboost"}),
         ("xgbd", {"seed_fraction": 0.6}),
         ("xgbd", {"helper_epochs": 0}),
+        ("ed", {"screen_validation": "maybe"}),
     ],
 )
 def test_bad_settings_fail_in_one_line(name, values):
@@ -283,19 +284,29 @@ def test_detectors_retrain_on_what_they_keep(name, setting, monkeypatch):
     real = GraphContext.train_new_model
 
     def spy(self, graphs, desc="train", val=None):
-        trained_on.append((desc, list(graphs)))
+        trained_on.append((desc, list(graphs), list(val)))
         return real(self, graphs, desc, val)
 
     monkeypatch.setattr(GraphContext, "train_new_model", spy)
-    flags = [0, 3]
-    monkeypatch.setattr(type(DEFENSES.get(name)()), "flag", lambda self, f, g, c: (flags, {}))
-    result = DEFENSES.get(name)(**FAST[name]).train(train, list(split.val), ctx)
+    flags, val_flags = [0, 3], [1]
+    seen = []
+
+    def flag(self, features, val_features, graphs, ctx):
+        seen.append((len(features), len(val_features)))
+        return flags, val_flags, {}
+
+    monkeypatch.setattr(type(DEFENSES.get(name)()), "flag", flag)
+    val = list(split.val)
+    result = DEFENSES.get(name)(**FAST[name]).train(train, val, ctx)
+    assert seen == [(len(train), len(val))]
     assert result.kept == [i for i in range(len(train)) if i not in flags]
     assert result.flagged_positions(len(train)) == flags
     # a helper was trained (no victim handed over), then the retrained model on the kept
-    assert [d for d, _ in trained_on] == ["detector helper", f"{name} retrained"]
+    assert [d for d, _, _ in trained_on] == ["detector helper", f"{name} retrained"]
     assert trained_on[1][1] == [train[i] for i in result.kept]
+    assert trained_on[1][2] == [g for j, g in enumerate(val) if j != 1]
     assert result.info[f"{name}_flagged_share"] == 2 / len(train)
+    assert result.info[f"{name}_val_flagged"] == 1
 
 
 def test_ed_flags_the_graphs_whose_fidelity_stands_out(setting, monkeypatch):
@@ -304,8 +315,10 @@ def test_ed_flags_the_graphs_whose_fidelity_stands_out(setting, monkeypatch):
     fidelity = [0.1 + 0.01 * (i % 3) for i in range(len(train))]
     fidelity[4] = 0.9
     rows = [{"fidelity_plus": f} for f in fidelity]
-    flagged, info = ED().flag(rows, train, ctx)
+    val_rows = [{"fidelity_plus": 0.1}, {"fidelity_plus": 0.8}]
+    flagged, flagged_val, info = ED().flag(rows, val_rows, train, ctx)
     assert flagged == [4] and info["ed_fidelity_flagged_min"] == 0.9
+    assert flagged_val == [1]  # judged against the training graphs' median and MAD
 
 
 def test_xgbd_learns_the_pseudo_labels_from_the_explanations(setting, monkeypatch):
@@ -319,10 +332,11 @@ def test_xgbd_learns_the_pseudo_labels_from_the_explanations(setting, monkeypatc
     )
     rows = [{f: (1.0 if i < 5 else 0.0) + 0.01 * i for f in XGBD_FEATURES} for i in range(n)]
     detector = XGBD(seed_fraction=5 / n, clean_fraction=0.5, classifier="gradient_boosting")
-    flagged, info = detector.flag(rows, train, ctx)
+    val_rows = [rows[0], rows[-1]]
+    flagged, flagged_val, info = detector.flag(rows, val_rows, train, ctx)
     # out-of-fold for the seeds, and the unlabelled middle alike: the explanation decides
-    assert flagged == [0, 1, 2, 3, 4]
+    assert flagged == [0, 1, 2, 3, 4] and flagged_val == [0]
     assert info["xgbd_pseudo_labelled"] == 5 + round(0.5 * n)
     # the default classifier runs on the same rows (too few for its 20-graph leaves to split)
-    flagged, _ = XGBD(seed_fraction=5 / n).flag(rows, train, ctx)
+    flagged, _, _ = XGBD(seed_fraction=5 / n).flag(rows, [], train, ctx)
     assert set(flagged) <= set(range(n))

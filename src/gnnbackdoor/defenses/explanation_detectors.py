@@ -23,7 +23,10 @@ training graph with GNNExplainer through ``torch_geometric.explain`` (object-lev
 explaining the helper's own prediction; logits scaled as for GNNSecurer, see
 :mod:`gnnbackdoor.defenses.gnnsecurer`), take the ``explanation_fraction`` most important
 nodes as the explanatory subgraph ``S`` (at least one node), flag graphs, and train a fresh
-victim with the run's settings on the graphs not flagged. The pipeline scores that model and
+victim with the run's settings on the graphs not flagged. The validation graphs are screened
+by the same rule (fitted on the training graphs), since an attacker who poisons the data may
+have poisoned them too; the retrained victim early-stops on those kept
+(``screen_validation``). The pipeline scores that model and
 the flags (``detector_precision`` / ``detector_recall`` against the attack's poisoned graphs).
 
 Per graph ``G`` with the helper's predicted class ``c``: ``p(G)``, the probability of ``c``;
@@ -221,19 +224,28 @@ def _chunk_features(
     return rows
 
 
-def robust_outliers(values: np.ndarray, z_threshold: float) -> list[int]:
-    """Positions whose robust z-score ``(v - median) / (1.4826 MAD)`` exceeds
-    ``z_threshold`` (high side only; the standard deviation replaces a zero MAD; nothing when
-    the values do not spread)."""
-    if values.size == 0:
-        return []
-    median = float(np.median(values))
-    scale = 1.4826 * float(np.median(np.abs(values - median)))
+def robust_scale(reference: np.ndarray) -> tuple[float, float] | None:
+    """``(median, 1.4826 MAD)`` of ``reference`` (the standard deviation replaces a zero
+    MAD); ``None`` when the values do not spread or there are none."""
+    if reference.size == 0:
+        return None
+    median = float(np.median(reference))
+    scale = 1.4826 * float(np.median(np.abs(reference - median)))
     if scale <= 1e-12:
-        scale = float(values.std())
-    if scale <= 1e-12:
+        scale = float(reference.std())
+    return None if scale <= 1e-12 else (median, scale)
+
+
+def robust_outliers(
+    values: np.ndarray, z_threshold: float, reference: np.ndarray | None = None
+) -> list[int]:
+    """Positions of ``values`` whose robust z-score ``(v - median) / (1.4826 MAD)``, with the
+    median and MAD of ``reference`` (default: ``values``), exceeds ``z_threshold`` (high side
+    only; see :func:`robust_scale`; nothing when the reference does not spread)."""
+    stats = robust_scale(values if reference is None else reference)
+    if stats is None or values.size == 0:
         return []
-    z = (values - median) / scale
+    z = (values - stats[0]) / stats[1]
     return [int(i) for i in np.flatnonzero(z > z_threshold)]
 
 
@@ -245,11 +257,16 @@ class _ExplanationDetector(TrainingDefense):
         explanation_fraction: Share of a graph's nodes in its explanatory subgraph, (0, 1].
         explainer_epochs: GNNExplainer optimisation epochs (>= 3; PyG's default 100).
         explain_batch: Graphs explained together (>= 1).
+        screen_validation: Also screen the validation graphs (the rule fitted on the
+            training graphs) and early-stop the retrained victim on those it keeps: the
+            attacker may have poisoned them too (``attack.poison_validation``), and the
+            defender trains with both. Off: retrain on the validation graphs as given.
     """
 
     explanation_fraction: Fraction = 0.2
     explainer_epochs: Annotated[int, Field(ge=3)] = 100
     explain_batch: PositiveInt = 64
+    screen_validation: bool = True
 
     def train(
         self,
@@ -278,34 +295,48 @@ class _ExplanationDetector(TrainingDefense):
         graphs = list(graphs_train)
         if not graphs:
             raise ValueError(f"{self.registered_name} needs training graphs")
+        val = list(graphs_val)
         helper = victim
         if helper is None:
-            helper = ctx.train_new_model(graphs, desc="detector helper", val=list(graphs_val))
+            helper = ctx.train_new_model(graphs, desc="detector helper", val=val)
+        screened = val if self.screen_validation else []
         features = explanation_features(
             helper,
-            graphs,
+            graphs + screened,
             self.explanation_fraction,
             self.explainer_epochs,
             self.explain_batch,
             ctx.generator,
         )
-        flagged, info = self.flag(features, graphs, ctx)
-        chosen = set(flagged)
+        flagged, flagged_val, info = self.flag(
+            features[: len(graphs)], features[len(graphs) :], graphs, ctx
+        )
+        chosen, chosen_val = set(flagged), set(flagged_val)
         kept = [i for i in range(len(graphs)) if i not in chosen]
         model = ctx.train_new_model(
             [graphs[i] for i in kept],
             desc=f"{self.registered_name} retrained",
-            val=list(graphs_val),
+            val=[g for j, g in enumerate(val) if j not in chosen_val],
         )
         model.eval()
         prefix = self.registered_name.replace("-", "_")
-        info = {f"{prefix}_flagged_share": len(flagged) / len(graphs), **info}
+        info = {
+            f"{prefix}_flagged_share": len(flagged) / len(graphs),
+            f"{prefix}_val_flagged": float(len(flagged_val)),
+            **info,
+        }
         return TrainingDefenseResult(model, info, kept=kept)
 
     def flag(
-        self, features: list[dict[str, float]], graphs: list[Data], ctx: GraphContext
-    ) -> tuple[list[int], dict[str, Any]]:
-        """Flagged positions (increasing) and figures about the detection."""
+        self,
+        features: list[dict[str, float]],
+        val_features: list[dict[str, float]],
+        graphs: list[Data],
+        ctx: GraphContext,
+    ) -> tuple[list[int], list[int], dict[str, Any]]:
+        """Flagged training positions and validation positions (increasing; the rule is
+        fitted on the training graphs and applied to both), and figures about the
+        detection."""
         raise NotImplementedError
 
 
@@ -328,15 +359,21 @@ class ED(_ExplanationDetector):
 
     z_threshold: PositiveFloat = 3.0
 
-    def flag(self, features, graphs, ctx):
+    def flag(self, features, val_features, graphs, ctx):
         fidelity = np.array([row["fidelity_plus"] for row in features], dtype=float)
         flagged = robust_outliers(fidelity, self.z_threshold)
-        return flagged, {
-            "ed_fidelity_median": float(np.median(fidelity)),
-            "ed_fidelity_flagged_min": (
-                float(fidelity[flagged].min()) if flagged else float("nan")
-            ),
-        }
+        val = np.array([row["fidelity_plus"] for row in val_features], dtype=float)
+        flagged_val = robust_outliers(val, self.z_threshold, reference=fidelity)
+        return (
+            flagged,
+            flagged_val,
+            {
+                "ed_fidelity_median": float(np.median(fidelity)),
+                "ed_fidelity_flagged_min": (
+                    float(fidelity[flagged].min()) if flagged else float("nan")
+                ),
+            },
+        )
 
 
 class BoostedTrees(StrEnum):
@@ -384,7 +421,7 @@ class XGBD(_ExplanationDetector):
                 f"{self.clean_fraction} overlap; their sum must not exceed 1"
             )
 
-    def flag(self, features, graphs, ctx):
+    def flag(self, features, val_features, graphs, ctx):
         config = ctx.train_config
         early = ctx.build_model()
         optimiser = torch.optim.Adam(
@@ -405,17 +442,23 @@ class XGBD(_ExplanationDetector):
         positives = order[: max(1, round(self.seed_fraction * n))]
         negatives = order[n - max(1, round(self.clean_fraction * n)) :]
         if n < 2 or set(positives) & set(negatives):
-            return [], {"xgbd_pseudo_labelled": 0.0}
+            return [], [], {"xgbd_pseudo_labelled": 0.0}
         x = np.array([[row[f] for f in XGBD_FEATURES] for row in features], dtype=float)
+        x_val = np.array([[row[f] for f in XGBD_FEATURES] for row in val_features], dtype=float)
         seeds = positives + negatives
         y = np.array([1] * len(positives) + [0] * len(negatives))
         random_state = _seed(ctx.generator) % (2**31 - 1)
-        probability = self._fit_predict(x, seeds, y, random_state)
+        probability, probability_val = self._fit_predict(x, x_val, seeds, y, random_state)
         flagged = [int(i) for i in np.flatnonzero(probability >= self.threshold)]
-        return flagged, {
-            "xgbd_pseudo_labelled": float(len(seeds)),
-            "xgbd_probability_mean": float(probability.mean()),
-        }
+        flagged_val = [int(i) for i in np.flatnonzero(probability_val >= self.threshold)]
+        return (
+            flagged,
+            flagged_val,
+            {
+                "xgbd_pseudo_labelled": float(len(seeds)),
+                "xgbd_probability_mean": float(probability.mean()),
+            },
+        )
 
     def _classifier(self, random_state: int):
         if self.classifier == BoostedTrees.GRADIENT_BOOSTING:
@@ -423,16 +466,18 @@ class XGBD(_ExplanationDetector):
         return HistGradientBoostingClassifier(random_state=random_state)
 
     def _fit_predict(
-        self, x: np.ndarray, seeds: list[int], y: np.ndarray, random_state: int
-    ) -> np.ndarray:
-        """Probability of "poisoned" for every graph: out-of-fold for the pseudo-labelled
-        ones (when both labels have at least 2 members), from the classifier fitted on all
-        of them for the rest."""
-        probability = self._classifier(random_state).fit(x[seeds], y).predict_proba(x)[:, 1]
+        self, x: np.ndarray, x_val: np.ndarray, seeds: list[int], y: np.ndarray, random_state: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probability of "poisoned" for every training graph (out-of-fold for the
+        pseudo-labelled ones when both labels have at least 2 members, from the classifier
+        fitted on all of them for the rest) and every validation graph (the latter)."""
+        fitted = self._classifier(random_state).fit(x[seeds], y)
+        probability = fitted.predict_proba(x)[:, 1]
+        probability_val = fitted.predict_proba(x_val)[:, 1] if len(x_val) else np.zeros(0)
         folds = min(5, int(y.sum()), int((1 - y).sum()))
         if folds >= 2:
             splitter = StratifiedKFold(folds, shuffle=True, random_state=random_state)
             probability[seeds] = cross_val_predict(
                 self._classifier(random_state), x[seeds], y, cv=splitter, method="predict_proba"
             )[:, 1]
-        return probability
+        return probability, probability_val
