@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from gnnbackdoor.contracts.context import GraphContext
-from gnnbackdoor.contracts.results import RepairResult, ShieldResult
+from gnnbackdoor.contracts.results import RepairResult, ShieldResult, TrainingDefenseResult
 from gnnbackdoor.datasets.splits import split_graphs
-from gnnbackdoor.defenses import DEFENSES, InputShield, ModelRepairDefense
+from gnnbackdoor.defenses import DEFENSES, InputShield, ModelRepairDefense, TrainingDefense
 from gnnbackdoor.defenses.shielding import ModelPredictFn
 from gnnbackdoor.experiments.pipelines import GraphPipeline
 from gnnbackdoor.models import MODELS
@@ -27,14 +27,19 @@ GRAPH_DEFENSES = sorted(
 )
 
 
-def test_there_are_defenses_of_both_kinds():
+KINDS = {"repair": ModelRepairDefense, "shield": InputShield, "training": TrainingDefense}
+
+
+def test_there_are_defenses_of_every_kind():
     kinds = {
-        "repair" if issubclass(DEFENSES.get(n), ModelRepairDefense) else "shield"
+        kind
         for n in GRAPH_DEFENSES
+        for kind, cls in KINDS.items()
+        if issubclass(DEFENSES.get(n), cls)
     }
-    assert kinds == {"repair", "shield"}
+    assert kinds == set(KINDS)
     for name in GRAPH_DEFENSES:
-        assert issubclass(DEFENSES.get(name), ModelRepairDefense | InputShield), name
+        assert issubclass(DEFENSES.get(name), tuple(KINDS.values())), name
 
 
 @pytest.mark.parametrize("name", GRAPH_DEFENSES)
@@ -49,6 +54,14 @@ def test_every_defense_runs_in_the_pipeline(name, tiny_graph_dataset, graph_run)
     if isinstance(defense, ModelRepairDefense):
         assert metrics["num_defender_graphs"] >= 1
         assert metrics["num_eval_graphs"] + metrics["num_defender_graphs"] == 16
+    elif isinstance(defense, TrainingDefense):
+        # trained on the poisoned training split; evaluated on the whole test split
+        assert "num_defender_graphs" not in metrics and metrics["num_eval_graphs"] == 16
+        assert metrics["num_train_graphs"] >= 1 and "der" in metrics
+        if "num_flagged" in metrics:
+            assert 0 <= metrics["num_flagged"] <= metrics["num_train_graphs"]
+            for key in ("detector_precision", "detector_recall"):
+                assert math.isnan(metrics[key]) or 0.0 <= metrics[key] <= 1.0, key
     else:
         assert metrics["queries"] >= 1 and metrics["queried_graphs"] >= metrics["num_eval_graphs"]
 
@@ -81,6 +94,15 @@ def test_every_defense_returns_its_kinds_value(name, tiny_graph_dataset):
         assert labels.shape == (len(split.test),)
         for probe_name, probe in result.probes.items():
             assert isinstance(probe_name, str) and 0 <= probe.target < split.num_classes
+        assert all(isinstance(k, str) for k in result.info)
+    elif isinstance(defense, TrainingDefense):
+        result = defense.train(list(split.train), list(split.val), ctx, victim=model)
+        assert isinstance(result, TrainingDefenseResult)
+        assert isinstance(result.model, GraphClassifier) and result.model is not model
+        labels = predict_graphs(result.model, split.test)[0]
+        assert labels.shape == (len(split.test),)
+        for positions in (result.kept, result.flagged):
+            assert positions is None or set(positions) <= set(range(len(split.train)))
         assert all(isinstance(k, str) for k in result.info)
     else:
         if getattr(defense, "requires_model", False):  # white-box: the model and clean graphs

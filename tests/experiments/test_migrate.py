@@ -147,8 +147,15 @@ def test_committed_records_are_at_the_current_identity():
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=[p.stem for p in SWEEPS])
-def test_every_committed_sweep_resolves(sweep):
+def test_every_committed_sweep_resolves(sweep, tmp_path):
     specs = load_sweep(sweep)
+    if not specs:  # a pending sweep (runs: []) keeps its blocks commented below "# runs:"
+        lines = sweep.read_text().splitlines()
+        assert "# runs:" in lines, f"{sweep.name}: no runs and no commented blocks"
+        body = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines]
+        pending = tmp_path / sweep.name
+        pending.write_text("\n".join(body[lines.index("# runs:") :]) + "\n")
+        specs = load_sweep(pending)
     assert specs
     keys = [identify(spec).key for spec in specs]
     assert all(len(key) == 16 for key in keys)

@@ -88,10 +88,29 @@ class GraphAttack(Attack):
         inputs; labels unchanged). Draws only from the generator handed to ``fit``."""
 
     def backdoor(self, ctx: GraphContext) -> GraphClassifier:
-        """The backdoored model: by default a fresh victim trained on ``poison(train)``."""
+        """The backdoored model: by default a fresh victim trained on ``poison(train)``.
+        An override records what it trains on with :meth:`_record_training_set`."""
         poisoned = self.poison(ctx.split.train)
         self.poisoned_index_ = poisoned.poisoned_index
+        self._record_training_set(poisoned.graphs, ctx.split.val)
         return ctx.train_new_model(poisoned.graphs, desc="backdoored")
+
+    def _record_training_set(self, train: Sequence[Data], val: Sequence[Data]) -> None:
+        """Keep the graphs the backdoored victim is trained and validated on (read back by
+        :meth:`training_set`); call it in ``backdoor`` after ``poisoned_index_`` is set."""
+        self.trained_on_ = list(train)
+        self.validated_on_ = list(val)
+
+    def training_set(self) -> tuple[PoisonResult, list[Data]] | None:
+        """After :meth:`backdoor`: the training graphs the backdoored victim was trained on
+        (poisoned ones in place, ``poisoned_index`` naming them) and its validation graphs,
+        for training-time defenses (:class:`~gnnbackdoor.defenses.base.TrainingDefense`);
+        ``None`` before, or for an attack whose ``backdoor`` does not record them."""
+        graphs = getattr(self, "trained_on_", None)
+        if graphs is None:
+            return None
+        index = list(getattr(self, "poisoned_index_", []))
+        return PoisonResult(list(graphs), index), list(self.validated_on_)
 
 
 @dataclass

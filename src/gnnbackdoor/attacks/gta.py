@@ -292,7 +292,9 @@ class GTA(SubgraphTriggerAttack):
         self.poisoned_index_ = index
         self.num_train_graphs_ = len(train)
         self.poison_positions_ = {i: positions[i].tolist() for i in index}
-        ctx.train_model(model, final, desc="backdoored", val=self.validation_graphs(ctx))
+        val = self.validation_graphs(ctx)
+        self._record_training_set(final, val)
+        ctx.train_model(model, final, desc="backdoored", val=val)
         return model
 
     def activate_single_node(

@@ -301,6 +301,7 @@ class SubgraphTriggerAttack(GraphAttack):
         poisoned = self.poison(ctx.split.train)
         val = self.validation_graphs(ctx)
         ctx.timings["poison_s"] = time.perf_counter() - start
+        self._record_training_set(poisoned.graphs, val)
         return ctx.train_new_model(poisoned.graphs, desc="backdoored", val=val)
 
     def validation_graphs(self, ctx: GraphContext) -> list[Data]:

@@ -4,6 +4,7 @@ evaluates itself and keeps no result on ``self`` for the pipeline to fetch)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -113,3 +114,46 @@ class ShieldResult:
     details: list[dict[str, Any]] = field(default_factory=list)
     queries: int = 0
     graphs_queried: int = 0
+
+
+@dataclass
+class TrainingDefenseResult:
+    """What :meth:`TrainingDefense.train <gnnbackdoor.defenses.base.TrainingDefense.train>`
+    returns: the model the defense trained in place of the victim's training.
+
+    Attributes:
+        model: The defended model.
+        info: Figures about what the defense did, added to the record's metrics as they are.
+        kept: Positions in the training list of the graphs the final model was trained on
+            (a detector's filter: ED, XGBD); ``None``: every training graph was used.
+        flagged: Positions of the training graphs the defense marked as poisoned (ABL's
+            isolated graphs); ``None``: those ``kept`` leaves out (none when ``kept`` is
+            ``None`` too). The pipeline scores them against the attack's poisoned graphs
+            (:func:`~gnnbackdoor.metrics.detection.detection_scores`).
+        notes: One-line texts for the record's info.
+
+    Raises:
+        ValueError: ``kept`` or ``flagged`` is not increasing.
+    """
+
+    model: torch.nn.Module
+    info: dict[str, Any] = field(default_factory=dict)
+    kept: list[int] | None = None
+    flagged: list[int] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("kept", "flagged"):
+            values = getattr(self, name)
+            if values is not None and any(b <= a for a, b in itertools.pairwise(values)):
+                raise ValueError(f"{name} must be increasing positions")
+
+    def flagged_positions(self, num_train: int) -> list[int] | None:
+        """The flagged training positions: ``flagged``, else the complement of ``kept`` in
+        ``range(num_train)``; ``None`` when the defense flags nothing by design."""
+        if self.flagged is not None:
+            return list(self.flagged)
+        if self.kept is None:
+            return None
+        kept = set(self.kept)
+        return [i for i in range(num_train) if i not in kept]

@@ -1,5 +1,6 @@
-"""Defenses: model repair and input shields. Importing this package registers them all:
-every module in this folder is imported, so adding a component means adding a file."""
+"""Defenses: model repair, input shields and training defenses. Importing this package
+registers them all: every module in this folder is imported, so adding a component means
+adding a file."""
 
 import importlib
 import pkgutil
@@ -12,6 +13,8 @@ from gnnbackdoor.defenses.base import (
     PredictFn,
     RepairResult,
     ShieldResult,
+    TrainingDefense,
+    TrainingDefenseResult,
 )
 
 __all__ = [
@@ -22,6 +25,8 @@ __all__ = [
     "PredictFn",
     "RepairResult",
     "ShieldResult",
+    "TrainingDefense",
+    "TrainingDefenseResult",
 ]
 
 for _module in pkgutil.iter_modules(__path__):

@@ -6,6 +6,10 @@
 * :class:`InputShield` wraps only a prediction function (GraphProt):
   ``predict(predict_fn, graphs) -> ShieldResult`` (labels with per-graph diagnostics); no
   gradients, weights or training data.
+* :class:`TrainingDefense` replaces the victim's training on the (possibly poisoned)
+  training set (ABL; the detectors ED and XGBD, which filter it and retrain):
+  ``train(graphs_train, graphs_val, ctx) -> TrainingDefenseResult`` (the model, figures, and
+  which training graphs it kept or flagged).
 
 Both return values (:mod:`gnnbackdoor.contracts.results`); the pipeline computes every
 metric from them.
@@ -22,7 +26,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnbackdoor.contracts.results import RepairResult, ShieldResult
+from gnnbackdoor.contracts.results import RepairResult, ShieldResult, TrainingDefenseResult
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.registry import Registry
 from gnnbackdoor.settings import OpenFraction, Settings, as_dict
@@ -40,6 +44,8 @@ __all__ = [
     "PredictFn",
     "RepairResult",
     "ShieldResult",
+    "TrainingDefense",
+    "TrainingDefenseResult",
 ]
 
 #: A black-box model: a list of graphs in, a ``[B]`` tensor of labels out.
@@ -147,6 +153,44 @@ class InputShield(Defense):
     @abstractmethod
     def predict(self, predict_fn: PredictFn, graphs: Sequence[Data]) -> ShieldResult:
         """Shielded labels for ``graphs``."""
+
+
+@dataclass
+class TrainingDefense(Defense):
+    """Trains the model in place of the victim's own training, on the training set as the
+    attacker left it (poisoned graphs relabelled, at unknown positions): anti-backdoor
+    learning, or a detector that filters the set and retrains a fresh victim.
+
+    The graph pipeline hands it the training and validation graphs the backdoored victim
+    was trained on, and scores the returned model like a repaired one (``defended_acc``,
+    ``defended_asr``, ...); with ``kept`` or ``flagged`` it also scores the detection against
+    the attack's poisoned graphs (``detector_precision``, ``detector_recall``,
+    ``num_flagged``).
+    """
+
+    @abstractmethod
+    def train(
+        self,
+        graphs_train: Sequence[Data],
+        graphs_val: Sequence[Data],
+        ctx: GraphContext,
+        victim: GraphClassifier | None = None,
+    ) -> TrainingDefenseResult:
+        """The defended model.
+
+        Args:
+            graphs_train: The training graphs (not modified); positions in the result index
+                this list.
+            graphs_val: Validation graphs for model selection (the ones the victim used).
+            ctx: The run: its model spec and training settings (``ctx.train_model``,
+                ``ctx.build_model``) and the defense stage's generator (``ctx.generator``).
+                ``ctx.clean_model`` is the pipeline's and must not be used.
+            victim: A copy of the model the run trained on ``graphs_train`` with the run's
+                settings, which a detector may use as its helper model instead of training
+                one (``None``: train one).
+
+        Draws only from ``ctx.generator`` and, for module initialisation and dropout,
+        torch's global generator, which the pipeline seeds for the stage."""
 
 
 DEFENSES: Registry[type[Defense]] = Registry("defense")

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch_geometric.data import Data
 
-from gnnbackdoor.attacks.base import Attack, GraphAttack, LinkAttack
+from gnnbackdoor.attacks.base import Attack, GraphAttack, LinkAttack, PoisonResult
 from gnnbackdoor.attacks.triggers import summarise_positions
 from gnnbackdoor.contracts import context as contracts_context
 from gnnbackdoor.contracts.context import GraphContext, LinkContext
@@ -33,6 +33,7 @@ from gnnbackdoor.contracts.results import (
     RepairResult,
     ScoredModel,
     ShieldResult,
+    TrainingDefenseResult,
     TriggeredGraphs,
 )
 from gnnbackdoor.datasets.base import DataLocation, GraphDataset
@@ -41,6 +42,7 @@ from gnnbackdoor.defenses.base import (
     Defense,
     InputShield,
     ModelRepairDefense,
+    TrainingDefense,
     UnlearningControls,
 )
 from gnnbackdoor.defenses.shielding import ModelPredictFn
@@ -58,6 +60,7 @@ from gnnbackdoor.metrics import (
     class_histogram,
     collapsed,
     defense_effectiveness_rating,
+    detection_scores,
     evaluate_links,
     majority_share,
     trigger_embedding_cosine,
@@ -251,6 +254,10 @@ class _AttackStage:
         single_node: GTA only: copies of the eligible test graphs carrying one trigger node
             alone (``source`` indexes ``eligible``), for ``single_node_asr``
             (:func:`_single_node_copies`); ``None`` for other attacks.
+        training: The training graphs the backdoored victim was trained on, with the
+            poisoned positions (:meth:`GraphAttack.training_set`), for a training defense;
+            ``None`` without an attack or when the attack does not record them.
+        training_val: The validation graphs the backdoored victim was selected on.
     """
 
     clean: GraphClassifier
@@ -261,6 +268,8 @@ class _AttackStage:
     info: dict[str, Any]
     test_triggered: TriggeredGraphs | None = None
     single_node: TriggeredGraphs | None = None
+    training: PoisonResult | None = None
+    training_val: list[Data] | None = None
 
 
 @TASKS.register("graph")
@@ -270,8 +279,11 @@ class GraphPipeline(TaskPipeline):
 
     ASR counts evaluation graphs whose true label is not the target class. A model-repair
     defense takes its clean graphs from the test split; they are excluded from every figure.
-    The attack activates every eligible test graph (so its draws never depend on the
-    defender's split); the figures use those outside the defender's set.
+    A training defense trains in place of the backdoored victim, on the graphs the victim
+    was trained on (poisoned ones included), and is scored like a repair, plus its
+    detection of the poisoned graphs. The attack activates every eligible test graph (so its
+    draws never depend on the defender's split); the figures use those outside the
+    defender's set.
     """
 
     task = "graph"
@@ -315,6 +327,7 @@ class GraphPipeline(TaskPipeline):
                     split.test, generator, dataset_size=len(graphs), location=run.location
                 )
         stage = self._victim_and_attack(run, ctx, streams, timer, cached=defense is not None)
+        training = _training_set(run, stage, ctx) if isinstance(defense, TrainingDefense) else None
         eval_graphs = [split.test[i] for i in eval_pos]
         triggered = _evaluated(stage, eval_pos)
         model_under_test = stage.backdoored if stage.backdoored is not None else stage.clean
@@ -333,9 +346,10 @@ class GraphPipeline(TaskPipeline):
                         triggered.graphs if target is not None else [],
                         ctx,
                         run.train_config.eval_batch_size,
+                        training,
                     )
                 # after the repair, in its stage: measurement only (see _repair_controls)
-                if defended.repaired is not None and stage.backdoored is not None:
+                if isinstance(defense, ModelRepairDefense) and stage.backdoored is not None:
                     with timer.phase("controls_s"):
                         defended.controls = _repair_controls(
                             defense,
@@ -391,6 +405,8 @@ class GraphPipeline(TaskPipeline):
                         defended, models, eval_graphs, labels, triggered, target, batch, ctx
                     )
                 )
+                if defended.trained is not None and training is not None:
+                    metrics.update(_training_defense_metrics(defended.trained, training[0]))
                 metrics.update(defense.describe())
                 if "asr" in metrics and "defended_asr" in metrics:
                     metrics["der"] = defense_effectiveness_rating(
@@ -433,6 +449,13 @@ class GraphPipeline(TaskPipeline):
         and holds them; ``ctx.clean_model`` is set either way."""
         path = stage_cache.cache_path(run, _STAGE_SOURCES) if cached else None
         entry = stage_cache.load(path) if path is not None else None
+        if (
+            entry is not None
+            and isinstance(run.defense, TrainingDefense)
+            and entry.backdoored_state is not None
+            and getattr(entry, "training", None) is None
+        ):
+            entry = None  # made without the training set a training defense needs: rerun
         if entry is not None:
             stage = _AttackStage(
                 clean=_rebuilt(ctx, entry.clean_state),
@@ -448,6 +471,9 @@ class GraphPipeline(TaskPipeline):
                 test_triggered=entry.test_triggered,
                 single_node=getattr(entry, "single_node", None),
             )
+            stored = getattr(entry, "training", None)
+            if stored is not None:
+                stage.training, stage.training_val = stored.restore(ctx.split.train, ctx.split.val)
             ctx.clean_model = stage.clean
             for name, seconds in entry.seconds.items():
                 timer.add(name, seconds)
@@ -471,6 +497,16 @@ class GraphPipeline(TaskPipeline):
                     ctx_timings=dict(ctx.timings),
                     test_triggered=stage.test_triggered,
                     single_node=stage.single_node,
+                    training=(
+                        None
+                        if stage.training is None
+                        else stage_cache.StoredTraining.compact(
+                            stage.training,
+                            stage.training_val or [],
+                            ctx.split.train,
+                            ctx.split.val,
+                        )
+                    ),
                 ),
             )
         return stage
@@ -505,11 +541,21 @@ class GraphPipeline(TaskPipeline):
             # test graph (the defender's among them), for the defense's controls only
             test_triggered = attack.activate(test) if run.defense is not None else None
         single_node = _single_node_copies(attack, [test[i] for i in eligible], streams)
+        recorded = attack.training_set()
         if getattr(backdoored, "diverged_epoch", 0):
             figures["backdoored_diverged_epoch"] = backdoored.diverged_epoch
         _save(run, "backdoored", backdoored, ctx.num_features, ctx.num_classes)
         return _AttackStage(
-            clean, backdoored, triggered, eligible, figures, info, test_triggered, single_node
+            clean,
+            backdoored,
+            triggered,
+            eligible,
+            figures,
+            info,
+            test_triggered,
+            single_node,
+            training=recorded[0] if recorded is not None else None,
+            training_val=recorded[1] if recorded is not None else None,
         )
 
 
@@ -554,6 +600,8 @@ class _Defended:
         shielded, shielded_triggered: A shield's results on the evaluation graphs and on
             their triggered copies (``None`` without an attack or triggered graphs).
         graphs_queried: Graphs a shield sent to the model.
+        trained: A training defense's result (``repaired`` then holds its model and info,
+            scored like a repair's).
     """
 
     num_defender_graphs: int = 0
@@ -562,6 +610,7 @@ class _Defended:
     shielded_triggered: ShieldResult | None = None
     graphs_queried: int = 0
     controls: _Controls | None = None
+    trained: TrainingDefenseResult | None = None
 
 
 @dataclass
@@ -596,9 +645,21 @@ def _defend(
     triggered: list[Data],
     ctx: GraphContext,
     batch: int,
+    training: tuple[PoisonResult, list[Data]] | None = None,
 ) -> _Defended:
     """Let ``defense`` act: a repair on a copy of ``model`` with the defender's graphs, a
-    shield in front of ``model``'s predictions on the evaluation and triggered graphs."""
+    shield in front of ``model``'s predictions on the evaluation and triggered graphs, a
+    training defense on ``training`` (the graphs ``model`` was trained and validated on),
+    with a copy of ``model`` as its optional helper."""
+    if isinstance(defense, TrainingDefense):
+        assert training is not None
+        trained = defense.train(
+            list(training[0].graphs), list(training[1]), ctx, victim=copy.deepcopy(model)
+        )
+        return _Defended(
+            repaired=RepairResult(trained.model, dict(trained.info), notes=dict(trained.notes)),
+            trained=trained,
+        )
     if isinstance(defense, ModelRepairDefense):
         repaired = defense.repair(copy.deepcopy(model), defender_graphs, ctx)
         return _Defended(num_defender_graphs=len(defender_graphs), repaired=repaired)
@@ -641,7 +702,8 @@ def _defense_metrics(
             out["defended_asr"] = _asr(repaired.model, triggered.graphs, target, batch)
             out["defended_robust_acc"] = _robust_accuracy(repaired.model, triggered.graphs, batch)
             out["defended_target_no_trigger"] = already_target_share(predicted, labels, target)
-        out["num_defender_graphs"] = defended.num_defender_graphs
+        if defended.trained is None:
+            out["num_defender_graphs"] = defended.num_defender_graphs
         out.update(repaired.info)
         scored = {**models, ScoredModel.REPAIRED: repaired.model}
         for name, probe in repaired.probes.items():
@@ -661,6 +723,42 @@ def _defense_metrics(
     out["queried_graphs"] = defended.graphs_queried
     positions = triggered.positions if on_triggered is not None else None
     out.update(shield_diagnostics(shielded, labels.tolist(), on_triggered, target, positions))
+    return out
+
+
+def _training_set(
+    run: ResolvedRun, stage: _AttackStage, ctx: GraphContext
+) -> tuple[PoisonResult, list[Data]]:
+    """What a training defense trains on: the attack's recorded training set (poisoned
+    graphs in place) and validation graphs, or, without an attack, the clean split's.
+
+    Raises:
+        ConfigError: The attack trained its victim without recording the set."""
+    if stage.backdoored is None:
+        return PoisonResult(list(ctx.split.train), []), list(ctx.split.val)
+    if stage.training is None:
+        name = getattr(run.attack, "registered_name", type(run.attack).__name__)
+        raise ConfigError(
+            f"attack {name} does not record the training set its victim was trained on; "
+            f"training defenses cannot run with it"
+        )
+    val = stage.training_val if stage.training_val is not None else list(ctx.split.val)
+    return stage.training, val
+
+
+def _training_defense_metrics(
+    trained: TrainingDefenseResult, training: PoisonResult
+) -> dict[str, float]:
+    """``num_train_graphs``, ``num_kept_graphs`` (when the defense filtered) and, when it
+    flags graphs, :func:`~gnnbackdoor.metrics.detection_scores` against the attack's
+    poisoned positions (none without an attack)."""
+    size = len(training.graphs)
+    out: dict[str, float] = {"num_train_graphs": float(size)}
+    if trained.kept is not None:
+        out["num_kept_graphs"] = float(len(trained.kept))
+    flagged = trained.flagged_positions(size)
+    if flagged is not None:
+        out.update(detection_scores(flagged, training.poisoned_index, size))
     return out
 
 

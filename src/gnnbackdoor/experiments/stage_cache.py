@@ -24,12 +24,15 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch_geometric.data import Data
 
+from gnnbackdoor.attacks.base import PoisonResult
 from gnnbackdoor.contracts.results import TriggeredGraphs
 from gnnbackdoor.experiments.config import as_dict
 from gnnbackdoor.utils.files import atomic_torch_save
@@ -53,6 +56,10 @@ class AttackStage:
             ``triggered`` (``source`` indexes the test split; ``None``: no attack).
         single_node: GTA's single-node copies of the eligible test graphs (``None``: other
             attacks).
+        training: The graphs the backdoored victim was trained and validated on, for
+            training defenses, stored as their changes to the run's split
+            (:class:`StoredTraining`; ``None``: no attack, or an entry made before they were
+            kept: a training defense reruns the stages).
     """
 
     clean_state: dict[str, torch.Tensor]
@@ -65,6 +72,56 @@ class AttackStage:
     ctx_timings: dict[str, float]
     test_triggered: TriggeredGraphs | None = None
     single_node: TriggeredGraphs | None = None
+    training: StoredTraining | None = None
+
+
+def _changes(graphs: Sequence[Data], split: Sequence[Data]) -> tuple[int, dict[int, Data]]:
+    if len(graphs) != len(split):
+        return len(graphs), dict(enumerate(graphs))
+    return len(graphs), {i: g for i, g in enumerate(graphs) if g is not split[i]}
+
+
+def _restored(size: int, changed: dict[int, Data], split: Sequence[Data]) -> list[Data]:
+    if size != len(split):
+        return [changed[i] for i in range(size)]
+    return [changed.get(i, g) for i, g in enumerate(split)]
+
+
+@dataclass
+class StoredTraining:
+    """A recorded training set (:meth:`GraphAttack.training_set
+    <gnnbackdoor.attacks.base.GraphAttack.training_set>`) as its changes to the run's split:
+    the graphs that are not the split's own objects (the poisoned ones), by position. An
+    attack's poisoning copies only the graphs it poisons, so an entry holds a few graphs
+    rather than the training split again (COLLAB: hundreds of MB); a list of another length
+    is stored whole."""
+
+    size: int
+    poisoned_index: list[int]
+    changed: dict[int, Data]
+    val_size: int
+    val_changed: dict[int, Data]
+
+    @classmethod
+    def compact(
+        cls,
+        training: PoisonResult,
+        val: Sequence[Data],
+        train_split: Sequence[Data],
+        val_split: Sequence[Data],
+    ) -> StoredTraining:
+        size, changed = _changes(training.graphs, train_split)
+        val_size, val_changed = _changes(val, val_split)
+        return cls(size, list(training.poisoned_index), changed, val_size, val_changed)
+
+    def restore(
+        self, train_split: Sequence[Data], val_split: Sequence[Data]
+    ) -> tuple[PoisonResult, list[Data]]:
+        """The training set (graphs, poisoned positions) and validation graphs."""
+        graphs = _restored(self.size, self.changed, train_split)
+        return PoisonResult(graphs, list(self.poisoned_index)), _restored(
+            self.val_size, self.val_changed, val_split
+        )
 
 
 def _source_digest(objects: list[Any]) -> str:

@@ -15,6 +15,7 @@ from gnnbackdoor.metrics.collapse import (
     collapsed,
     majority_share,
 )
+from gnnbackdoor.metrics.detection import detection_scores
 from gnnbackdoor.metrics.gcleaner import trigger_embedding_cosine
 from gnnbackdoor.metrics.ranking import average_precision, evaluate_links, roc_auc
 
@@ -29,6 +30,7 @@ __all__ = [
     "class_histogram",
     "collapsed",
     "defense_effectiveness_rating",
+    "detection_scores",
     "evaluate_links",
     "majority_share",
     "roc_auc",
