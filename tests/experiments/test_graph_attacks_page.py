@@ -59,7 +59,7 @@ def test_page_shows_ours_beside_graphprot():
     assert "| 99.8 |" in row and "| 91.7 |" in row  # GraphProt Table 1, backdoored GCN
     assert "ASR ok, acc ok" in row
     assert "| 3 of 3 | 0 of 3 |" in row  # implanted, collapsed
-    assert "1 with at least 3 seeds" in text
+    assert "on issue 14's victims 1 with at least 3 seeds" in text
 
 
 def test_majority_target_runs_go_to_the_sensitivity_section():

@@ -402,12 +402,12 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     values["targets"] = ", ".join(f"{d} {c}" for d, c in PROTOCOL_TARGET_CLASS.items())
     coverage, collab = _coverage(
         template,
-        lambda **key: _source(gp_records, gp_defended, **key)[0],
+        lambda **key: _source(gp_records, gp_defended, **key),
         lambda **key: _source(
             gc_records,
             gc_defended,
             **{**key, "dataset": GCLEANER_RECORD_NAMES.get(key["dataset"], key["dataset"])},
-        )[0],
+        ),
     )
     return template.render(
         **values,
@@ -458,8 +458,9 @@ def _sensitivity_section(
 
 
 def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
-    """How much of each requested grid has records (Markdown list items), and how many
-    COLLAB runs there are; ``gp_runs`` / ``gc_runs`` give a cell's runs from its keys
+    """How much of each requested grid has protocol-target records on issue 14's victims
+    (Markdown list items; cells with only older victims counted apart), and how many COLLAB
+    runs there are; ``gp_runs`` / ``gc_runs`` give a cell's ``(runs, mark)`` from its keys
     (``dataset``, ``model``, ``attack``)."""
     lines = []
     grids = [
@@ -470,13 +471,16 @@ def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
     for title, runs_of, datasets, models in grids:
         for attack in ATTACKS:
             for model in models:
-                collab += len(runs_of(dataset="COLLAB", model=model, attack=attack))
-        full = partial = missing = 0
+                collab += len(runs_of(dataset="COLLAB", model=model, attack=attack)[0])
+        full = partial = missing = old = 0
         for attack in ATTACKS:
             for dataset in datasets:
                 for model in models:
-                    n = len(runs_of(dataset=dataset, model=model, attack=attack))
-                    if n >= 3:
+                    runs, mark = runs_of(dataset=dataset, model=model, attack=attack)
+                    n = len(runs)
+                    if PRE_PROTOCOL in mark:
+                        old += 1
+                    elif n >= 3:
                         full += 1
                     elif n:
                         partial += 1
@@ -486,10 +490,12 @@ def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
             template.fragment(
                 "coverage",
                 title=title,
-                total=full + partial + missing,
+                total=full + partial + missing + old,
                 full=full,
                 partial=partial,
                 missing=missing,
+                old=old,
+                pre=PRE_PROTOCOL,
             )
         )
     return "\n".join(lines), collab
