@@ -1,16 +1,28 @@
-"""The graph_attacks page renders from records alone and puts the papers' rows beside ours."""
+"""The graph_attacks page renders from records alone, puts the papers' rows beside ours, keeps
+majority-target runs apart, marks pre-issue-14 victims and judges each table (issue 14)."""
 
 from __future__ import annotations
 
+import math
+
 from gnnbackdoor.experiments.pages import PAGES, load_pages
 from gnnbackdoor.experiments.pages.common import nested
+from gnnbackdoor.experiments.pages.graph_attacks import judge_table
 
 
-def record(seed: int, asr: float, target: int = 1) -> dict:
+def record(
+    seed: int,
+    asr: float,
+    target: int = 0,
+    norm: str = "batch_norm",
+    dataset: str = "AIDS",
+    model: str = "gcn",
+    **metrics: float,
+) -> dict:
     return {
         "task": "graph",
-        "dataset": "AIDS",
-        "model": "gcn",
+        "dataset": dataset,
+        "model": model,
         "attack": "gta",
         "defense": None,
         "seed": seed,
@@ -20,41 +32,100 @@ def record(seed: int, asr: float, target: int = 1) -> dict:
                 "data.train_fraction": 0.6667,
                 "attack.trigger_size": 5,
                 "attack.target_class": target,
+                "model.norm": norm,
             }
         ),
-        "metrics": {"clean_acc": 0.9, "backdoored_acc": 0.89, "asr": asr, "clean_model_asr": 0.1},
+        "metrics": {
+            "clean_acc": 0.9,
+            "backdoored_acc": 0.89,
+            "asr": asr,
+            "clean_model_asr": 0.1,
+            **metrics,
+        },
         "attack_info": {"trigger_size": 5},
         "versions": {"git_commit": "abc", "torch": "t", "torch_geometric": "p"},
     }
 
 
-def test_page_shows_ours_beside_graphprot():
+def _render(runs: list[dict]) -> str:
     load_pages()
-    text = PAGES.get("graph_attacks")([record(0, 1.0), record(1, 0.98), record(2, 0.99)])
+    return PAGES.get("graph_attacks")(runs)
+
+
+def test_page_shows_ours_beside_graphprot():
+    text = _render([record(0, 1.0), record(1, 0.98), record(2, 0.99)])
     row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcn | 90.00"))
     assert "99.00 ± 1.00 (3)" in row  # our ASR, mean ± std over 3 seeds
     assert "| 99.8 |" in row and "| 91.7 |" in row  # GraphProt Table 1, backdoored GCN
     assert "ASR ok, acc ok" in row
-    assert "1 with at least 3 seeds" in text
+    assert "| 3 of 3 | 0 of 3 |" in row  # implanted, collapsed
+    assert "on issue 14's victims 1 with at least 3 seeds" in text
 
 
-def test_target_class_0_runs_get_their_own_table():
-    load_pages()
+def test_majority_target_runs_go_to_the_sensitivity_section():
     runs = [record(0, 1.0), record(1, 0.98), record(2, 0.99)]
-    runs += [record(0, 0.5, target=0), record(1, 0.7, target=0)]
-    text = PAGES.get("graph_attacks")(runs)
-    main, _, rest = text.partition("### Target class 0")
-    assert "60.00 ± 14.14 (2)" in rest and "60.00" not in main
-    assert "| GTA | AIDS | gcn | 90.00" in rest
+    runs += [record(0, 0.5, target=1), record(1, 0.7, target=1)]
+    text = _render(runs)
+    main, _, rest = text.partition("## Sensitivity")
+    assert "60.00 ± 14.14 (2)" in rest and "60.00 ± 14.14" not in main
+    assert "| GTA | 1 | AIDS | gcn | 90.00" in rest
     assert "99.00 ± 1.00 (3)" in main
 
 
-def defended(seed: int, asr: float, defense: str, model: str = "sage") -> dict:
-    return {**record(seed, asr), "model": model, "defense": defense}
+def test_pre_protocol_victims_are_marked_and_replaced_by_new_ones():
+    old = [record(s, 0.5, norm="none") for s in range(3)]
+    text = _render(old)
+    row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcn† |"))
+    assert "† not judged" in row
+    assert "judged over 0 rows" in text and "(1 † rows not judged)" in text
+    text = _render([*old, record(0, 0.95)])
+    row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcn | 90.00"))
+    assert "95.00 ± 0.00 (1)" in row and "gcn†" not in text
+
+
+def test_judgement_line_lists_collapsed_models_and_the_accuracy_cost():
+    runs = [record(0, 1.0, backdoored_collapsed=1.0, backdoored_majority_share=0.97)]
+    runs += [record(1, 0.99), record(2, 0.98)]
+    text = _render(runs)
+    line = next(line for line in text.splitlines() if line.startswith("**GTA, judged over 1"))
+    assert "collapsed backdoored models 1 (AIDS gcn seed 0 (majority share 97.0 %))" in line
+    assert "cost 1.00 points (target ≤ 3: met)" in line
+    assert "ASR ≥ 80 % in 1 of the 1 rows" in line
+
+
+def test_judge_table_on_synthetic_rows():
+    ok = [record(s, 0.9) for s in range(3)]
+    bad = [
+        {**record(s, 0.6, dataset="DHFR"), "metrics": {"clean_acc": 0.8, "backdoored_acc": 0.7,
+         "asr": 0.6, "clean_model_asr": 0.1, "backdoored_collapsed": float(s == 1)}}
+        for s in range(3)
+    ]  # fmt: skip
+    old = [record(0, 0.2, norm="none")]
+    judged = judge_table(
+        [("AIDS gcn", ok, 99.0), ("DHFR gcn", bad, 85.0), ("old", old, 90.0), ("x", [], 90.0)]
+    )
+    assert judged["judged"] == 2 and judged["unjudged"] == 1
+    assert judged["collapsed"] == ["DHFR gcn seed 1 (majority share — %)"]
+    assert math.isclose(judged["cost"], (1.0 + 10.0) / 2)
+    assert not judged["cost_ok"]
+    assert (judged["high"], judged["high_met"], judged["high_missed"]) == (2, 1, ["DHFR gcn"])
+    assert math.isnan(judge_table([])["cost"]) and not judge_table([])["cost_ok"]
+
+
+def test_gta_rows_show_single_node_asr_and_trigger_rarity():
+    runs = [record(s, 0.9, single_node_asr=0.5) for s in range(3)]
+    for r in runs:
+        r["attack_info"]["trigger_feature_rarity"] = 0.012
+    text = _render(runs)
+    row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcn | 90.00"))
+    assert "| 50.0 | 1.20 |" in row
+
+
+def defended(seed: int, asr: float, defense: str, model: str = "sage", **kw) -> dict:
+    return {**record(seed, asr, model=model, **kw), "defense": defense}
 
 
 def test_cells_without_attack_records_use_a_defended_sweep_once_per_seed():
-    load_pages()
     runs = [record(0, 1.0), record(1, 0.98), record(2, 0.99)]
     # three shield variants share each seed's attack stage: counted once per seed
     runs += [
@@ -62,9 +133,17 @@ def test_cells_without_attack_records_use_a_defended_sweep_once_per_seed():
     ]
     # a GCN cell that has its own records ignores the defended ones
     runs += [defended(0, 0.0, "graphprot-r", model="gcn")]
-    text = PAGES.get("graph_attacks")(runs)
+    text = _render(runs)
     sage = next(line for line in text.splitlines() if line.startswith("| AIDS | sageᴾ |"))
     assert "60.00 ± 14.14 (2)" in sage
     gta_gcn = [line for line in text.splitlines() if line.startswith("| AIDS | gcn")]
     assert [line for line in gta_gcn if "99.00 ± 1.00 (3)" in line]
     assert not [line for line in gta_gcn if "gcnᴾ" in line]
+
+
+def test_new_victims_from_a_defended_sweep_beat_more_old_seeds():
+    runs = [record(s, 0.3, norm="none") for s in range(3)]
+    runs += [defended(0, 0.95, "graphprot-r", model="gcn")]
+    text = _render(runs)
+    row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcnᴾ | 90.00"))
+    assert "95.00 ± 0.00 (1)" in row

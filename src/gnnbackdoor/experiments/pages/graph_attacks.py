@@ -1,5 +1,13 @@
 """``graph_attacks``: SBA, GTA, Exp-BA and Motif-BA on graph classification beside GraphProt
-Tables 1-2 and GCleaner Table III ("Before")."""
+Tables 1-2 and GCleaner Table III ("Before"), on issue 14's protocol.
+
+Main tables hold protocol-target runs (``protocol.is_protocol_target``); majority-target
+runs go to the Sensitivity section. A cell uses its runs on issue 14's victims
+(batch norm) when it has any, else its runs on older victims, marked † and not judged.
+Each table is judged (:func:`judge_table`) as issue 14's "Done when" asks: collapsed
+backdoored models (listed), the mean backdoored accuracy cost (clean − backdoored, points,
+target ≤ :data:`COST_TARGET`), and ASR ≥ 80 % wherever the paper reports ≥ 80 %.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +21,16 @@ from gnnbackdoor.experiments.pages.common import (
     num,
     paper_value,
     provenance,
+    resolved,
     where,
 )
+from gnnbackdoor.experiments.pages.graphprot_summary import (
+    collapsed,
+    implanted,
+    is_protocol_victim,
+)
 from gnnbackdoor.experiments.pages.template import PageTemplate
+from gnnbackdoor.experiments.protocol import PROTOCOL_TARGET_CLASS, is_protocol_target
 from gnnbackdoor.experiments.report import markdown_table, paper_lookup, reference_table
 
 ATTACKS = ["sba", "gta", "exp-ba", "motif-ba"]
@@ -26,23 +41,24 @@ GCLEANER_DATASETS = ["AIDS", "COLLAB", "Fingerprint", "Bitcoin"]
 #: The registered dataset behind a GCleaner table name (its 1,661-graph Fingerprint subset).
 GCLEANER_RECORD_NAMES = {"Fingerprint": "Fingerprint4"}
 
-#: The two protocols, as resolved settings (target class 1 in both).
+#: The two protocols, as resolved settings; the target class is each dataset's protocol
+#: class (main tables) or another one (Sensitivity), chosen by ``is_protocol_target``.
 GRAPHPROT = {
     "data.train_fraction": 0.6667,
     "attack.trigger_size": 5,
-    "attack.target_class": 1,
 }
 GCLEANER = {
     "data.train_fraction": 0.8,
     "attack.trigger_fraction": 0.3,
     "attack.poison_validation": True,
-    "attack.target_class": 1,
 }
-#: GraphProt's protocol with the other target class (GraphProt does not state its target).
-GRAPHPROT_TARGET0 = {**GRAPHPROT, "attack.target_class": 0}
 
 ASR_SLACK = 5.0  # points: ASR within 5 of the paper's, or higher
 ACC_SLACK = 2.0  # points: backdoored accuracy within 2 of the clean model's
+COST_TARGET = 3.0  # points: issue 14's mean backdoored accuracy cost per table
+PAPER_ASR_HIGH = 80.0  # percent: where the paper reports at least this, so must we
+#: Marks a cell whose victims were trained before issue 14 (``model.norm`` ``"none"``).
+PRE_PROTOCOL = "†"
 
 HEADER = [
     "dataset",
@@ -52,12 +68,113 @@ HEADER = [
     "Δacc",
     "ASR",
     "clean-model ASR",
+    "implanted",
+    "collapsed",
+    "single-node ASR",
+    "trigger rarity",
     "paper clean acc",
     "paper backdoored acc",
     "paper ASR",
     "paper clean-model ASR",
     "targets",
 ]
+#: Columns of ``HEADER`` that ``_row`` fills from the records (the rest are the paper's).
+OURS = 11
+
+
+def _metric(record: dict[str, Any], name: str) -> float:
+    """A record's metric, or (GTA's ``trigger_feature_rarity``) its ``attack_info`` entry;
+    NaN when it has neither."""
+    value = (record.get("metrics") or {}).get(name)
+    if value is None:
+        value = (record.get("attack_info") or {}).get(name)
+    return float("nan") if value is None else float(value)
+
+
+def _mean_points(runs: list[dict[str, Any]], name: str) -> float:
+    values = [v for v in (_metric(r, name) for r in runs) if not math.isnan(v)]
+    return 100 * sum(values) / len(values) if values else float("nan")
+
+
+def judge_table(rows: list[tuple[str, list[dict[str, Any]], float]]) -> dict[str, Any]:
+    """Issue 14's "Done when" for one table.
+
+    ``rows``: ``(label, runs, paper ASR in percent or NaN)`` per row; rows whose runs are
+    on pre-issue-14 victims (or have none) are not judged. Returns ``judged`` (rows
+    judged), ``unjudged`` (rows with only older victims), ``collapsed`` (one
+    ``"label seed s (majority share x %)"`` per collapsed backdoored model), ``cost`` (mean
+    over judged rows of clean − backdoored accuracy, points; NaN without rows),
+    ``cost_ok`` (``cost`` ≤ :data:`COST_TARGET`), ``high`` (judged rows where the paper
+    reports ASR ≥ :data:`PAPER_ASR_HIGH`) and ``high_met`` (of those, ours ≥ it too),
+    ``high_missed`` (their labels).
+    """
+    judged = unjudged = high = high_met = 0
+    costs: list[float] = []
+    down: list[str] = []
+    missed: list[str] = []
+    for label, runs, paper_asr in rows:
+        if not runs:
+            continue
+        if not all(is_protocol_victim(r) for r in runs):
+            unjudged += 1
+            continue
+        judged += 1
+        costs.append(_mean_points(runs, "clean_acc") - _mean_points(runs, "backdoored_acc"))
+        for r in sorted(runs, key=lambda r: r.get("seed", 0)):
+            if collapsed(r):
+                share = num(_mean_points([r], "backdoored_majority_share"), 1)
+                down.append(f"{label} seed {r.get('seed')} (majority share {share} %)")
+        if not math.isnan(paper_asr) and paper_asr >= PAPER_ASR_HIGH:
+            high += 1
+            if _mean_points(runs, "asr") >= PAPER_ASR_HIGH:
+                high_met += 1
+            else:
+                missed.append(label)
+    costs = [c for c in costs if not math.isnan(c)]
+    cost = sum(costs) / len(costs) if costs else float("nan")
+    return {
+        "judged": judged,
+        "unjudged": unjudged,
+        "collapsed": down,
+        "cost": cost,
+        "cost_ok": not math.isnan(cost) and cost <= COST_TARGET,
+        "high": high,
+        "high_met": high_met,
+        "high_missed": missed,
+    }
+
+
+def _judgement_line(template: PageTemplate, title: str, judged: dict[str, Any]) -> str:
+    """One table's verdict (Markdown, from the ``judgement`` fragment)."""
+    if not judged["judged"]:
+        verdict = "no rows on issue 14's victims yet"
+    else:
+        verdict = "met" if judged["cost_ok"] else "not met"
+    return template.fragment(
+        "judgement",
+        title=title,
+        judged=judged["judged"],
+        unjudged=judged["unjudged"],
+        pre=PRE_PROTOCOL,
+        n_collapsed=len(judged["collapsed"]),
+        collapsed="; ".join(judged["collapsed"]) or "none",
+        cost=num(judged["cost"], 2),
+        cost_target=f"{COST_TARGET:.0f}",
+        verdict=verdict,
+        high=judged["high"],
+        high_met=judged["high_met"],
+        asr_high=f"{PAPER_ASR_HIGH:.0f}",
+        missed=", ".join(judged["high_missed"]) or "none",
+    )
+
+
+def _generation(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """A cell's runs on issue 14's victims when it has any, else its older runs with the
+    :data:`PRE_PROTOCOL` mark."""
+    new = [r for r in runs if is_protocol_victim(r)]
+    if new or not runs:
+        return new, ""
+    return runs, PRE_PROTOCOL
 
 
 def _protocol(records: list[dict[str, Any]], keys: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,15 +209,25 @@ def _source(attack_only, defended, **cell_key) -> tuple[list[dict[str, Any]], st
     undefended figures of each defended sweep, the source with the most seeds (ties: the
     attack sweep, then GraphProt's, whose evaluation set is the whole test split, then
     GCleaner's, whose defender holds 3 % of the data out)."""
-    best: tuple[list[dict[str, Any]], str] = (where(attack_only, **cell_key), "")
+    own, own_mark = _generation(where(attack_only, **cell_key))
+    best: tuple[list[dict[str, Any]], str] = (own, own_mark)
     for family, mark in SOURCE_MARKS.items():
         runs = where(defended, **cell_key)
-        family_runs = _defended_stage(
-            [r for r in runs if str(r.get("defense", "")).startswith(family)]
+        family_runs, generation = _generation(
+            _defended_stage([r for r in runs if str(r.get("defense", "")).startswith(family)])
         )
-        if len(family_runs) > len(best[0]):
-            best = (family_runs, mark)
+        if _better((family_runs, generation), best):
+            best = (family_runs, mark + generation)
     return best
+
+
+def _better(candidate: tuple[list, str], best: tuple[list, str]) -> bool:
+    """Runs on issue 14's victims beat older ones; then more seeds win."""
+    new_c = bool(candidate[0]) and PRE_PROTOCOL not in candidate[1]
+    new_b = bool(best[0]) and PRE_PROTOCOL not in best[1]
+    if new_c != new_b:
+        return new_c
+    return len(candidate[0]) > len(best[0])
 
 
 def _row(runs, dataset, model, paper_bd, paper_clean, tally) -> list[str]:
@@ -110,7 +237,11 @@ def _row(runs, dataset, model, paper_bd, paper_clean, tally) -> list[str]:
     cm_text, _ = cell(runs, "clean_model_asr")
     paper_asr = paper_value(paper_bd, "asr")
     verdict = "—"
-    if runs:
+    done = f"{sum(implanted(r) for r in runs)} of {len(runs)}" if runs else "—"
+    down = f"{sum(collapsed(r) for r in runs)} of {len(runs)}" if runs else "—"
+    if runs and not all(is_protocol_victim(r) for r in runs):
+        verdict = f"{PRE_PROTOCOL} not judged"
+    elif runs:
         acc_ok = abs(bd - clean) <= ACC_SLACK
         asr_ok = asr >= paper_asr - ASR_SLACK if not math.isnan(paper_asr) else None
         verdict = ("ASR ok" if asr_ok else "ASR low") if asr_ok is not None else "no paper ASR"
@@ -128,6 +259,10 @@ def _row(runs, dataset, model, paper_bd, paper_clean, tally) -> list[str]:
         num(bd - clean, signed=True),
         asr_text,
         cm_text,
+        done,
+        down,
+        num(_mean_points(runs, "single_node_asr"), 1),
+        num(_mean_points(runs, "trigger_feature_rarity"), 2),
         num(paper_value(paper_clean, "acc"), 1),
         num(paper_value(paper_bd, "acc"), 1),
         num(paper_asr, 1),
@@ -153,6 +288,10 @@ GCLEANER_HEADER = [
     "Δacc",
     "ASR",
     "clean-model ASR",
+    "implanted",
+    "collapsed",
+    "single-node ASR",
+    "trigger rarity",
     "paper acc",
     "paper ASR",
     "trigger nodes",
@@ -173,10 +312,14 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         for r in records
         if r.get("task") == "graph" and r.get("defense") and not differs(r, SAME_ATTACK_AND_VICTIM)
     ]
-    gp_records = _protocol(graph, GRAPHPROT)
-    gc_records = _protocol(graph, GCLEANER)
-    gp_defended = _protocol(defended, GRAPHPROT)
-    gc_defended = _protocol(defended, GCLEANER)
+    gp_all = _protocol(graph, GRAPHPROT)
+    gc_all = _protocol(graph, GCLEANER)
+    gp_def_all = _protocol(defended, GRAPHPROT)
+    gc_def_all = _protocol(defended, GCLEANER)
+    gp_records = [r for r in gp_all if is_protocol_target(r)]
+    gc_records = [r for r in gc_all if is_protocol_target(r)]
+    gp_defended = [r for r in gp_def_all if is_protocol_target(r)]
+    gc_defended = [r for r in gc_def_all if is_protocol_target(r)]
     used: list[dict[str, Any]] = []
     table1 = reference_table("graphprot_table1_models_gta.csv")
     table2 = reference_table("graphprot_table2_attacks.csv")
@@ -196,6 +339,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     gp_tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     for attack in ATTACKS:
         body = []
+        judged_rows = []
         for dataset in GRAPHPROT_DATASETS:
             for model in MODELS:
                 runs, mark = _source(
@@ -209,19 +353,25 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
                 row = _row(runs, dataset, model, paper_bd, paper_clean, gp_tally)
                 row[1] += mark
                 body.append(row)
-        values[f"{attack.replace('-', '')}_table"] = markdown_table(HEADER, body)
+                judged_rows.append((f"{dataset} {model}", runs, paper_value(paper_bd, "asr")))
+        key = attack.replace("-", "")
+        values[f"{key}_table"] = markdown_table(HEADER, body)
+        values[f"{key}_judgement"] = _judgement_line(
+            template, ATTACK_TITLES[attack], judge_table(judged_rows)
+        )
     values["graphprot_tally"] = _tally_line(template, gp_tally)
-    target0, target0_used = _target0_section(
+    sensitivity, sensitivity_used = _sensitivity_section(
         template,
-        _protocol(graph, GRAPHPROT_TARGET0),
-        _protocol(defended, GRAPHPROT_TARGET0),
+        [r for r in gp_all if not is_protocol_target(r)],
+        [r for r in gp_def_all if not is_protocol_target(r)],
         graphprot_rows,
     )
-    values["target0_section"] = target0
-    used += target0_used
+    values["sensitivity_section"] = sensitivity
+    used += sensitivity_used
 
     gc_tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     body = []
+    judged_rows = []
     for dataset in GCLEANER_DATASETS:
         for attack in ATTACKS:
             runs, mark = _source(
@@ -237,20 +387,27 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
                 continue
             row = _row(runs, dataset, "gin", paper, None, gc_tally)
             row[1] += mark
+            judged_rows.append(
+                (f"{ATTACK_TITLES[attack]} {dataset}", runs, paper_value(paper, "asr"))
+            )
             sizes = sorted({r.get("attack_info", {}).get("trigger_size") for r in runs} - {None})
-            body.append([ATTACK_TITLES[attack], *row[:7], num(paper_value(paper, "acc")),
+            body.append([ATTACK_TITLES[attack], *row[:OURS], num(paper_value(paper, "acc")),
                          num(paper_value(paper, "asr")), ", ".join(map(str, sizes)) or "—",
                          row[-1]])  # fmt: skip
     values["gcleaner_table"] = markdown_table(GCLEANER_HEADER, body)
     values["gcleaner_tally"] = _tally_line(template, gc_tally)
+    values["gcleaner_judgement"] = _judgement_line(
+        template, "GCleaner protocol", judge_table(judged_rows)
+    )
+    values["targets"] = ", ".join(f"{d} {c}" for d, c in PROTOCOL_TARGET_CLASS.items())
     coverage, collab = _coverage(
         template,
-        lambda **key: _source(gp_records, gp_defended, **key)[0],
+        lambda **key: _source(gp_records, gp_defended, **key),
         lambda **key: _source(
             gc_records,
             gc_defended,
             **{**key, "dataset": GCLEANER_RECORD_NAMES.get(key["dataset"], key["dataset"])},
-        )[0],
+        ),
     )
     return template.render(
         **values,
@@ -261,40 +418,49 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     )
 
 
-def _target0_section(
+def _sensitivity_section(
     template: PageTemplate, records: list[dict[str, Any]], defended: list[dict[str, Any]],
     graphprot_rows,
 ) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
-    """The GraphProt-protocol cells also measured with target class 0 (Markdown, ending in
-    a blank line; empty without such records), and their records."""
+    """The GraphProt-protocol cells also measured with a majority target class (Markdown,
+    ending in a blank line; empty without such records), and their records."""
     tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     body = []
     used: list[dict[str, Any]] = []
     for attack in ATTACKS:
         for dataset in GRAPHPROT_DATASETS:
-            for model in MODELS:
-                runs, mark = _source(records, defended, dataset=dataset, model=model, attack=attack)
-                if not runs:
-                    continue
-                used += runs
-                paper_bd = graphprot_rows(attack, dataset, model, "Backdoored Model")
-                paper_clean = graphprot_rows(attack, dataset, model, "Clean Model")
-                row = _row(runs, dataset, model, paper_bd, paper_clean, tally)
-                row[1] += mark
-                body.append([ATTACK_TITLES[attack], *row])
+            for target in sorted({resolved(r, "attack.target_class") for r in records
+                                  if r.get("dataset") == dataset}, key=str):  # fmt: skip
+                for model in MODELS:
+                    runs, mark = _source(
+                        where(records, {"attack.target_class": target}),
+                        where(defended, {"attack.target_class": target}),
+                        dataset=dataset,
+                        model=model,
+                        attack=attack,
+                    )
+                    if not runs:
+                        continue
+                    used += runs
+                    paper_bd = graphprot_rows(attack, dataset, model, "Backdoored Model")
+                    paper_clean = graphprot_rows(attack, dataset, model, "Clean Model")
+                    row = _row(runs, dataset, model, paper_bd, paper_clean, tally)
+                    row[1] += mark
+                    body.append([ATTACK_TITLES[attack], str(target), *row])
     if not body:
         return "", []
     text = template.fragment(
-        "target0",
-        table=markdown_table(["attack", *HEADER], body),
+        "sensitivity",
+        table=markdown_table(["attack", "target", *HEADER], body),
         tally=_tally_line(template, tally),
     )
     return text + "\n\n", used
 
 
 def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
-    """How much of each requested grid has records (Markdown list items), and how many
-    COLLAB runs there are; ``gp_runs`` / ``gc_runs`` give a cell's runs from its keys
+    """How much of each requested grid has protocol-target records on issue 14's victims
+    (Markdown list items; cells with only older victims counted apart), and how many COLLAB
+    runs there are; ``gp_runs`` / ``gc_runs`` give a cell's ``(runs, mark)`` from its keys
     (``dataset``, ``model``, ``attack``)."""
     lines = []
     grids = [
@@ -305,13 +471,16 @@ def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
     for title, runs_of, datasets, models in grids:
         for attack in ATTACKS:
             for model in models:
-                collab += len(runs_of(dataset="COLLAB", model=model, attack=attack))
-        full = partial = missing = 0
+                collab += len(runs_of(dataset="COLLAB", model=model, attack=attack)[0])
+        full = partial = missing = old = 0
         for attack in ATTACKS:
             for dataset in datasets:
                 for model in models:
-                    n = len(runs_of(dataset=dataset, model=model, attack=attack))
-                    if n >= 3:
+                    runs, mark = runs_of(dataset=dataset, model=model, attack=attack)
+                    n = len(runs)
+                    if PRE_PROTOCOL in mark:
+                        old += 1
+                    elif n >= 3:
                         full += 1
                     elif n:
                         partial += 1
@@ -321,10 +490,12 @@ def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
             template.fragment(
                 "coverage",
                 title=title,
-                total=full + partial + missing,
+                total=full + partial + missing + old,
                 full=full,
                 partial=partial,
                 missing=missing,
+                old=old,
+                pre=PRE_PROTOCOL,
             )
         )
     return "\n".join(lines), collab
