@@ -37,7 +37,7 @@ lint: setup
 # Every reproduction page from the committed records (no run): each page reads its own
 # results/<folder>/records.jsonl (graph_attacks also graphprot's and gcleaner's) and its
 # prose from docs/reproduction/templates/<page>.md.
-PAGES := clean_models link_backdoor graph_attacks graphprot graphprot-ablations gcleaner
+PAGES := clean_models link_backdoor link_baselines graph_attacks graphprot graphprot-ablations gcleaner
 
 pages: setup
 	@for page in $(PAGES); do \
