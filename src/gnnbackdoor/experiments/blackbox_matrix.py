@@ -105,15 +105,16 @@ def build_matrix(
     """The matrix from records (only records of :data:`PROTOCOL`'s settings count; black-box
     records only of ``reading``'s, default :data:`FAITHFUL`; the white-box row is the same
     for every reading)."""
-    from gnnbackdoor.experiments.pages.common import matches, where
+    from gnnbackdoor.experiments.pages.common import resolved, same, where
 
     models = models or MODELS_ORDER
     reading = FAITHFUL if reading is None else reading
     mine = [
         r
         for r in where(_attack_records(records, dataset), PROTOCOL)
-        if surrogate_of(r) is None or matches(r, reading)
-    ]
+        if surrogate_of(r) is None
+        or all(same(resolved(r, path, default=value), value) for path, value in reading.items())
+    ]  # a record without the reading's fields (hand-made, or older than them) is not excluded
     asr: list[list[float]] = []
     seeds: list[list[int]] = []
     black_seeds: dict[str, set[int]] = {m: set() for m in models}
