@@ -71,7 +71,6 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from torch import Tensor
 from torch_geometric.data import Batch, Data
-from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import GNNExplainer
 from torch_geometric.utils import degree, subgraph
 
@@ -79,7 +78,7 @@ from gnnbackdoor.contracts.context import GraphContext
 from gnnbackdoor.contracts.results import TrainingDefenseResult
 from gnnbackdoor.defenses.abl import cross_entropy, per_graph_loss, run_epochs
 from gnnbackdoor.defenses.base import DEFENSES, TrainingDefense
-from gnnbackdoor.defenses.gnnsecurer import _largest_component_share, _ScaledLogits
+from gnnbackdoor.defenses.gnnsecurer import _largest_component_share, graph_node_masks
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import GraphClassifier
 from gnnbackdoor.settings import Fraction, OpenFraction, PositiveFloat, PositiveInt
@@ -170,23 +169,8 @@ def _chunk_features(
 ) -> list[dict[str, float]]:
     plain = [_data(g) for g in graphs]
     batch = Batch.from_data_list(plain)
-    explainer = Explainer(
-        model=_ScaledLogits(model).eval(),
-        algorithm=GNNExplainer(epochs=epochs),
-        explanation_type="model",
-        node_mask_type="object",
-        edge_mask_type=None,
-        model_config={
-            "mode": "multiclass_classification",
-            "task_level": "graph",
-            "return_type": "raw",
-        },
-    )
-    with torch.random.fork_rng(devices=[]):  # GNNExplainer draws from the global generator
-        torch.manual_seed(seed)
-        explanation = explainer(batch.x, batch.edge_index, batch=batch.batch)
     sizes = [int(g.num_nodes) for g in plain]
-    masks = explanation.node_mask.detach().view(-1).split(sizes)
+    masks = graph_node_masks(model, GNNExplainer(epochs=epochs), batch, sizes, seed)
     tops = []
     for mask in masks:
         k = max(1, math.ceil(fraction * mask.numel()))

@@ -109,6 +109,31 @@ class _ScaledLogits(torch.nn.Module):
         return logits * (MAX_LOGIT / peak.clamp(min=MAX_LOGIT))
 
 
+def graph_node_masks(
+    model: torch.nn.Module, algorithm: GNNExplainer, batch: Batch, sizes: list[int], seed: int
+) -> tuple[Tensor, ...]:
+    """One node mask per graph of ``batch`` (``sizes[i]`` nodes each) from
+    ``torch_geometric.explain`` with ``algorithm`` on ``model``'s scaled logits
+    (:class:`_ScaledLogits`); GNNExplainer draws from torch's global generator, so the call
+    runs in a forked generator seeded with ``seed`` (the caller's state is restored)."""
+    explainer = Explainer(
+        model=_ScaledLogits(model).eval(),
+        algorithm=algorithm,
+        explanation_type="model",
+        node_mask_type="object",
+        edge_mask_type=None,
+        model_config={
+            "mode": "multiclass_classification",
+            "task_level": "graph",
+            "return_type": "raw",
+        },
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        explanation = explainer(batch.x, batch.edge_index, batch=batch.batch)
+    return explanation.node_mask.detach().view(-1).split(sizes)
+
+
 class _RecordingGNNExplainer(GNNExplainer):
     """PyG's GNNExplainer that keeps each graph's prediction loss at every epoch (the loss
     curve whose elbow and curvature Downer et al. read)."""
@@ -354,28 +379,12 @@ class GNNSecurer(InputShield):
         )
         sizes = [num_nodes(g) for g in graphs]
         was_training = model.training
-        wrapped = _ScaledLogits(model).eval()
         algorithm = _RecordingGNNExplainer(self.explainer_epochs)
         try:
             with torch.no_grad():
                 probs = torch.softmax(model(batch.x, batch.edge_index, batch.batch), dim=-1)
             predicted = probs.argmax(dim=-1)
-            explainer = Explainer(
-                model=wrapped,
-                algorithm=algorithm,
-                explanation_type="model",
-                node_mask_type="object",
-                edge_mask_type=None,
-                model_config={
-                    "mode": "multiclass_classification",
-                    "task_level": "graph",
-                    "return_type": "raw",
-                },
-            )
-            with torch.random.fork_rng(devices=[]):  # GNNExplainer draws from the global RNG
-                torch.manual_seed(torch_seed)
-                explanation = explainer(batch.x, batch.edge_index, batch=batch.batch)
-            masks = explanation.node_mask.detach().view(-1).split(sizes)
+            masks = graph_node_masks(model, algorithm, batch, sizes, torch_seed)
             curves = torch.stack(algorithm.history).numpy()  # [epochs, B]
             tops, explanatory = [], []
             for g, mask in zip(graphs, masks, strict=True):
