@@ -35,8 +35,9 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 
 # Every reproduction page from the committed records (no run): each page reads its own
-# results/<folder>/records.jsonl (graph_attacks also graphprot's and gcleaner's) and its
-# prose from docs/reproduction/templates/<page>.md.
+# results/<folder>/records.jsonl (graph_attacks also graphprot's and gcleaner's; graphprot
+# and gcleaner also results/defense_baselines once that sweep has records) and its prose from
+# docs/reproduction/templates/<page>.md.
 PAGES := clean_models link_backdoor link_baselines graph_attacks graphprot graphprot-ablations gcleaner
 
 pages: setup

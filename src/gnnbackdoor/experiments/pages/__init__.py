@@ -23,9 +23,12 @@ RECORDS_FILE = "records.jsonl"
 
 class PageRenderer(Protocol):
     """``render(records, template=None) -> Markdown``; ``inputs`` are the results folders
-    the page reads by default, relative to the repository root."""
+    the page reads by default, relative to the repository root; ``optional_inputs`` those it
+    also reads by default when they hold a records file (a sweep not run yet, whose rows the
+    page shows as "no records yet")."""
 
     inputs: tuple[str, ...]
+    optional_inputs: tuple[str, ...]
 
     def __call__(self, records: list[dict[str, Any]], template: Any = None) -> str: ...
 
@@ -33,12 +36,15 @@ class PageRenderer(Protocol):
 PAGES: Registry[PageRenderer] = Registry("report page")
 
 
-def page(name: str, inputs: Sequence[str]) -> Callable[[Callable], PageRenderer]:
+def page(
+    name: str, inputs: Sequence[str], optional: Sequence[str] = ()
+) -> Callable[[Callable], PageRenderer]:
     """Register a page renderer under ``name``, reading ``inputs`` (results folders) by
-    default."""
+    default, and ``optional`` ones where they hold a records file."""
 
     def decorator(render: Callable) -> PageRenderer:
         render.inputs = tuple(inputs)  # type: ignore[attr-defined]
+        render.optional_inputs = tuple(optional)  # type: ignore[attr-defined]
         return PAGES.register(name)(render)  # type: ignore[return-value]
 
     return decorator
@@ -70,17 +76,25 @@ def page_record_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+def default_inputs(renderer: PageRenderer) -> list[Path]:
+    """The folders a page reads by default (relative to the current directory): its
+    ``inputs``, and its ``optional_inputs`` that hold a records file."""
+    optional = [Path(p) for p in getattr(renderer, "optional_inputs", ())]
+    return [Path(p) for p in renderer.inputs] + [
+        p for p in optional if (p / RECORDS_FILE).is_file()
+    ]
+
+
 def render_page(
     name: str, paths: Sequence[Path] | None = None, templates: Path | None = None
 ) -> str:
-    """Page ``name`` from the records in ``paths`` (default: the page's own inputs, relative
-    to the current directory) with the template from ``templates`` (default:
-    :func:`.template.default_folder`)."""
+    """Page ``name`` from the records in ``paths`` (default: :func:`default_inputs`) with the
+    template from ``templates`` (default: :func:`.template.default_folder`)."""
     from gnnbackdoor.experiments.pages.template import PageTemplate
     from gnnbackdoor.experiments.records import read_records
 
     load_pages()
     renderer = PAGES.get(name)
-    files = page_record_files(list(paths) if paths else [Path(p) for p in renderer.inputs])
+    files = page_record_files(list(paths) if paths else default_inputs(renderer))
     records = [r for f in files for r in read_records(f)]
     return renderer(records, PageTemplate.load(renderer.registered_name, templates))

@@ -4,7 +4,8 @@ format cells, and describe where a page's numbers come from."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gnnbackdoor.experiments.report import fmt, mean_std
@@ -166,3 +167,134 @@ def nested(settings: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(section, {})
         node[field] = value
     return config
+
+
+# --- which defense wins a row (issue 17's ranking tables) --------------------------------
+
+#: Points of accuracy a defense may cost against the backdoored model and still win a row
+#: on its ASR (:func:`winner`).
+RANK_ACC_DROP = 5.0
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One defense's figures on one row, in points.
+
+    Attributes:
+        defense: The defense's title as the page shows it.
+        asr: ASR after the defense.
+        acc_drop: The backdoored model's accuracy minus the defended one's (positive: the
+            defense costs accuracy).
+        runs: Records averaged (0 for a paper's figure).
+    """
+
+    defense: str
+    asr: float
+    acc_drop: float
+    runs: int = 0
+
+
+def standing(defense: str, records: Sequence[Mapping[str, Any]]) -> Standing | None:
+    """``defense``'s :class:`Standing` over ``records`` (one row's runs of it): means over
+    the runs that carry ``defended_asr``, ``defended_acc`` and ``backdoored_acc`` (each run's
+    drop against its own backdoored model); ``None`` when none does."""
+    asrs, drops = [], []
+    for r in records:
+        m = r.get("metrics") or {}
+        values = [m.get(k) for k in ("defended_asr", "defended_acc", "backdoored_acc")]
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+            continue
+        asr, after, before = (float(v) for v in values)
+        asrs.append(asr * 100)
+        drops.append((before - after) * 100)
+    if not asrs:
+        return None
+    return Standing(defense, sum(asrs) / len(asrs), sum(drops) / len(drops), len(asrs))
+
+
+def winner(standings: Iterable[Standing | None], limit: float = RANK_ACC_DROP):
+    """The defense that wins a row: the lowest ASR among the defenses whose accuracy drop
+    against the backdoored model is at most ``limit`` points; when none is, the lowest ASR
+    of all. Ties go to the smaller drop, then to the first listed.
+
+    Returns:
+        ``(standing, within)``: the winner (``None`` without any figure) and whether it is
+        within ``limit``.
+    """
+    usable = [
+        s for s in standings if s is not None and not (math.isnan(s.asr) or math.isnan(s.acc_drop))
+    ]
+    if not usable:
+        return None, False
+    within = [s for s in usable if s.acc_drop <= limit + 1e-9]
+    pool = within or usable
+    best = min(pool, key=lambda s: (s.asr, s.acc_drop))
+    return best, bool(within)
+
+
+@dataclass
+class RankRow:
+    """One row of a ranking table.
+
+    Attributes:
+        labels: The row's identifying cells (dataset, model, attack).
+        defenses: Titles of the defenses the paper compares on this row.
+        ours: Our standings (a defense without records is absent).
+        paper: The paper's standings.
+        status: ``None`` when the row's attack implanted a non-collapsed backdoor in every
+            run, else why not (such a row is shown but never counted in the agreement).
+    """
+
+    labels: list[str]
+    defenses: list[str]
+    ours: list[Standing]
+    paper: list[Standing]
+    status: str | None = None
+
+
+def _won(best: Standing | None, within: bool, limit: float) -> str:
+    if best is None:
+        return "—"
+    text = f"{best.defense} ({best.asr:.1f} / {best.acc_drop:+.1f})"
+    return text if within else f"{text}, none within {limit:g}"
+
+
+def ranking(rows: Sequence[RankRow], headers: Sequence[str], limit: float = RANK_ACC_DROP):
+    """The ranking table (Markdown) and ``(agree, compared, rows)``: a row is *compared*
+    when we have records of every defense the paper compares on it, the paper names a
+    winner and the row's status is ``None``; ``agree`` counts the compared rows whose winner
+    is the same. Winner cells read ``defense (ASR / accuracy drop)`` in points."""
+    from gnnbackdoor.experiments.report import markdown_table
+
+    body, agree, compared = [], 0, 0
+    for row in rows:
+        ours, ours_within = winner(row.ours, limit)
+        theirs, theirs_within = winner(row.paper, limit)
+        measured = {s.defense for s in row.ours}
+        complete = all(d in measured for d in row.defenses)
+        if not row.ours:
+            verdict = "no records yet"
+        elif not complete:
+            have = len(measured & set(row.defenses))
+            verdict = f"not compared: {have} of {len(row.defenses)} defenses measured"
+        elif row.status is not None:
+            verdict = f"not compared: {row.status}"
+        elif theirs is None:
+            verdict = "not compared: no paper figure"
+        else:
+            compared += 1
+            same_winner = ours is not None and ours.defense == theirs.defense
+            agree += same_winner
+            verdict = "yes" if same_winner else "no"
+        runs = ", ".join(f"{s.defense} {s.runs}" for s in row.ours) or "—"
+        body.append(
+            [
+                *row.labels,
+                runs,
+                _won(ours, ours_within, limit),
+                _won(theirs, theirs_within, limit),
+                verdict,
+            ]
+        )
+    header = [*headers, "runs per defense (ours)", "winner (ours)", "winner (paper)", "agree"]
+    return markdown_table(header, body), (agree, compared, len(rows))

@@ -10,6 +10,11 @@ Records fall in four groups (issue 14, issue 20):
   paper's recovery on the same victims;
 * **pre-protocol** records (victims without batch norm, teacher fine-tuned at the
   unlearning rate 0.05): shown in a marked section, never judged with the others.
+
+The paper's baselines (issue 17; records of ``experiments/defense_baselines.yaml``, on the
+protocol rows' victims) sit beside Table III (ABL, Prune, Randomized-Smoothing) and Table VII
+(the detectors ED and XGBD), and a ranking names the defense that wins each Table III row on
+our records and on the paper's (:func:`~.common.winner`).
 """
 
 from __future__ import annotations
@@ -20,14 +25,20 @@ from typing import Any
 
 from gnnbackdoor.experiments.pages import page
 from gnnbackdoor.experiments.pages.common import (
+    RANK_ACC_DROP,
+    RankRow,
+    Standing,
     cell,
     differs,
     matches,
     num,
     paper_value,
     provenance,
+    ranking,
     resolved,
     shown,
+    standing,
+    unique,
     where,
 )
 from gnnbackdoor.experiments.pages.template import PageTemplate
@@ -80,6 +91,21 @@ ABLATION_SWEEP = (
     "gnnbackdoor sweep experiments/gcleaner_ablations.yaml --out results/gcleaner --threads 1"
 )
 
+#: GCleaner's Table III baselines and Table VII's detectors: registered name -> the paper's
+#: title. Their records come from ``experiments/defense_baselines.yaml``.
+TABLE3_BASELINES = {
+    "abl": "ABL",
+    "prune": "Prune",
+    "randomized-smoothing": "Randomized-Smoothing",
+}
+DETECTORS = {"ed": "ED", "xgbd": "XGBD"}
+BASELINE_SWEEP = (
+    "gnnbackdoor sweep experiments/defense_baselines.yaml --out results/defense_baselines "
+    "--threads 1"
+)
+#: Runs a defense needs on a row for the ranking to compare it (issue 17: 3 seeds).
+MIN_SEEDS = 3
+
 EXPLAINERS = {
     "random": "Random",
     "gnnexplainer": "GNNExplainer",
@@ -122,6 +148,17 @@ def protocol_runs(
     ]
     keep = target == "protocol"
     return [r for r in runs if is_protocol_target(r) == keep]
+
+
+def baseline_runs(records: list[dict[str, Any]], defense: str) -> list[dict[str, Any]]:
+    """Attacked records of the baseline ``defense`` on the protocol: Section 5.1's settings,
+    victims as issue 14 builds them, the dataset's protocol target (the victims of
+    :func:`protocol_runs`)."""
+    return [
+        r
+        for r in where(records, PROTOCOL, defense=defense)
+        if r.get("attack") and is_protocol_victim(r) and is_protocol_target(r)
+    ]
 
 
 def pre_protocol_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -505,6 +542,207 @@ def _section(template: PageTemplate, runs, datasets=None, *, label: str) -> dict
     return {"table": main, "controls": controls, "summary": summary}
 
 
+# --- the baselines (issue 17) ------------------------------------------------------------
+
+BASELINES_HEADER = [
+    "dataset",
+    "attack",
+    "defense",
+    "ASR before",
+    "acc before",
+    "ASR after",
+    "acc after",
+    "Δacc",
+    "paper ASR after",
+    "paper acc after",
+    "implanted",
+    "collapsed (backdoored / defended)",
+]
+
+
+def _collapse_counts(row: list[dict[str, Any]]) -> str:
+    return (
+        f"{_count(row, lambda r: _flag(r, 'backdoored_collapsed'))} / "
+        f"{_count(row, lambda r: _flag(r, 'defended_collapsed'))}"
+    )
+
+
+def baselines_table(records: list[dict[str, Any]]) -> tuple[str, int]:
+    """Table III's ABL, Prune and Randomized-Smoothing columns, one line per (dataset,
+    attack, baseline), beside the paper's; and how many records it shows."""
+    paper = paper_lookup(
+        reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
+    )
+    body, shown_runs = [], 0
+    runs = {name: baseline_runs(records, name) for name in TABLE3_BASELINES}
+    for dataset, paper_name, attack in _rows(DATASETS):
+        for name, title in TABLE3_BASELINES.items():
+            row = where(runs[name], dataset=dataset, attack=attack)
+            shown_runs += len(row)
+            ref = paper(dataset=paper_name, attack=attack, defense=title)
+            _, acc_b = cell(row, "backdoored_acc")
+            _, acc_d = cell(row, "defended_acc")
+            body.append(
+                [
+                    _name(dataset, paper_name),
+                    TITLES[attack],
+                    title,
+                    _cell(row, "asr"),
+                    _cell(row, "backdoored_acc"),
+                    _cell(row, "defended_asr"),
+                    _cell(row, "defended_acc"),
+                    num(acc_d - acc_b, signed=True),
+                    num(paper_value(ref, "asr")),
+                    num(paper_value(ref, "acc")),
+                    _count(row, implanted),
+                    _collapse_counts(row) if row else "—",
+                ]
+            )
+    return markdown_table(BASELINES_HEADER, body), shown_runs
+
+
+TABLE7_HEADER = [
+    "dataset",
+    "attack",
+    "defense",
+    "ASR before",
+    "acc before",
+    "ASR after",
+    "acc after",
+    "paper ASR",
+    "paper ACC",
+    "detector precision",
+    "detector recall",
+    "graphs flagged",
+    "graphs kept",
+    "implanted",
+]
+
+
+def table7(records: list[dict[str, Any]], gcleaner: list[dict[str, Any]]) -> tuple[str, int]:
+    """Table VII: the detectors ED and XGBD (the model retrained on the training graphs
+    each keeps) and GCleaner (``gcleaner``: its protocol runs), beside the paper's (AIDS
+    only; the other Table III datasets share the victims and show our figures alone); the
+    detectors' precision and recall on the poisoned training graphs and their counts.
+    Returns the table and how many detector records it shows."""
+    paper = paper_lookup(
+        reference_table("gcleaner_table7_detectors.csv"), ["dataset", "attack", "defense"]
+    )
+    sources = [(title, baseline_runs(records, name)) for name, title in DETECTORS.items()]
+    sources.append(("GCleaner", gcleaner))
+    body, shown_runs = [], 0
+    for dataset, paper_name, attack in _rows(DATASETS):
+        for title, runs in sources:
+            row = where(runs, dataset=dataset, attack=attack)
+            detector = title != "GCleaner"
+            shown_runs += len(row) if detector else 0
+            ref = paper(dataset=paper_name, attack=attack, defense=title)
+            body.append(
+                [
+                    _name(dataset, paper_name),
+                    TITLES[attack],
+                    title,
+                    _cell(row, "asr"),
+                    _cell(row, "backdoored_acc"),
+                    _cell(row, "defended_asr"),
+                    _cell(row, "defended_acc"),
+                    num(paper_value(ref, "asr")),
+                    num(paper_value(ref, "acc")),
+                    _cell(row, "detector_precision") if detector else "—",
+                    _cell(row, "detector_recall") if detector else "—",
+                    _cell(row, "num_flagged", scale=1.0, digits=1) if detector else "—",
+                    _cell(row, "num_kept_graphs", scale=1.0, digits=1) if detector else "—",
+                    _count(row, implanted),
+                ]
+            )
+    return markdown_table(TABLE7_HEADER, body), shown_runs
+
+
+def rank_status(by_defense: dict[str, list[dict[str, Any]]]) -> str | None:
+    """``None`` when every defense of a row has at least :data:`MIN_SEEDS` runs and every
+    run's backdoor implanted into a model that did not collapse (:func:`exclusion`); else
+    why not."""
+    short = [d for d, rs in by_defense.items() if len(rs) < MIN_SEEDS]
+    if short:
+        return f"fewer than {MIN_SEEDS} seeds ({', '.join(short)})"
+    runs = [r for rs in by_defense.values() for r in rs]
+    for reason in ("backdoored model collapsed", "not implanted"):
+        k = _share(runs, lambda r, reason=reason: exclusion(r) == reason)
+        if k:
+            return f"{reason} in {k} of {len(runs)} runs"
+    return None
+
+
+def ranking_rows(records: list[dict[str, Any]], gcleaner: list[dict[str, Any]]) -> list[RankRow]:
+    """One :class:`~.common.RankRow` per Table III row (dataset, GIN, attack): GCleaner
+    (``gcleaner``: its protocol runs), ABL, Prune and Randomized-Smoothing, and on AIDS also
+    Table VII's ED and XGBD; the paper's standings from Table III (each defense's accuracy
+    against its *Before* column) and, for ED and XGBD, Table VII against Table III's AIDS
+    *Before* accuracy (Table VII's GCleaner column repeats Table III's)."""
+    table3_ = paper_lookup(
+        reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
+    )
+    table7_ = paper_lookup(
+        reference_table("gcleaner_table7_detectors.csv"), ["dataset", "attack", "defense"]
+    )
+    names = {**TABLE3_BASELINES, **DETECTORS}
+    runs = {name: baseline_runs(records, name) for name in names}
+    out = []
+    for dataset, paper_name, attack in _rows(DATASETS):
+        defenses = {"gcleaner": "GCleaner", **TABLE3_BASELINES}
+        if dataset == "AIDS":
+            defenses.update(DETECTORS)
+        by_defense = {"GCleaner": where(gcleaner, dataset=dataset, attack=attack)}
+        for name, title in defenses.items():
+            if name != "gcleaner":
+                by_defense[title] = where(runs[name], dataset=dataset, attack=attack)
+        ours = [standing(title, by_defense[title]) for title in defenses.values()]
+        before = paper_value(
+            table3_(dataset=paper_name, attack=attack, defense="Before (no defense)"), "acc"
+        )
+        paper = []
+        for name, title in defenses.items():
+            source = table7_ if name in DETECTORS else table3_
+            ref = source(dataset=paper_name, attack=attack, defense=title)
+            asr, acc = paper_value(ref, "asr"), paper_value(ref, "acc")
+            if not math.isnan(asr):
+                paper.append(Standing(title, asr, before - acc))
+        measured = {title: rs for title, rs in by_defense.items() if rs}
+        out.append(
+            RankRow(
+                [_name(dataset, paper_name), "gin", TITLES[attack]],
+                list(defenses.values()),
+                [s for s in ours if s is not None],
+                paper,
+                rank_status(measured) if measured else None,
+            )
+        )
+    return out
+
+
+def _baselines_section(template: PageTemplate, records, main) -> tuple[dict[str, str], list]:
+    """Template values of the baselines, Table VII and the ranking, and the records shown."""
+    table, shown3 = baselines_table(records)
+    t7, shown7 = table7(records, main)
+    ranked, (agree, compared, total) = ranking(
+        ranking_rows(records, main), ["dataset", "model", "attack"]
+    )
+    used = [r for name in {**TABLE3_BASELINES, **DETECTORS} for r in baseline_runs(records, name)]
+    missing = template.fragment("no_baselines", command=BASELINE_SWEEP)
+    return {
+        "baselines_table": table,
+        "baselines_note": "" if shown3 else "\n\n" + missing,
+        "table7": t7,
+        "table7_note": "" if shown7 else "\n\n" + missing,
+        "ranking_table": ranked,
+        "rank_limit": f"{RANK_ACC_DROP:g}",
+        "rank_seeds": MIN_SEEDS,
+        "rank_agree": agree,
+        "rank_compared": compared,
+        "rank_rows": total,
+    }, used
+
+
 # --- our recovery variant ----------------------------------------------------------------
 
 
@@ -810,7 +1048,7 @@ def _settings_seen(runs: list[dict[str, Any]], path: str) -> str:
     return ", ".join(sorted({shown(resolved(r, path)) for r in runs})) or "—"
 
 
-@page("gcleaner", inputs=["results/gcleaner"])
+@page("gcleaner", inputs=["results/gcleaner"], optional=["results/defense_baselines"])
 def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
     """GCleaner beside its paper: Table III (protocol, majority-target sensitivity and
     pre-protocol records apart), the controls, our feature-prior variant, the recovery's
@@ -834,6 +1072,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         for n in VARIANT_TRIGGER_NODES
         for r in protocol_runs(mine, {**VARIANT, "defense.num_trigger_nodes": n})
     ]
+    baselines, baseline_used = _baselines_section(template, records, main)
     # Ablations compare against the default runs of the same seeds only.
     current = [r for r in mine if is_protocol_victim(r) and is_protocol_target(r)]
     varied = {r.get("seed") for r in current if differs(r, ABLATION_SETTINGS)}
@@ -889,5 +1128,6 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         trigger_nodes_table=_trigger_nodes(abl),
         holding_table=_holding(abl),
         auxiliary_table=_auxiliary(abl),
-        **provenance(mine),
+        **baselines,
+        **provenance(unique(mine + baseline_used)),
     )

@@ -1,7 +1,9 @@
 """``graphprot``: GraphProt-R/T/TF against GTA, SBA and Motif-BA beside GraphProt Tables 1-2,
 on issue 14's protocol (each dataset's protocol target class; majority-target rows in the
 Sensitivity section), with the honest summaries and the clean victims' accuracy per sample
-rate of :mod:`.graphprot_summary`."""
+rate of :mod:`.graphprot_summary`; the paper's baselines (GNNsecurer, Fine-pruning, RS;
+issue 17, records of ``experiments/defense_baselines.yaml``) beside the variants, and a
+ranking of the defenses per row (:func:`~.common.winner`) on our records and the paper's."""
 
 from __future__ import annotations
 
@@ -11,10 +13,15 @@ from typing import Any
 
 from gnnbackdoor.experiments.pages import page
 from gnnbackdoor.experiments.pages.common import (
+    RANK_ACC_DROP,
+    RankRow,
+    Standing,
     differs,
     num,
     provenance,
+    ranking,
     resolved,
+    standing,
     unique,
     where,
 )
@@ -28,7 +35,9 @@ from gnnbackdoor.experiments.pages.graphprot_summary import (
     accuracy_rows,
     attack_rows,
     best_rate,
+    collapsed,
     entries,
+    implanted,
     is_protocol_victim,
     paper_rows,
     points,
@@ -50,6 +59,14 @@ PROTOCOL = {
     "data.train_fraction": 0.6667,
     "attack.trigger_size": 5,
 }
+#: GraphProt's baselines (Tables 1-2): registered name -> the paper's title. Their records
+#: come from :data:`BASELINE_SWEEP` (``results/defense_baselines``), on the same victims.
+BASELINES = {
+    "gnnsecurer": "GNNsecurer",
+    "fine-pruning": "Fine-pruning",
+    "randomized-smoothing": "RS",
+}
+BASELINE_SWEEP = "experiments/defense_baselines.yaml"
 #: Marks a row whose victims were trained before issue 14 (``model.norm`` ``"none"``).
 PRE_PROTOCOL = "†"
 #: Sample rates of the accuracy section (issue 14 item 6).
@@ -141,14 +158,32 @@ def _dataset_label(dataset: str, row: AttackRow | None) -> str:
     return dataset + (PRE_PROTOCOL if row is not None and not row.protocol_victim else "")
 
 
-def _block(index, paper_rows_, model, attack, paper_keys) -> list[list[str]]:
-    """Rows (backdoored, clean, R, T, TF) × datasets for one (model, attack)."""
+def _queries_per_graph(runs: list[dict[str, Any]]) -> str:
+    """Subgraphs (or copies) sent to the model per input graph, mean over runs; ``—`` for
+    runs that query nothing (a repair)."""
+    queried = [
+        r["metrics"]["queried_graphs"]
+        / (r["metrics"]["num_eval_graphs"] + r["metrics"].get("num_triggered", 0))
+        for r in runs
+        if "queried_graphs" in r["metrics"] and r["metrics"].get("num_eval_graphs")
+    ]
+    return f"{sum(queried) / len(queried):.1f}" if queried else "—"
+
+
+def _block(index, paper_rows_, model, attack, paper_keys, baselines=None) -> list[list[str]]:
+    """Rows (backdoored, clean, R, T, TF, then the baselines) × datasets for one (model,
+    attack); ``baselines``: :func:`baseline_runs`. The undefended rows come from the
+    variants' records, else (no variant measured on issue 14's victims) the baselines'."""
     body = []
+    baselines = baselines or {}
     for dataset in DATASETS:
         row = index.get((model, attack, dataset))
         by_defense = row.by_variant if row is not None else {}
+        by_baseline = baselines.get((model, attack, dataset), {})
         label = _dataset_label(dataset, row)
         seeds = _per_seed(by_defense)
+        if not seeds:
+            seeds = _per_seed(by_baseline)
         bd_asr, bd_acc = _stat(seeds, "asr"), _stat(seeds, "backdoored_acc")
         cl_asr, cl_acc = _stat(seeds, "clean_model_asr"), _stat(seeds, "clean_acc")
         p_bd = _paper(paper_rows_, defense="Backdoored Model", dataset=dataset, **paper_keys)
@@ -160,22 +195,16 @@ def _block(index, paper_rows_, model, attack, paper_keys) -> list[list[str]]:
             body.append(
                 [label, title, _text(asr), num(paper[0], 1), _text(acc), num(paper[1], 1), "", ""]
             )
-        for defense, title in VARIANTS.items():
-            runs = by_defense.get(defense, [])
+        shields = [(title, by_defense.get(d, []), label) for d, title in VARIANTS.items()]
+        shields += [(title, by_baseline.get(d, []), dataset) for d, title in BASELINES.items()]
+        for title, runs, shown_label in shields:
             asr, acc = _stat(runs, "defended_asr"), _stat(runs, "defended_acc")
             p_def = _paper(paper_rows_, defense=title, dataset=dataset, **paper_keys)
-            per_graph = "—"
-            if runs:
-                queried = [
-                    r["metrics"]["queried_graphs"]
-                    / (r["metrics"]["num_eval_graphs"] + r["metrics"].get("num_triggered", 0))
-                    for r in runs
-                ]
-                per_graph = f"{sum(queried) / len(queried):.1f}"
+            per_graph = _queries_per_graph(runs)
             removed = _stat(runs, "filter_removed_node_fraction")
             body.append(
                 [
-                    label,
+                    shown_label,
                     title,
                     _text(asr),
                     num(p_def[0], 1),
@@ -219,6 +248,96 @@ def _paper_block(model: str, attack: str) -> str | None:
     if attack == "gta":
         return TABLE1_MODELS.get(model)
     return TABLE2_ATTACKS.get(attack)
+
+
+def baseline_runs(records: list[dict[str, Any]]) -> dict[tuple, dict[str, list[dict]]]:
+    """GraphProt's baselines' protocol records by ``(model, attack, dataset)`` and defense:
+    the protocol's settings and target class, victims as issue 14 builds them, neither
+    augmented nor ablated (the same selection as the variants' Tables 1-2 rows)."""
+    out: dict[tuple, dict[str, list[dict]]] = {}
+    for r in where(records, PROTOCOL, task="graph", defense=tuple(BASELINES)):
+        if not r.get("attack") or _augmented(r) or _ablated(r):
+            continue
+        if not (is_protocol_target(r) and is_protocol_victim(r)):
+            continue
+        key = (r["model"], r["attack"], r["dataset"])
+        out.setdefault(key, {}).setdefault(r["defense"], []).append(r)
+    return out
+
+
+#: Every defense of Tables 1-2: registered name -> the paper's title.
+DEFENSES = {**VARIANTS, **BASELINES}
+
+
+def rank_status(by_defense: dict[str, list[dict[str, Any]]]) -> str | None:
+    """``None`` when every defense of a row has at least :data:`MIN_SEEDS` runs and every
+    run's backdoor implanted into a model that did not collapse; else why not."""
+    runs = [r for rs in by_defense.values() for r in rs]
+    short = [DEFENSES.get(d, d) for d, rs in by_defense.items() if len(rs) < MIN_SEEDS]
+    if short:
+        return f"fewer than {MIN_SEEDS} seeds ({', '.join(short)})"
+    down = sum(collapsed(r) for r in runs)
+    if down:
+        return f"backdoored model collapsed in {down} of {len(runs)} runs"
+    missed = sum(not implanted(r) for r in runs)
+    if missed:
+        return f"not implanted in {missed} of {len(runs)} runs"
+    return None
+
+
+def ranking_rows(
+    index: dict[tuple, AttackRow], baselines: dict[tuple, dict[str, list[dict]]]
+) -> list[RankRow]:
+    """One :class:`~.common.RankRow` per (model, attack, dataset) of Tables 1-2 (Table 1's
+    models under GTA, GCN under Table 2's attacks): our standings from the variants' runs
+    on issue 14's victims (rows on older victims only count as unmeasured) and the
+    baselines' runs; the paper's from its table (each defense's accuracy against its
+    *Backdoored Model* row)."""
+    table1 = reference_table("graphprot_table1_models_gta.csv")
+    table2 = reference_table("graphprot_table2_attacks.csv")
+    wanted = [(m, "gta") for m in TABLE1_MODELS] + [("gcn", a) for a in TABLE2_ATTACKS]
+    out = []
+    for model, attack in wanted:
+        if attack == "gta":
+            rows, keys = table1, {"model": TABLE1_MODELS[model]}
+        else:
+            rows, keys = table2, {"attack": TABLE2_ATTACKS[attack]}
+        for dataset in DATASETS:
+            row = index.get((model, attack, dataset))
+            by_defense: dict[str, list[dict]] = {}
+            if row is not None and row.protocol_victim:
+                by_defense.update({d: rs for d, rs in row.by_variant.items() if rs})
+            by_defense.update(baselines.get((model, attack, dataset), {}))
+            ours = [standing(DEFENSES[d], by_defense.get(d, [])) for d in DEFENSES]
+            backdoored_acc = _paper(rows, defense="Backdoored Model", dataset=dataset, **keys)[1]
+            paper = []
+            for title in DEFENSES.values():
+                asr, acc = _paper(rows, defense=title, dataset=dataset, **keys)
+                if not math.isnan(asr):
+                    paper.append(Standing(title, asr, backdoored_acc - acc))
+            out.append(
+                RankRow(
+                    [dataset, model, attack],
+                    list(DEFENSES.values()),
+                    [s for s in ours if s is not None],
+                    paper,
+                    rank_status(by_defense),
+                )
+            )
+    return out
+
+
+def _ranking(template: PageTemplate, rows: list[RankRow]) -> str:
+    table, (agree, compared, total) = ranking(rows, ["dataset", "model", "attack"])
+    return template.fragment(
+        "ranking",
+        limit=f"{RANK_ACC_DROP:g}",
+        min_seeds=MIN_SEEDS,
+        table=table,
+        agree=agree,
+        compared=compared,
+        rows=total,
+    )
 
 
 def _paper_same_rows(rows: list[AttackRow], paper: dict) -> list[Entry]:
@@ -421,7 +540,7 @@ def _targets_text() -> str:
     return ", ".join(f"{d} {PROTOCOL_TARGET_CLASS[d]}" for d in DATASETS)
 
 
-@page("graphprot", inputs=["results/graphprot"])
+@page("graphprot", inputs=["results/graphprot"], optional=["results/defense_baselines"])
 def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
     """GraphProt-R/T/TF against GTA, SBA and Motif-BA beside GraphProt Tables 1-2."""
     template = template or PageTemplate.load("graphprot")
@@ -431,10 +550,11 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     index = {(r.model, r.attack, r.dataset): r for r in main_rows}
     table1 = reference_table("graphprot_table1_models_gta.csv")
     table2 = reference_table("graphprot_table2_attacks.csv")
+    baselines = baseline_runs(records)
     table1_blocks = []
     for model, title in TABLE1_MODELS.items():
         rows = [r for r in table1 if r["model"] == title]
-        body = _block(index, rows, model, "gta", {"model": title})
+        body = _block(index, rows, model, "gta", {"model": title}, baselines)
         table1_blocks.append(f"### {title}\n\n{markdown_table(HEADER, body)}")
     table2_blocks = []
     for attack, title in TABLE2_ATTACKS.items():
@@ -442,7 +562,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         for model in TABLE2_MODELS:
             if model != "gcn" and not any(key[:2] == (model, attack) for key in index):
                 continue
-            body = _block(index, rows, model, attack, {"attack": title})
+            body = _block(index, rows, model, attack, {"attack": title}, baselines)
             table2_blocks.append(f"### {title}, {model.upper()}\n\n{markdown_table(HEADER, body)}")
 
     sensitivity, sensitivity_used = _sensitivity(template, majority_rows)
@@ -450,7 +570,15 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     diagnosis, diagnosis_used = _diagnosis(template, records)
     accuracy, accuracy_used = _accuracy(template, records)
     main_used = [r for row in main_rows for runs in row.by_variant.values() for r in runs]
-    used = unique(main_used + sensitivity_used + augmented_used + diagnosis_used + accuracy_used)
+    baseline_used = [r for by in baselines.values() for runs in by.values() for r in runs]
+    used = unique(
+        main_used
+        + baseline_used
+        + sensitivity_used
+        + augmented_used
+        + diagnosis_used
+        + accuracy_used
+    )
     pre = sum(not row.protocol_victim for row in main_rows)
     return template.render(
         targets=_targets_text(),
@@ -460,7 +588,8 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         **_summary_section(template, main_rows),
         diagnosis=diagnosis,
         training=_training(template, main_used),
-        coverage=_coverage(template, index),
+        coverage=_coverage(template, index, baselines),
+        ranking=_ranking(template, ranking_rows(index, baselines)),
         accuracy=accuracy,
         sensitivity=sensitivity,
         augmented=augmented,
@@ -482,9 +611,16 @@ def _training(template: PageTemplate, records) -> str:
     return template.fragment("training", caps=text)
 
 
-def _coverage(template: PageTemplate, index: dict[tuple, AttackRow]) -> str:
+def _coverage(
+    template: PageTemplate, index: dict[tuple, AttackRow], baselines: dict | None = None
+) -> str:
     wanted = [(m, "gta", d) for m in TABLE1_MODELS for d in DATASETS]
     wanted += [("gcn", a, d) for a in TABLE2_ATTACKS for d in DATASETS]
+    baselines = baselines or {}
+    full = sum(
+        all(len(baselines.get(key, {}).get(b, [])) >= MIN_SEEDS for b in BASELINES)
+        for key in wanted
+    )
     missing, partial = [], []
     for key in wanted:
         row = index.get(key)
@@ -505,6 +641,15 @@ def _coverage(template: PageTemplate, index: dict[tuple, AttackRow]) -> str:
         lines.append(template.fragment("coverage_partial", rows=", ".join(partial)))
     if missing:
         lines.append(template.fragment("coverage_missing", rows=", ".join(missing)))
+    lines.append(
+        template.fragment(
+            "coverage_baselines",
+            full=full,
+            wanted=len(wanted),
+            min_seeds=MIN_SEEDS,
+            sweep=BASELINE_SWEEP,
+        )
+    )
     return "\n".join(lines)
 
 
