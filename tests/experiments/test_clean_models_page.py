@@ -67,3 +67,20 @@ def test_page_marks_old_rows_and_prints_the_targets():
     assert "| DHFR | gin | 80.00 ± 0.00 (3)" in text
     assert "- every model DHFR ≥ 75: **pass**" in text
     assert "- GIN NCI1 ≥ 80: **no records yet**" in text
+
+
+def test_cross_validated_victims_have_their_own_section():
+    load_pages()
+
+    def fold(acc: float, k: int) -> dict:
+        record = clean("PROTEINS", "gin", acc)
+        record["config"]["data"].update({"cv_folds": 10, "cv_fold": k})
+        return record
+
+    records = [clean("PROTEINS", "gin", 0.70, seed=s) for s in range(3)]
+    records += [fold(0.76, k) for k in range(5)] + [fold(0.72, k) for k in range(5, 10)]
+    text = PAGES.get("clean_models")(records)
+    # the 3-seed row holds the split runs only; the folds make their own row
+    assert "| PROTEINS | gin | 70.00 ± 0.00 (3)" in text
+    assert "| PROTEINS | gin | 74.00 ± 2.11 (10) | 10 of 10 | 74.00 | pass | 76.20 |" in text
+    assert "- GIN PROTEINS ≥ 74: **fail** (PROTEINS/gin 70.0)" in text
