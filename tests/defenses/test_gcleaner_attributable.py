@@ -92,10 +92,11 @@ def test_a_damaged_teacher_is_refused_and_the_model_returned_unchanged(
         lambda m, clean, config, generator=None: (_Flipped(copy.deepcopy(m)).eval(), [0.0]),
     )
     before = _state(model)
-    defense = _quick()
+    defense = _quick(teacher_fallback="none")
     with caplog.at_level(logging.WARNING, logger="gnnbackdoor.defenses.gcleaner"):
         result = defense.repair(model, graphs, _ctx())
     assert result.model is model and _same(before, _state(model))
+    assert result.info["gc_teacher_fallback_used"] == 0.0
     info = result.info
     assert info["gc_teacher_refused"] == 1.0
     assert info["gc_teacher_holdout_acc"] == 0.0 and info["gc_backdoored_holdout_acc"] == 1.0
@@ -106,6 +107,34 @@ def test_a_damaged_teacher_is_refused_and_the_model_returned_unchanged(
     # the controls share the refused teacher: they change nothing either
     control = defense.unlearn_control(copy.deepcopy(model), graphs, None, _ctx())
     assert _same(before, _state(control))
+
+
+def test_a_refused_teacher_is_replaced_by_the_backdoored_model(
+    tiny_graph_dataset, monkeypatch, caplog
+):
+    """The default fallback: the flipped teacher is refused and never teaches; a frozen
+    copy of the backdoored model does, so unlearning runs (and the controls with it)."""
+    model = _model()
+    graphs = _self_labelled(model, tiny_graph_dataset[:20])
+    monkeypatch.setattr(
+        gcleaner_module,
+        "fine_tune_teacher",
+        lambda m, clean, config, generator=None: (_Flipped(copy.deepcopy(m)).eval(), [0.0]),
+    )
+    before = _state(model)
+    defense = _quick()
+    with caplog.at_level(logging.WARNING, logger="gnnbackdoor.defenses.gcleaner"):
+        result = defense.repair(model, graphs, _ctx())
+    info = result.info
+    assert info["gc_teacher_refused"] == 1.0 and info["gc_teacher_fallback_used"] == 1.0
+    assert any("teaches instead" in r.getMessage() for r in caplog.records)
+    teacher = defense.teacher_.model
+    assert not isinstance(teacher, _Flipped)
+    assert _same(before, _state(teacher))  # the backdoored weights, frozen
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert not _same(before, _state(model))  # unlearning ran
+    control = defense.unlearn_control(_model(), graphs, None, _ctx())  # same weights
+    assert not _same(before, _state(control))
 
 
 def test_a_teacher_as_good_as_the_model_is_used(tiny_graph_dataset):

@@ -103,7 +103,9 @@ def test_a_refused_teacher_gives_null_controls(tiny_graph_dataset, graph_run, mo
 
     monkeypatch.setattr(gcleaner_module, "fine_tune_teacher", flipped_teacher)
     metrics = (
-        GraphPipeline().execute(graph_run(tiny_graph_dataset, _gcleaner()), PhaseTimer()).metrics
+        GraphPipeline()
+        .execute(graph_run(tiny_graph_dataset, _gcleaner(teacher_fallback="none")), PhaseTimer())
+        .metrics
     )
     assert metrics["gc_backdoored_holdout_acc"] > 0.0  # so the flipped teacher is worse
     assert metrics["gc_teacher_refused"] == 1.0

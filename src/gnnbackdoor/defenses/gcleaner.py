@@ -24,11 +24,12 @@ model's clean behaviour, which the teacher's fine-tuning then distils.
 
 Attributable results (issue 20, beyond the paper): the teacher is fine-tuned at its own
 rate on the defender's graphs less a held-out share and refused when it is less accurate
-there than the backdoored model (the model is then returned unchanged and the refusal
-recorded, so a sweep goes on); :meth:`GCleaner.unlearn_control` runs the same unlearning
-with the attack's true trigger (oracle) or with no trigger, so a record can say how much of
-the removal the recovered trigger earns; the trigger's slots break explainer ties at random
-from the run's stream.
+there than the backdoored model (the refusal is recorded, and a frozen copy of the
+backdoored model teaches instead, ``unlearning.teacher_fallback=backdoored``, or with
+``none`` the model is returned unchanged, so a sweep goes on);
+:meth:`GCleaner.unlearn_control` runs the same unlearning with the attack's true trigger
+(oracle) or with no trigger, so a record can say how much of the removal the recovered
+trigger earns; the trigger's slots break explainer ties at random from the run's stream.
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ from gnnbackdoor.defenses.trigger_recovery import (
 )
 from gnnbackdoor.defenses.unlearning import (
     TeacherCheck,
+    TeacherFallback,
     UnlearningConfig,
     UnlearningReport,
     check_teacher,
     fine_tune_teacher,
+    frozen_copy,
     holdout_split,
     unlearn,
 )
@@ -95,11 +98,13 @@ class PreparedTeacher:
         model: The teacher (eval mode, no gradients).
         losses: Its fine-tuning cross-entropy per epoch.
         check: Held-out comparison with the backdoored model; ``check.refused`` means no
-            unlearning runs with it.
+            unlearning runs with the fine-tuned teacher.
         shuffle_seed: Seed of the unlearning's shuffling, drawn once from the run's stream
             with the teacher, so that the recovered-trigger unlearning and the controls
             (:meth:`GCleaner.unlearn_control`) see the same batches in the same order.
         fingerprint: Hash of the backdoored weights the teacher was made from.
+        fallback: ``model`` is a frozen copy of the backdoored model, standing in for a
+            refused teacher (``unlearning.teacher_fallback=backdoored``).
     """
 
     model: GraphClassifier
@@ -107,6 +112,7 @@ class PreparedTeacher:
     check: TeacherCheck
     shuffle_seed: int
     fingerprint: str
+    fallback: bool = False
 
 
 def _fingerprint(model: torch.nn.Module) -> str:
@@ -326,6 +332,7 @@ class GCleaner(ModelRepairDefense):
             "gc_teacher_loss_last": teacher_losses[-1] if teacher_losses else float("nan"),
             "gc_weighted_structure": float(model.supports_edge_weight),
             **self._teacher_info(prepared.check),
+            "gc_teacher_fallback_used": float(prepared.fallback),
         }
         if self.auxiliary_dataset:
             counts = getattr(self, "auxiliary_label_counts_", [])
@@ -390,11 +397,20 @@ class GCleaner(ModelRepairDefense):
             check = check_teacher(
                 teacher, model, [graphs[i] for i in held], checked=not self.auxiliary_dataset
             )
-        if check.refused:
+        fallback = False
+        if check.refused and config.teacher_fallback == TeacherFallback.BACKDOORED:
+            # the refused teacher is dropped; the backdoored model (frozen) teaches: Eq. 9
+            # and 14 only show the teacher clean graphs (UnlearningConfig.teacher_fallback)
+            teacher = frozen_copy(model)
+            fallback = True
+            logger.warning("GCleaner: %s; the backdoored model teaches instead", check.message())
+        elif check.refused:
             logger.warning(
                 "GCleaner: %s; the backdoored model is returned unchanged", check.message()
             )
-        self.teacher_ = PreparedTeacher(teacher, losses, check, seed_from(generator), fingerprint)
+        self.teacher_ = PreparedTeacher(
+            teacher, losses, check, seed_from(generator), fingerprint, fallback
+        )
         return self.teacher_
 
     def _unlearn(
@@ -406,7 +422,7 @@ class GCleaner(ModelRepairDefense):
     ) -> UnlearningReport:
         """Eq. 14 on aligned pairs with ``prepared``'s teacher and shuffling seed; nothing
         (an empty report, ``model`` unchanged) when the teacher was refused."""
-        if prepared.check.refused:
+        if prepared.check.refused and not prepared.fallback:
             return UnlearningReport()
         shuffle = torch.Generator().manual_seed(prepared.shuffle_seed)
         return unlearn(model, prepared.model, clean, triggered, self.unlearning, shuffle)

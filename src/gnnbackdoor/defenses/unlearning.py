@@ -77,6 +77,19 @@ class HeatmapReference(StrEnum):
     STUDENT = "student"
 
 
+class TeacherFallback(StrEnum):
+    """What teaches when the fine-tuned teacher is refused (:func:`check_teacher`)."""
+
+    #: A frozen copy of the backdoored model itself. Eq. 9 and 14 show the teacher only the
+    #: *clean* graphs (``T(G_c)`` and its clean heat map), where the backdoored model is at
+    #: least as accurate on the held-out graphs as the refused teacher by the check's own
+    #: verdict; its backdoor is never exercised. Ours: the paper has no refusal.
+    BACKDOORED = "backdoored"
+    #: No unlearning: the backdoored model is returned unchanged (the behaviour of issue 20's
+    #: refusal; records made before this field carry it).
+    NONE = "none"
+
+
 class OutputSpace(StrEnum):
     """Where Eq. 9's distances are taken."""
 
@@ -127,6 +140,12 @@ class UnlearningConfig(Settings):
             accurate there than the backdoored model is refused (:func:`check_teacher`).
             0 turns the check off (the teacher fits every graph and is never refused: what
             the code did before issue 20; records made then carry it).
+        teacher_fallback: What teaches when the teacher is refused (:class:`TeacherFallback`):
+            ``backdoored`` (default) a frozen copy of the backdoored model, ``none`` no
+            unlearning. Chosen after the protocol re-run of issue 14: with 3 % of AIDS the
+            held-out share is 12 graphs, where one graph decides a refusal, and 4 of the
+            first 8 AIDS teachers were refused, leaving GCleaner and both controls
+            unmeasured on those rows (``gc_teacher_refused`` records each refusal either way).
         max_grad_norm: Clip each step's gradient to this L2 norm (0: no clipping). Sum
             pooling (GIN) gives logits in the hundreds on larger graphs, so the raw logit
             distances of Eq. 9 are badly scaled; clipping keeps SGD stable.
@@ -147,6 +166,7 @@ class UnlearningConfig(Settings):
     teacher_epochs: NonNegativeInt = 10
     teacher_lr: NonNegativeFloat | None = 0.01
     teacher_holdout: HoldoutShare = 0.2
+    teacher_fallback: TeacherFallback = TeacherFallback.BACKDOORED
     max_grad_norm: NonNegativeFloat = 1.0
     output_space: OutputSpace = OutputSpace.LOGITS
 
@@ -311,6 +331,16 @@ def fine_tune_teacher(
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher, losses
+
+
+def frozen_copy(model: GraphClassifier) -> GraphClassifier:
+    """A copy of ``model`` in eval mode with no gradients (the stand-in teacher of
+    :attr:`TeacherFallback.BACKDOORED`); ``model`` itself is not touched."""
+    teacher = copy.deepcopy(model)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 @dataclass

@@ -122,6 +122,8 @@ def _always(stored: Mapping[str, Any]) -> bool:
 _GCLEANER_BEFORE_ISSUE_20 = {
     # the teacher was fine-tuned on every defender graph and never checked
     "unlearning.teacher_holdout": 0.0,
+    # a refused teacher meant no unlearning (issue 20); the fallback came with issue 14's re-run
+    "unlearning.teacher_fallback": "none",
 }
 
 #: The graph classifiers (gnnbackdoor.models.graph), whose fields issue 14 added.
@@ -152,7 +154,9 @@ Link-Backdoor's black-box protocol (issue 16): before ``blackbox_trigger`` and
 surrogate and trained the target from fresh weights. White-box runs never read either field,
 so they take today's defaults (behaviour-neutral there).
 GCleaner (issue 20): before ``unlearning.teacher_holdout`` existed the teacher was
-fine-tuned on every defender graph and never checked, which ``teacher_holdout=0`` spells.
+fine-tuned on every defender graph and never checked, which ``teacher_holdout=0`` spells;
+before ``unlearning.teacher_fallback`` existed a refused teacher meant no unlearning
+(``none``).
 The changed defaults need no entry: every committed GCleaner record stores
 ``unlearning.lr`` (0.05) and ``unlearning.teacher_lr`` (``null``: the unlearning rate, still
 accepted) explicitly; the new ``recovery.prior`` (``none``) and ``recovery.prior_weight``
