@@ -247,6 +247,19 @@ def _share(runs: list[dict[str, Any]], test) -> int:
     return sum(1 for r in runs if test(r))
 
 
+def _left_unchanged(record: dict[str, Any]) -> bool:
+    """A refused teacher with no stand-in (``unlearning.teacher_fallback=none``): GCleaner
+    left the backdoored model as it was."""
+    return _flag(record, "gc_teacher_refused") and not _flag(record, "gc_teacher_fallback_used")
+
+
+def _refusals(row: list[dict[str, Any]]) -> str:
+    """Refused teachers (k/n), with how many of them the backdoored model stood in for."""
+    text = _count(row, lambda r: _flag(r, "gc_teacher_refused"))
+    stood_in = sum(1 for r in row if _flag(r, "gc_teacher_fallback_used"))
+    return f"{text} (stand-in {stood_in})" if stood_in else text
+
+
 def judge_row(
     runs: list[dict[str, Any]],
     asr: str = "defended_asr",
@@ -257,8 +270,8 @@ def judge_row(
     :data:`ASR_TARGET` points and mean accuracy at most :data:`ACC_TARGET` points below the
     backdoored model's, both over the row's runs that implanted a non-collapsed backdoor
     (:func:`exclusion`). A defended model that collapsed in any judged run, or a teacher that
-    GCleaner refused (the model is then left as it was), is a miss whatever the ASR: an ASR
-    of 0 from a constant model is no success.
+    GCleaner refused with no stand-in (the model is then left as it was), is a miss whatever
+    the ASR: an ASR of 0 from a constant model is no success.
 
     ``asr``/``acc``/``collapse`` name the metrics after the defense, so the oracle and
     no-trigger controls are judged alike (``gc_oracle_asr``/``gc_oracle_acc``, no collapse
@@ -290,9 +303,9 @@ def judge_row(
         k = _share(judged, lambda r: _flag(r, collapse))
         if k:
             reasons.append(f"defended model collapsed in {k} of {len(judged)}")
-    k = _share(judged, lambda r: _flag(r, "gc_teacher_refused"))
+    k = _share(judged, _left_unchanged)
     if k:
-        reasons.append(f"teacher refused in {k} of {len(judged)}")
+        reasons.append(f"teacher refused (no unlearning) in {k} of {len(judged)}")
     status = "missed" if reasons else "met"
     return Verdict(status, reasons, len(judged), len(runs), asr_after, drop)
 
@@ -462,7 +475,7 @@ def table3(
                 _count(row, implanted),
                 f"{_count(row, lambda r: _flag(r, 'backdoored_collapsed'))} / "
                 f"{_count(row, lambda r: _flag(r, 'defended_collapsed'))}",
-                _count(row, lambda r: _flag(r, "gc_teacher_refused")),
+                _refusals(row),
                 verdict.text,
             ]
         )
