@@ -88,19 +88,32 @@ def test_the_controls_leave_every_other_figure_alone(tiny_graph_dataset, graph_r
         assert value == other or (math.isnan(value) and math.isnan(other)), name
 
 
+class Flipped(torch.nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, edge_index, batch=None):
+        return self.model(x, edge_index, batch).flip(-1)
+
+
+def flipped_teacher(model, clean, config, generator=None):
+    # every held-out graph the backdoored model gets right, this teacher gets wrong
+    return Flipped(copy.deepcopy(model)).eval(), [0.0]
+
+
+def test_a_refused_teacher_with_a_stand_in_still_gets_its_controls(
+    tiny_graph_dataset, graph_run, monkeypatch
+):
+    monkeypatch.setattr(gcleaner_module, "fine_tune_teacher", flipped_teacher)
+    metrics = GraphPipeline().execute(graph_run(tiny_graph_dataset, _gcleaner()), PhaseTimer())
+    metrics = metrics.metrics
+    assert metrics["gc_teacher_refused"] == 1.0 and metrics["gc_teacher_fallback_used"] == 1.0
+    assert not math.isnan(metrics["gc_notrigger_asr"])
+    assert not math.isnan(metrics["gc_notrigger_acc"])
+
+
 def test_a_refused_teacher_gives_null_controls(tiny_graph_dataset, graph_run, monkeypatch):
-    class Flipped(torch.nn.Module):
-        def __init__(self, model) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x, edge_index, batch=None):
-            return self.model(x, edge_index, batch).flip(-1)
-
-    def flipped_teacher(model, clean, config, generator=None):
-        # every held-out graph the backdoored model gets right, this teacher gets wrong
-        return Flipped(copy.deepcopy(model)).eval(), [0.0]
-
     monkeypatch.setattr(gcleaner_module, "fine_tune_teacher", flipped_teacher)
     metrics = (
         GraphPipeline()

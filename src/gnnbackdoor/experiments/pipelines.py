@@ -625,7 +625,8 @@ class _Controls:
         models: ``"oracle"`` (unlearned with the attack's true trigger on the defender's
             graphs it triggers) and ``"notrigger"`` (unlearned on untriggered copies of the
             graphs the repair unlearned on); ``None`` when the repair's teacher was refused
-            (then the repair changed nothing and neither would they) and, for the oracle,
+            with no stand-in (then the repair changed nothing and neither would they; with
+            the backdoored model standing in they run with it) and, for the oracle,
             when the attack triggers none of those graphs. Absent when the
             defense has no :class:`~gnnbackdoor.defenses.base.UnlearningControls`.
         oracle_graphs: Defender graphs the oracle unlearned on.
@@ -833,7 +834,9 @@ def _repair_controls(
     controls = _Controls([p[0] for p in pairs], [p[1] for p in pairs], {})
     if not isinstance(defense, UnlearningControls):
         return controls
-    if repaired.info.get("gc_teacher_refused"):
+    if repaired.info.get("gc_teacher_refused") and not repaired.info.get(
+        "gc_teacher_fallback_used"
+    ):
         controls.models = {"oracle": None, "notrigger": None}
         return controls
     unlearned = [defender_graphs[k] for k in recovered.sources()]
@@ -868,7 +871,7 @@ def _control_metrics(
     :func:`~gnnbackdoor.metrics.gcleaner.trigger_embedding_cosine` on the backdoored model)
     and, per control, ``gc_<control>_acc`` / ``gc_<control>_asr`` measured exactly like
     ``defended_acc`` / ``defended_asr`` (``nan``, a null in the record, when the teacher was
-    refused)."""
+    refused with no stand-in)."""
     out = {
         "gc_trigger_cosine": trigger_embedding_cosine(
             backdoored, controls.original, controls.recovered, batch
