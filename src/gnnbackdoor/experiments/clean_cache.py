@@ -24,8 +24,9 @@ from gnnbackdoor.utils.files import atomic_torch_save
 
 ENV = "GNNBACKDOOR_CLEAN_CACHE"
 
-#: How the victim stage's randomness is derived; entries made otherwise never hit.
-STREAMS = "run-streams-v1"
+#: How the victim stage's randomness is derived and how it trains; entries made otherwise
+#: never hit ("+single-graph-batch": training skips a last mini-batch of one graph).
+STREAMS = "run-streams-v1+single-graph-batch"
 
 
 def cache_path(parts: dict[str, Any]) -> Path | None:
