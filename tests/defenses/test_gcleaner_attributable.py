@@ -81,9 +81,9 @@ def _self_labelled(model, graphs):
 # --------------------------------------------------------------------------- the teacher
 
 
-def test_a_damaged_teacher_is_refused_and_the_model_returned_unchanged(
-    tiny_graph_dataset, monkeypatch, caplog
-):
+def _with_a_flipped_teacher(tiny_graph_dataset, monkeypatch):
+    """A model, 20 graphs it labels itself, its weights, and a teacher fine-tuning patched
+    to answer the opposite class (so the check refuses it)."""
     model = _model()
     graphs = _self_labelled(model, tiny_graph_dataset[:20])
     monkeypatch.setattr(
@@ -91,7 +91,13 @@ def test_a_damaged_teacher_is_refused_and_the_model_returned_unchanged(
         "fine_tune_teacher",
         lambda m, clean, config, generator=None: (_Flipped(copy.deepcopy(m)).eval(), [0.0]),
     )
-    before = _state(model)
+    return model, graphs, _state(model)
+
+
+def test_a_damaged_teacher_is_refused_and_the_model_returned_unchanged(
+    tiny_graph_dataset, monkeypatch, caplog
+):
+    model, graphs, before = _with_a_flipped_teacher(tiny_graph_dataset, monkeypatch)
     defense = _quick(teacher_fallback="none")
     with caplog.at_level(logging.WARNING, logger="gnnbackdoor.defenses.gcleaner"):
         result = defense.repair(model, graphs, _ctx())
@@ -114,14 +120,7 @@ def test_a_refused_teacher_is_replaced_by_the_backdoored_model(
 ):
     """The default fallback: the flipped teacher is refused and never teaches; a frozen
     copy of the backdoored model does, so unlearning runs (and the controls with it)."""
-    model = _model()
-    graphs = _self_labelled(model, tiny_graph_dataset[:20])
-    monkeypatch.setattr(
-        gcleaner_module,
-        "fine_tune_teacher",
-        lambda m, clean, config, generator=None: (_Flipped(copy.deepcopy(m)).eval(), [0.0]),
-    )
-    before = _state(model)
+    model, graphs, before = _with_a_flipped_teacher(tiny_graph_dataset, monkeypatch)
     defense = _quick()
     with caplog.at_level(logging.WARNING, logger="gnnbackdoor.defenses.gcleaner"):
         result = defense.repair(model, graphs, _ctx())
