@@ -600,10 +600,7 @@ def baselines_table(records: list[dict[str, Any]]) -> tuple[str, int]:
                     _name(dataset, paper_name),
                     TITLES[attack],
                     title,
-                    _cell(row, "asr"),
-                    _cell(row, "backdoored_acc"),
-                    _cell(row, "defended_asr"),
-                    _cell(row, "defended_acc"),
+                    *_before_after(row),
                     num(acc_d - acc_b, signed=True),
                     num(paper_value(ref, "asr")),
                     num(paper_value(ref, "acc")),
@@ -612,6 +609,12 @@ def baselines_table(records: list[dict[str, Any]]) -> tuple[str, int]:
                 ]
             )
     return markdown_table(BASELINES_HEADER, body), shown_runs
+
+
+def _before_after(row: list[dict[str, Any]]) -> list[str]:
+    """ASR and accuracy before and after the defense: the four cells both baseline tables
+    share."""
+    return [_cell(row, m) for m in ("asr", "backdoored_acc", "defended_asr", "defended_acc")]
 
 
 TABLE7_HEADER = [
@@ -655,10 +658,7 @@ def table7(records: list[dict[str, Any]], gcleaner: list[dict[str, Any]]) -> tup
                     _name(dataset, paper_name),
                     TITLES[attack],
                     title,
-                    _cell(row, "asr"),
-                    _cell(row, "backdoored_acc"),
-                    _cell(row, "defended_asr"),
-                    _cell(row, "defended_acc"),
+                    *_before_after(row),
                     num(paper_value(ref, "asr")),
                     num(paper_value(ref, "acc")),
                     _cell(row, "detector_precision") if detector else "—",
