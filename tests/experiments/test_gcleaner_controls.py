@@ -139,6 +139,23 @@ def test_an_attacked_run_records_the_collapse_flags(tiny_graph_dataset, graph_ru
     assert "gc_trigger_cosine" not in metrics
 
 
+def test_every_graph_run_flags_its_clean_victim_too(tiny_graph_dataset, graph_run, monkeypatch):
+    seen: list[torch.Tensor] = []
+    real = pipelines._collapse_metrics
+
+    def spy(prefix, predicted, labels, ctx):
+        if prefix == "clean":
+            seen.append(predicted.clone())
+        return real(prefix, predicted, labels, ctx)
+
+    monkeypatch.setattr(pipelines, "_collapse_metrics", spy)
+    metrics = GraphPipeline().execute(graph_run(tiny_graph_dataset), PhaseTimer()).metrics
+    assert len(seen) == 1  # the clean victim's predictions on the evaluation graphs
+    shares = seen[0].bincount().double() / seen[0].numel()
+    assert metrics["clean_majority_share"] == float(shares.max())
+    assert metrics["clean_collapsed"] in (0.0, 1.0)
+
+
 def test_collapse_flag_is_the_majority_share_against_the_labels():
     ctx = type("Ctx", (), {"num_classes": 2})()
     labels = torch.tensor([0, 1] * 10)  # balanced: majority share 0.5

@@ -370,11 +370,15 @@ class GraphPipeline(TaskPipeline):
         with streams.running(Stage.EVALUATION):
             batch = run.train_config.eval_batch_size
             labels = graph_labels(eval_graphs)
+            clean_predicted = predict_graphs(stage.clean, eval_graphs, batch)[0]
             metrics: dict[str, float] = {
-                "clean_acc": accuracy(predict_graphs(stage.clean, eval_graphs, batch)[0], labels),
+                "clean_acc": accuracy(clean_predicted, labels),
                 **stage.figures,
                 "num_eval_graphs": len(eval_graphs),
                 "num_classes": ctx.num_classes,
+                # the same flag on the clean victim: a "collapsed" backdoored model whose
+                # clean twin is as lopsided says the victim, not the backdoor, is (issue 14)
+                **_collapse_metrics("clean", clean_predicted, labels, ctx),
             }
             if attack is not None and stage.backdoored is not None:
                 with timer.phase("attack_eval_s"):
