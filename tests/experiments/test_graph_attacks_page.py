@@ -93,6 +93,20 @@ def test_judgement_line_lists_collapsed_models_and_the_accuracy_cost():
     assert "ASR ≥ 80 % in 1 of the 1 rows" in line
 
 
+def test_a_collapsed_model_is_listed_beside_its_clean_victim_when_recorded():
+    lopsided = record(
+        0, 0.9, backdoored_collapsed=1.0, backdoored_majority_share=0.28,
+        clean_majority_share=0.27, clean_collapsed=1.0,
+    )  # fmt: skip
+    fair = record(1, 0.9, backdoored_collapsed=1.0, backdoored_majority_share=0.9,
+                  clean_majority_share=0.55, clean_collapsed=0.0)  # fmt: skip
+    judged = judge_table([("ENZYMES gcn", [lopsided, fair], 90.0)])
+    assert judged["collapsed"] == [
+        "ENZYMES gcn seed 0 (majority share 28.0 %; clean victim 27.0 %, collapsed too)",
+        "ENZYMES gcn seed 1 (majority share 90.0 %; clean victim 55.0 %)",
+    ]
+
+
 def test_judge_table_on_synthetic_rows():
     ok = [record(s, 0.9) for s in range(3)]
     bad = [

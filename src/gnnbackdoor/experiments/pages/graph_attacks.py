@@ -96,13 +96,26 @@ def _mean_points(runs: list[dict[str, Any]], name: str) -> float:
     return 100 * sum(values) / len(values) if values else float("nan")
 
 
+def _collapse_note(record: dict[str, Any]) -> str:
+    """``"majority share x %"`` of a collapsed backdoored model, with its clean victim's
+    (the same flag on the model never poisoned, on the same graphs) where the record has it:
+    a clean victim as lopsided says the victim, not the backdoor, predicts one class."""
+    note = f"majority share {num(_mean_points([record], 'backdoored_majority_share'), 1)} %"
+    clean = _mean_points([record], "clean_majority_share")
+    if math.isnan(clean):
+        return note
+    twin = ", collapsed too" if _metric(record, "clean_collapsed") == 1.0 else ""
+    return f"{note}; clean victim {num(clean, 1)} %{twin}"
+
+
 def judge_table(rows: list[tuple[str, list[dict[str, Any]], float]]) -> dict[str, Any]:
     """Issue 14's "Done when" for one table.
 
     ``rows``: ``(label, runs, paper ASR in percent or NaN)`` per row; rows whose runs are
     on pre-issue-14 victims (or have none) are not judged. Returns ``judged`` (rows
     judged), ``unjudged`` (rows with only older victims), ``collapsed`` (one
-    ``"label seed s (majority share x %)"`` per collapsed backdoored model), ``cost`` (mean
+    ``"label seed s (majority share x %[; clean victim y %])"`` per collapsed backdoored
+    model, :func:`_collapse_note`), ``cost`` (mean
     over judged rows of clean − backdoored accuracy, points; NaN without rows),
     ``cost_ok`` (``cost`` ≤ :data:`COST_TARGET`), ``high`` (judged rows where the paper
     reports ASR ≥ :data:`PAPER_ASR_HIGH`) and ``high_met`` (of those, ours ≥ it too),
@@ -122,8 +135,7 @@ def judge_table(rows: list[tuple[str, list[dict[str, Any]], float]]) -> dict[str
         costs.append(_mean_points(runs, "clean_acc") - _mean_points(runs, "backdoored_acc"))
         for r in sorted(runs, key=lambda r: r.get("seed", 0)):
             if collapsed(r):
-                share = num(_mean_points([r], "backdoored_majority_share"), 1)
-                down.append(f"{label} seed {r.get('seed')} (majority share {share} %)")
+                down.append(f"{label} seed {r.get('seed')} ({_collapse_note(r)})")
         if not math.isnan(paper_asr) and paper_asr >= PAPER_ASR_HIGH:
             high += 1
             if _mean_points(runs, "asr") >= PAPER_ASR_HIGH:

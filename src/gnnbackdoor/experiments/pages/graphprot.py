@@ -473,6 +473,7 @@ def _excluded_table(rows: list[AttackRow]) -> str:
                 num(points(seeds, "clean_model_asr"), 1),
                 num(points(seeds, "backdoored_acc"), 1),
                 num(points(seeds, "backdoored_majority_share"), 1),
+                num(points(seeds, "clean_majority_share"), 1),
             ]
         )
     header = [
@@ -484,6 +485,7 @@ def _excluded_table(rows: list[AttackRow]) -> str:
         "ASR clean model",
         "ACC backdoored",
         "majority share of its predictions",
+        "clean victim's majority share",
     ]
     return markdown_table(header, body) if body else ""
 
