@@ -17,6 +17,7 @@ def record(
     norm: str = "batch_norm",
     dataset: str = "AIDS",
     model: str = "gcn",
+    ratio: float = 0.1,
     **metrics: float,
 ) -> dict:
     return {
@@ -32,6 +33,7 @@ def record(
                 "data.train_fraction": 0.6667,
                 "attack.trigger_size": 5,
                 "attack.target_class": target,
+                "attack.injection_ratio": ratio,
                 "model.norm": norm,
             }
         ),
@@ -70,6 +72,20 @@ def test_majority_target_runs_go_to_the_sensitivity_section():
     assert "60.00 ± 14.14 (2)" in rest and "60.00 ± 14.14" not in main
     assert "| GTA | 1 | AIDS | gcn | 90.00" in rest
     assert "99.00 ± 1.00 (3)" in main
+
+
+def test_other_injection_ratios_go_to_their_own_section_beside_the_protocol_row():
+    runs = [record(s, 0.3) for s in range(3)]  # protocol ratio 0.1: not implanted
+    runs += [record(s, 0.95, ratio=0.2) for s in range(3)]
+    runs += [record(0, 0.1, ratio=0.05)]
+    text = _render(runs)
+    main, _, rest = text.partition("## Sensitivity: injection ratio")
+    assert "30.00 ± 0.00 (3)" in main and "95.00" not in main
+    section = rest.split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| GTA | AIDS | gcn")]
+    assert [line.split(" | ")[3] for line in rows] == ["0.05", "0.1", "0.2"]
+    assert "| 0 of 3 |" in rows[1] and "| 3 of 3 |" in rows[2]  # implanted only at 0.2
+    assert "## Sensitivity: injection ratio" not in _render(runs[:3])
 
 
 def test_pre_protocol_victims_are_marked_and_replaced_by_new_ones():

@@ -22,6 +22,8 @@ from gnnbackdoor.experiments.pages.common import (
     paper_value,
     provenance,
     resolved,
+    same,
+    shown,
     where,
 )
 from gnnbackdoor.experiments.pages.graphprot_summary import (
@@ -34,6 +36,9 @@ from gnnbackdoor.experiments.protocol import PROTOCOL_TARGET_CLASS, is_protocol_
 from gnnbackdoor.experiments.report import markdown_table, paper_lookup, reference_table
 
 ATTACKS = ["sba", "gta", "exp-ba", "motif-ba"]
+#: The GraphProt protocol's injection ratio (GraphProt states none); runs at other ratios
+#: are the injection-ratio sensitivity section's, never the main tables'.
+PROTOCOL_INJECTION_RATIO = 0.1
 ATTACK_TITLES = {"sba": "SBA", "gta": "GTA", "exp-ba": "Exp-BA", "motif-ba": "Motif-BA"}
 MODELS = ["gcn", "gat", "gin", "sage"]
 GRAPHPROT_DATASETS = ["AIDS", "PROTEINS", "NCI1", "ENZYMES", "DHFR", "COLLAB"]
@@ -46,6 +51,7 @@ GCLEANER_RECORD_NAMES = {"Fingerprint": "Fingerprint4"}
 GRAPHPROT = {
     "data.train_fraction": 0.6667,
     "attack.trigger_size": 5,
+    "attack.injection_ratio": PROTOCOL_INJECTION_RATIO,
 }
 GCLEANER = {
     "data.train_fraction": 0.8,
@@ -380,6 +386,14 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     )
     values["sensitivity_section"] = sensitivity
     used += sensitivity_used
+    ratio_section, ratio_used = _injection_section(
+        template,
+        [r for r in _protocol(graph, _without_ratio(GRAPHPROT)) if is_protocol_target(r)],
+        gp_records,
+        gp_defended,
+    )
+    values["injection_section"] = ratio_section
+    used += ratio_used
 
     gc_tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     body = []
@@ -465,6 +479,82 @@ def _sensitivity_section(
         "sensitivity",
         table=markdown_table(["attack", "target", *HEADER], body),
         tally=_tally_line(template, tally),
+    )
+    return text + "\n\n", used
+
+
+def _without_ratio(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != "attack.injection_ratio"}
+
+
+INJECTION_HEADER = [
+    "attack",
+    "dataset",
+    "model",
+    "injection ratio",
+    "clean acc",
+    "backdoored acc",
+    "ASR",
+    "clean-model ASR",
+    "implanted",
+    "collapsed",
+]
+
+
+def _injection_section(
+    template: PageTemplate,
+    records: list[dict[str, Any]],
+    protocol: list[dict[str, Any]],
+    defended: list[dict[str, Any]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """Issue 14 item 3: the GraphProt-protocol cells also measured at other injection ratios
+    (``records``: protocol-target, undefended, any ratio), each beside its protocol-ratio
+    cell (from ``protocol`` and ``defended`` as in the main tables), so a cell whose attack
+    does not implant at 0.1 shows whether more poisoning would. Markdown ending in a blank
+    line (empty without such records) and the records it used."""
+    others = [
+        r for r in records
+        if not same(resolved(r, "attack.injection_ratio"), PROTOCOL_INJECTION_RATIO)
+    ]  # fmt: skip
+    cells = sorted(
+        {(r.get("attack"), r.get("dataset"), r.get("model")) for r in others},
+        key=lambda c: (ATTACKS.index(c[0]) if c[0] in ATTACKS else len(ATTACKS), *map(str, c)),
+    )
+    body: list[list[str]] = []
+    used: list[dict[str, Any]] = []
+    for attack, dataset, model in cells:
+        base, mark = _source(protocol, defended, dataset=dataset, model=model, attack=attack)
+        runs_by_ratio: dict[float, tuple[list[dict[str, Any]], str]] = {
+            PROTOCOL_INJECTION_RATIO: (base, mark)
+        }
+        for r in where(others, dataset=dataset, model=model, attack=attack):
+            ratio = float(resolved(r, "attack.injection_ratio"))
+            runs_by_ratio.setdefault(ratio, ([], ""))[0].append(r)
+        for ratio in sorted(runs_by_ratio):
+            runs, cell_mark = runs_by_ratio[ratio]
+            if not runs:
+                continue
+            used += runs
+            body.append(
+                [
+                    ATTACK_TITLES.get(attack, attack),
+                    dataset,
+                    model + cell_mark,
+                    shown(ratio),
+                    cell(runs, "clean_acc")[0],
+                    cell(runs, "backdoored_acc")[0],
+                    cell(runs, "asr")[0],
+                    cell(runs, "clean_model_asr")[0],
+                    f"{sum(implanted(r) for r in runs)} of {len(runs)}",
+                    f"{sum(collapsed(r) for r in runs)} of {len(runs)}",
+                ]
+            )
+    if not body:
+        return "", []
+    text = template.fragment(
+        "injection",
+        table=markdown_table(INJECTION_HEADER, body),
+        protocol=shown(PROTOCOL_INJECTION_RATIO),
     )
     return text + "\n\n", used
 
