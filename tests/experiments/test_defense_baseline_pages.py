@@ -409,3 +409,70 @@ def test_gcleaner_without_baseline_records():
         "GCleaner (2.0 / +1.6)",
         "no records yet",
     ]
+
+
+# --- baselines far from the paper (issue 17's closing note) -------------------------------
+
+
+def far_section(text: str) -> str:
+    return section(text, "## Baselines far from the paper")
+
+
+def test_graphprot_lists_the_baselines_far_from_the_paper():
+    load_pages()
+    far = far_section(PAGES.get("graphprot")(gp_records()))
+    # GNNsecurer's ASR 2.0 beside Table 1's 21.2; RS (50.0 / 40.5) and Fine-pruning
+    # (40.0 / 35.9) are within 10 points
+    rows = rows_starting(far, "| AIDS | gcn | gta |")
+    assert len(rows) == 1
+    row = cells(rows[0])
+    assert row[3:11] == [
+        "GNNsecurer",
+        "ASR",
+        "2.0",
+        "21.2",
+        "-19.2",
+        "100.0 / 99.8",
+        "0, 1, 2",
+        "removes more than the paper's",
+    ]
+    assert row[11].startswith("rejected —; reference reject rate —;")
+    assert "1 (row, baseline) cells are more than 10 points from the paper: 1 in ASR" in far
+    assert "(removes more than the paper's 1), 0 in accuracy (none)" in far
+    variants = [r for r in gp_records() if r["defense"].startswith("graphprot")]
+    assert "*None measured.*" in far_section(PAGES.get("graphprot")(variants))
+
+
+def test_gcleaner_lists_the_baselines_and_detectors_far_from_the_paper():
+    load_pages()
+    far = far_section(PAGES.get("gcleaner")(gc_records()))
+    # ABL's ASR 3.0 beside Table III's 46.94; the others within 10 points
+    rows = rows_starting(far, "| AIDS | gin |")
+    assert len(rows) == 1
+    row = cells(rows[0])
+    assert row[2:11] == [
+        "Sub-BA (SBA)",
+        "ABL",
+        "ASR",
+        "3.0",
+        "46.9",
+        "-43.9",
+        "95.0 / 95.8",
+        "0, 1, 2",
+        "removes more than the paper's",
+    ]
+    assert row[11].startswith("isolated —; precision 90.0; recall —;")
+    assert "1 (row, baseline) cells are more than 10 points from the paper" in far
+    # a detector far from Table VII: ED at 60 against 26.64, a victim as the paper's
+    records = [
+        dict(r, metrics={**r["metrics"], "defended_asr": 0.60}) if r["defense"] == "ed" else r
+        for r in gc_records()
+    ]
+    far = far_section(PAGES.get("gcleaner")(records))
+    ed = cells(rows_starting(far, "| AIDS | gin | Sub-BA (SBA) | ED |")[0])
+    assert ed[4:11] == ["ASR", "60.0", "26.6", "+33.4", "95.0 / 95.8", "0, 1, 2", "partial removal"]
+    assert ed[11].startswith(
+        "precision 50.0; recall 75.0; kept graphs —;"
+    )  # num_train_graphs missing
+    only_gcleaner = [r for r in gc_records() if r["defense"] == "gcleaner"]
+    assert "*None measured.*" in far_section(PAGES.get("gcleaner")(only_gcleaner))

@@ -14,7 +14,8 @@ Records fall in four groups (issue 14, issue 20):
 The paper's baselines (issue 17; records of ``experiments/defense_baselines.yaml``, on the
 protocol rows' victims) sit beside Table III (ABL, Prune, Randomized-Smoothing) and Table VII
 (the detectors ED and XGBD), and a ranking names the defense that wins each Table III row on
-our records and on the paper's (:func:`~.common.winner`).
+our records and on the paper's (:func:`~.common.winner`); each baseline or detector more than
+10 points from its paper figure is listed with a reading computed by :mod:`.baseline_readings`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gnnbackdoor.experiments.pages import page
+from gnnbackdoor.experiments.pages.baseline_readings import (
+    BaselineCell,
+    far_rows,
+    far_summary,
+    far_table,
+)
 from gnnbackdoor.experiments.pages.common import (
     RANK_ACC_DROP,
     RankRow,
@@ -733,6 +740,41 @@ def ranking_rows(records: list[dict[str, Any]], gcleaner: list[dict[str, Any]]) 
     return out
 
 
+def far_cells(records: list[dict[str, Any]]) -> list[BaselineCell]:
+    """One :class:`~.baseline_readings.BaselineCell` per (dataset, attack, baseline) of the
+    Table III baselines table and per detector row of Table VII: the runs those rows show
+    (:func:`baseline_runs`), the paper's figures beside them (Table III; Table VII for ED
+    and XGBD) and Table III's *Before* figures as the paper's backdoored model (Table VII
+    gives none; the ranking does the same)."""
+    table3_ = paper_lookup(
+        reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
+    )
+    table7_ = paper_lookup(
+        reference_table("gcleaner_table7_detectors.csv"), ["dataset", "attack", "defense"]
+    )
+    names = {**TABLE3_BASELINES, **DETECTORS}
+    runs = {name: baseline_runs(records, name) for name in names}
+    out = []
+    for dataset, paper_name, attack in _rows(DATASETS):
+        before = table3_(dataset=paper_name, attack=attack, defense="Before (no defense)")
+        for name, title in names.items():
+            source = table7_ if name in DETECTORS else table3_
+            ref = source(dataset=paper_name, attack=attack, defense=title)
+            out.append(
+                BaselineCell(
+                    (_name(dataset, paper_name), "gin", TITLES[attack]),
+                    name,
+                    title,
+                    where(runs[name], dataset=dataset, attack=attack),
+                    paper_value(ref, "asr"),
+                    paper_value(ref, "acc"),
+                    paper_value(before, "asr"),
+                    paper_value(before, "acc"),
+                )
+            )
+    return out
+
+
 def _baselines_section(template: PageTemplate, records, main) -> tuple[dict[str, str], list]:
     """Template values of the baselines, Table VII and the ranking, and the records shown."""
     table, shown3 = baselines_table(records)
@@ -742,7 +784,10 @@ def _baselines_section(template: PageTemplate, records, main) -> tuple[dict[str,
     )
     used = [r for name in {**TABLE3_BASELINES, **DETECTORS} for r in baseline_runs(records, name)]
     missing = template.fragment("no_baselines", command=BASELINE_SWEEP)
+    far = far_rows(far_cells(records))
     return {
+        "far_table": far_table(far) or template.fragment("far_none"),
+        **far_summary(far),
         "baselines_table": table,
         "baselines_note": "" if shown3 else "\n\n" + missing,
         "table7": t7,

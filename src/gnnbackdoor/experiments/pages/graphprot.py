@@ -3,15 +3,24 @@ on issue 14's protocol (each dataset's protocol target class; majority-target ro
 Sensitivity section), with the honest summaries and the clean victims' accuracy per sample
 rate of :mod:`.graphprot_summary`; the paper's baselines (GNNsecurer, Fine-pruning, RS;
 issue 17, records of ``experiments/defense_baselines.yaml``) beside the variants, and a
-ranking of the defenses per row (:func:`~.common.winner`) on our records and the paper's."""
+ranking of the defenses per row (:func:`~.common.winner`) on our records and the paper's,
+and each baseline more than 10 points from its paper figure with a reading computed by
+:mod:`.baseline_readings`."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from gnnbackdoor.experiments.pages import page
+from gnnbackdoor.experiments.pages.baseline_readings import (
+    BaselineCell,
+    far_rows,
+    far_summary,
+    far_table,
+)
 from gnnbackdoor.experiments.pages.common import (
     RANK_ACC_DROP,
     RankRow,
@@ -340,6 +349,73 @@ def _ranking(template: PageTemplate, rows: list[RankRow]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Block:
+    """One table of Tables 1-2 as the page shows it: our (model, attack), the paper's rows
+    beside it (``rows``, matched further on ``keys`` by :func:`_paper`) and its heading."""
+
+    model: str
+    attack: str
+    rows: list[dict[str, str]]
+    keys: dict[str, str]
+    title: str
+
+
+def shown_blocks(index: dict[tuple, AttackRow]) -> list[Block]:
+    """The page's tables in order: Table 1's models under GTA, then per Table 2 attack GCN
+    and every other model of :data:`TABLE2_MODELS` the variants measured."""
+    table1 = reference_table("graphprot_table1_models_gta.csv")
+    table2 = reference_table("graphprot_table2_attacks.csv")
+    out = []
+    for model, title in TABLE1_MODELS.items():
+        rows = [r for r in table1 if r["model"] == title]
+        out.append(Block(model, "gta", rows, {"model": title}, title))
+    for attack, title in TABLE2_ATTACKS.items():
+        rows = [r for r in table2 if r["attack"] == title]
+        for model in TABLE2_MODELS:
+            if model != "gcn" and not any(key[:2] == (model, attack) for key in index):
+                continue
+            out.append(Block(model, attack, rows, {"attack": title}, f"{title}, {model.upper()}"))
+    return out
+
+
+def far_cells(
+    index: dict[tuple, AttackRow], baselines: dict[tuple, dict[str, list[dict]]]
+) -> list[BaselineCell]:
+    """One :class:`~.baseline_readings.BaselineCell` per baseline row of Tables 1-2 (the
+    runs :func:`baseline_runs` gives the row, the paper's figures :func:`_block` shows beside
+    it and its *Backdoored Model* row's)."""
+    out = []
+    for block in shown_blocks(index):
+        for dataset in DATASETS:
+            by_baseline = baselines.get((block.model, block.attack, dataset), {})
+            bd = _paper(block.rows, defense="Backdoored Model", dataset=dataset, **block.keys)
+            for name, title in BASELINES.items():
+                after = _paper(block.rows, defense=title, dataset=dataset, **block.keys)
+                out.append(
+                    BaselineCell(
+                        (dataset, block.model, block.attack),
+                        name,
+                        title,
+                        by_baseline.get(name, []),
+                        after[0],
+                        after[1],
+                        bd[0],
+                        bd[1],
+                    )
+                )
+    return out
+
+
+def _far(template: PageTemplate, cells: list[BaselineCell]) -> str:
+    rows = far_rows(cells)
+    return template.fragment(
+        "far",
+        table=far_table(rows) or template.fragment("far_none"),
+        **far_summary(rows),
+    )
+
+
 def _paper_same_rows(rows: list[AttackRow], paper: dict) -> list[Entry]:
     """The paper's entries beside our averaged ones (each averaged row's paper row, where
     the paper's attack implanted too; a paper row beside several of ours counts for each)."""
@@ -550,22 +626,12 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     main_rows = attack_rows(r for r in selected if is_protocol_target(r))
     majority_rows = attack_rows(r for r in selected if not is_protocol_target(r))
     index = {(r.model, r.attack, r.dataset): r for r in main_rows}
-    table1 = reference_table("graphprot_table1_models_gta.csv")
-    table2 = reference_table("graphprot_table2_attacks.csv")
     baselines = baseline_runs(records)
-    table1_blocks = []
-    for model, title in TABLE1_MODELS.items():
-        rows = [r for r in table1 if r["model"] == title]
-        body = _block(index, rows, model, "gta", {"model": title}, baselines)
-        table1_blocks.append(f"### {title}\n\n{markdown_table(HEADER, body)}")
-    table2_blocks = []
-    for attack, title in TABLE2_ATTACKS.items():
-        rows = [r for r in table2 if r["attack"] == title]
-        for model in TABLE2_MODELS:
-            if model != "gcn" and not any(key[:2] == (model, attack) for key in index):
-                continue
-            body = _block(index, rows, model, attack, {"attack": title}, baselines)
-            table2_blocks.append(f"### {title}, {model.upper()}\n\n{markdown_table(HEADER, body)}")
+    table1_blocks, table2_blocks = [], []
+    for block in shown_blocks(index):
+        body = _block(index, block.rows, block.model, block.attack, block.keys, baselines)
+        tables = table1_blocks if block.attack == "gta" else table2_blocks
+        tables.append(f"### {block.title}\n\n{markdown_table(HEADER, body)}")
 
     sensitivity, sensitivity_used = _sensitivity(template, majority_rows)
     augmented, augmented_used = _augmented_victims(template, records)
@@ -592,6 +658,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
         training=_training(template, main_used),
         coverage=_coverage(template, index, baselines),
         ranking=_ranking(template, ranking_rows(index, baselines)),
+        far=_far(template, far_cells(index, baselines)),
         accuracy=accuracy,
         sensitivity=sensitivity,
         augmented=augmented,
