@@ -18,6 +18,7 @@ def record(
     dataset: str = "AIDS",
     model: str = "gcn",
     ratio: float = 0.1,
+    poisoned_val: bool = False,
     **metrics: float,
 ) -> dict:
     return {
@@ -34,6 +35,7 @@ def record(
                 "attack.trigger_size": 5,
                 "attack.target_class": target,
                 "attack.injection_ratio": ratio,
+                "attack.poison_validation": poisoned_val,
                 "model.norm": norm,
             }
         ),
@@ -74,18 +76,21 @@ def test_majority_target_runs_go_to_the_sensitivity_section():
     assert "99.00 ± 1.00 (3)" in main
 
 
-def test_other_injection_ratios_go_to_their_own_section_beside_the_protocol_row():
-    runs = [record(s, 0.3) for s in range(3)]  # protocol ratio 0.1: not implanted
+def test_other_attack_settings_go_to_their_own_section_beside_the_protocol_row():
+    runs = [record(s, 0.3) for s in range(3)]  # protocol (0.1, clean validation): not implanted
     runs += [record(s, 0.95, ratio=0.2) for s in range(3)]
-    runs += [record(0, 0.1, ratio=0.05)]
+    runs += [record(0, 0.1, ratio=0.05), record(0, 0.85, poisoned_val=True)]
     text = _render(runs)
-    main, _, rest = text.partition("## Sensitivity: injection ratio")
-    assert "30.00 ± 0.00 (3)" in main and "95.00" not in main
+    main, _, rest = text.partition("## Sensitivity: attack settings")
+    assert "30.00 ± 0.00 (3)" in main and "95.00" not in main and "85.00" not in main
     section = rest.split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| GTA | AIDS | gcn")]
-    assert [line.split(" | ")[3] for line in rows] == ["0.05", "0.1", "0.2"]
-    assert "| 0 of 3 |" in rows[1] and "| 3 of 3 |" in rows[2]  # implanted only at 0.2
-    assert "## Sensitivity: injection ratio" not in _render(runs[:3])
+    assert [tuple(line.split(" | ")[3:5]) for line in rows] == [
+        ("0.05", "no"), ("0.1", "no"), ("0.1", "yes"), ("0.2", "no"),
+    ]  # fmt: skip
+    assert "| 0 of 3 |" in rows[1] and "| 3 of 3 |" in rows[3]  # implanted only at 0.2
+    assert "85.00 ± 0.00 (1)" in rows[2]
+    assert "## Sensitivity: attack settings" not in _render(runs[:3])
 
 
 def test_pre_protocol_victims_are_marked_and_replaced_by_new_ones():

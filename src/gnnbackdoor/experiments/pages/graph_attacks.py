@@ -22,7 +22,6 @@ from gnnbackdoor.experiments.pages.common import (
     paper_value,
     provenance,
     resolved,
-    same,
     shown,
     where,
 )
@@ -36,9 +35,11 @@ from gnnbackdoor.experiments.protocol import PROTOCOL_TARGET_CLASS, is_protocol_
 from gnnbackdoor.experiments.report import markdown_table, paper_lookup, reference_table
 
 ATTACKS = ["sba", "gta", "exp-ba", "motif-ba"]
-#: The GraphProt protocol's injection ratio (GraphProt states none); runs at other ratios
-#: are the injection-ratio sensitivity section's, never the main tables'.
+#: The GraphProt protocol's injection ratio (GraphProt states none) and its clean validation
+#: graphs; runs with other attack settings are the attack-settings sensitivity section's
+#: (issue 14 item 3), never the main tables'.
 PROTOCOL_INJECTION_RATIO = 0.1
+PROTOCOL_POISON_VALIDATION = False
 ATTACK_TITLES = {"sba": "SBA", "gta": "GTA", "exp-ba": "Exp-BA", "motif-ba": "Motif-BA"}
 MODELS = ["gcn", "gat", "gin", "sage"]
 GRAPHPROT_DATASETS = ["AIDS", "PROTEINS", "NCI1", "ENZYMES", "DHFR", "COLLAB"]
@@ -52,7 +53,11 @@ GRAPHPROT = {
     "data.train_fraction": 0.6667,
     "attack.trigger_size": 5,
     "attack.injection_ratio": PROTOCOL_INJECTION_RATIO,
+    "attack.poison_validation": PROTOCOL_POISON_VALIDATION,
 }
+#: The attack settings the sensitivity section varies, at the protocol's values.
+TUNED = {k: v for k, v in GRAPHPROT.items() if k in ("attack.injection_ratio",
+                                                     "attack.poison_validation")}  # fmt: skip
 GCLEANER = {
     "data.train_fraction": 0.8,
     "attack.trigger_fraction": 0.3,
@@ -386,9 +391,9 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     )
     values["sensitivity_section"] = sensitivity
     used += sensitivity_used
-    ratio_section, ratio_used = _injection_section(
+    ratio_section, ratio_used = _settings_section(
         template,
-        [r for r in _protocol(graph, _without_ratio(GRAPHPROT)) if is_protocol_target(r)],
+        [r for r in _protocol(graph, _untuned(GRAPHPROT)) if is_protocol_target(r)],
         gp_records,
         gp_defended,
     )
@@ -483,8 +488,8 @@ def _sensitivity_section(
     return text + "\n\n", used
 
 
-def _without_ratio(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k != "attack.injection_ratio"}
+def _untuned(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in TUNED}
 
 
 INJECTION_HEADER = [
@@ -492,6 +497,7 @@ INJECTION_HEADER = [
     "dataset",
     "model",
     "injection ratio",
+    "validation poisoned",
     "clean acc",
     "backdoored acc",
     "ASR",
@@ -501,21 +507,20 @@ INJECTION_HEADER = [
 ]
 
 
-def _injection_section(
+def _settings_section(
     template: PageTemplate,
     records: list[dict[str, Any]],
     protocol: list[dict[str, Any]],
     defended: list[dict[str, Any]],
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Issue 14 item 3: the GraphProt-protocol cells also measured at other injection ratios
-    (``records``: protocol-target, undefended, any ratio), each beside its protocol-ratio
-    cell (from ``protocol`` and ``defended`` as in the main tables), so a cell whose attack
-    does not implant at 0.1 shows whether more poisoning would. Markdown ending in a blank
-    line (empty without such records) and the records it used."""
-    others = [
-        r for r in records
-        if not same(resolved(r, "attack.injection_ratio"), PROTOCOL_INJECTION_RATIO)
-    ]  # fmt: skip
+    """Issue 14 item 3: the GraphProt-protocol cells also measured with other attack settings
+    (:data:`TUNED`: injection ratio, poisoned validation graphs; ``records``: protocol
+    target, undefended, any such settings), each beside its protocol cell (from ``protocol``
+    and ``defended`` as in the main tables), so a cell whose attack does not implant under
+    the protocol shows whether more poisoning, or model selection on poisoned validation
+    graphs, would. Markdown ending in a blank line (empty without such records) and the
+    records it used."""
+    others = [r for r in records if differs(r, TUNED)]
     cells = sorted(
         {(r.get("attack"), r.get("dataset"), r.get("model")) for r in others},
         key=lambda c: (ATTACKS.index(c[0]) if c[0] in ATTACKS else len(ATTACKS), *map(str, c)),
@@ -524,14 +529,18 @@ def _injection_section(
     used: list[dict[str, Any]] = []
     for attack, dataset, model in cells:
         base, mark = _source(protocol, defended, dataset=dataset, model=model, attack=attack)
-        runs_by_ratio: dict[float, tuple[list[dict[str, Any]], str]] = {
-            PROTOCOL_INJECTION_RATIO: (base, mark)
+        protocol_key = (PROTOCOL_INJECTION_RATIO, PROTOCOL_POISON_VALIDATION)
+        runs_by_setting: dict[tuple[float, bool], tuple[list[dict[str, Any]], str]] = {
+            protocol_key: (base, mark)
         }
         for r in where(others, dataset=dataset, model=model, attack=attack):
-            ratio = float(resolved(r, "attack.injection_ratio"))
-            runs_by_ratio.setdefault(ratio, ([], ""))[0].append(r)
-        for ratio in sorted(runs_by_ratio):
-            runs, cell_mark = runs_by_ratio[ratio]
+            setting = (
+                float(resolved(r, "attack.injection_ratio")),
+                bool(resolved(r, "attack.poison_validation")),
+            )
+            runs_by_setting.setdefault(setting, ([], ""))[0].append(r)
+        for setting in sorted(runs_by_setting):
+            runs, cell_mark = runs_by_setting[setting]
             if not runs:
                 continue
             used += runs
@@ -540,7 +549,8 @@ def _injection_section(
                     ATTACK_TITLES.get(attack, attack),
                     dataset,
                     model + cell_mark,
-                    shown(ratio),
+                    shown(setting[0]),
+                    "yes" if setting[1] else "no",
                     cell(runs, "clean_acc")[0],
                     cell(runs, "backdoored_acc")[0],
                     cell(runs, "asr")[0],
