@@ -267,3 +267,17 @@ def test_motif_ba_does_not_place_by_node_id_when_nothing_is_important(tiny_graph
     first = [sorted(p) == list(range(4)) for p in triggered.positions]
     assert not all(first)
     assert attack.describe()["graphs_without_importance"] == len(ctx.split.test)
+
+
+@pytest.mark.parametrize("model", ["sage", "gat", "gin"])
+def test_gta_learns_its_topology_on_every_registered_victim(model, tiny_graph_dataset):
+    """GTA's topology generator trains through the victim's edge weights (GTA Sec. 4, f(A, X)
+    with a weighted A): on SAGE and GAT too, whose weighted layers take them."""
+    ctx = make_context(tiny_graph_dataset, model=model)
+    attack = build("gta", {"bilevel_epochs": 1, "generator_steps": 2}).fit(ctx)
+    attack.backdoor(ctx)
+    assert attack.trigger_info()["topology_learned"] is True
+    structure = [p for name, p in attack.net_.named_parameters() if name.startswith("structure_")]
+    assert structure
+    for p in structure:  # Adam saw non-zero topology gradients during the fit
+        assert float(attack.optimiser_.state[p]["exp_avg"].abs().sum()) > 0

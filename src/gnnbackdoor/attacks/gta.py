@@ -30,9 +30,12 @@ clean training nodes whose feature row equals a trigger node's) and
 :meth:`GTA.activate_single_node` gives graphs carrying one trigger node alone, for the
 pipeline's ``single_node_asr``.
 
-Topology gradients reach the generator through edge weights, which GIN and GCN accept; GAT and
-GraphSAGE have none, so for them only the feature generator learns and the topology generator
-keeps its (input-dependent) initial mapping. ``describe()`` records which was the case.
+Topology gradients reach the generator through edge weights: GTA formulates the victim as
+``f(A, X)`` with a (possibly weighted) adjacency ``A``, and every registered victim takes one
+(GCN natively; GIN, GraphSAGE and GAT through their weighted layers in
+:mod:`gnnbackdoor.models.graph`, which equal PyG's layers on the graph without the 0-weight
+edges). Before those layers existed GAT and GraphSAGE took no weight and only the feature
+generator learned; ``describe()`` records which was the case (``topology_learned``).
 
 The generator, the differentiable trigger embedding and the straight-through adjacency are
 the shared :mod:`~gnnbackdoor.attacks.trigger_layer` (GCleaner's trigger recovery uses them

@@ -187,9 +187,10 @@ def embed_trigger(
         features: ``[B, n, F]`` trigger features.
         adjacency: ``[B, n, n]`` binary (straight-through) trigger adjacency.
         weighted: Keep every candidate trigger edge with its (0/1) weight so gradients reach
-            the adjacency — for models whose layers take ``edge_weight`` (GIN, GCN). Without
-            it only edges present in the forward pass are added, unweighted (GAT, SAGE: the
-            structure then gets no gradient, the features still do).
+            the adjacency — for models whose layers take ``edge_weight`` (every registered
+            graph victim: GCN, GIN, SAGE, GAT). Without it only edges present in the forward
+            pass are added, unweighted (a model without edge weights: the structure then gets
+            no gradient, the features still do).
 
     Returns:
         ``(x, edge_index, edge_weight)`` for ``model(x, edge_index, slots.batch.batch,

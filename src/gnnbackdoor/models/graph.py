@@ -13,6 +13,10 @@ layer only).
 GIN uses :class:`WeightedGINConv`, PyG's ``GINConv`` rule with an optional edge weight on each
 message (1 for every real edge, so plain graphs behave exactly as GIN). Defenses that
 differentiate w.r.t. a trigger's adjacency (GCleaner) need that weight; PyG's GINConv has none.
+GraphSAGE and GAT likewise use :class:`WeightedSAGEConv` and :class:`WeightedGATConv`: PyG's
+``SAGEConv`` and ``GATConv`` (which take no edge weight) with an optional weighted adjacency,
+the ``f(A, X)`` with a weighted ``A`` through which GTA (Xi et al. 2021, Sec. 4) trains its
+topology generator; without a weight they run PyG's own code, unchanged.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
-from torch_geometric.nn import MLP, MessagePassing
+from torch_geometric.nn import MLP, GATConv, MessagePassing, SAGEConv
 from torch_geometric.nn.aggr import MaxAggregation, MeanAggregation, SumAggregation
 from torch_geometric.nn.inits import reset
 from torch_geometric.nn.models import GAT, GCN, GraphSAGE
 from torch_geometric.nn.models.basic_gnn import BasicGNN
+from torch_geometric.utils import add_self_loops, remove_self_loops, scatter, softmax
 
 from gnnbackdoor.errors import ConfigError
 from gnnbackdoor.models.base import MODELS, GraphClassifier, ModelSpec
@@ -70,6 +75,12 @@ HeadLayers = Annotated[int, Field(ge=1, le=2)]
 #: PyG's ``BatchNorm`` with ``allow_single_element``: a training batch of one node uses the
 #: running statistics instead of failing (a one-node graph alone in a mini-batch).
 _NORM_KWARGS = {"allow_single_element": True}
+
+
+def _check_weighted_input(edge_index: Tensor) -> None:
+    """Edge weights are taken with a ``[2, E]`` ``edge_index`` only (one weight per column)."""
+    if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+        raise ValueError("edge weights need edge_index, not a sparse adjacency")
 
 
 class WeightedGINConv(MessagePassing):
@@ -149,6 +160,164 @@ class WeightedGIN(BasicGNN):
             norm_kwargs=self.norm_kwargs,
         )
         return WeightedGINConv(mlp, **kwargs)
+
+
+class WeightedSAGEConv(SAGEConv):
+    """PyG's ``SAGEConv`` (mean aggregation) with an optional edge weight on each message.
+
+    ``x_i' = W_1 x_i + W_2 (sum_j w_ji x_j / max(1, sum_j w_ji))`` (then PyG's optional
+    ``normalize``; ``project`` as PyG): with 0/1 weights this is SAGE on the graph without the
+    0-weight edges (a node left without neighbours aggregates 0, as PyG's mean), with all-ones
+    weights it is plain SAGE. The denominator is clamped at 1, PyG's ``MeanAggregation``
+    convention (it clamps the neighbour count at 1): a total weight below 1 (only possible with
+    fractional weights) gives the weighted sum, whose gradient stays bounded, rather than a
+    division by a vanishing total. Source: Hamilton et al. 2017 (Alg. 1, mean aggregator) with
+    GTA's weighted adjacency (Xi et al. 2021, Sec. 4: the victim is ``f(A, X)``, the trigger
+    adjacency enters as weights); hand-written because PyG's ``SAGEConv`` takes no edge weight.
+
+    Without ``edge_weight`` (``None``) the call is PyG's ``SAGEConv.forward`` unchanged (edge
+    index or sparse adjacency ``adj_t``), so unweighted models are bit-identical to PyG's.
+
+    Shapes: ``x`` ``[N, F_in]``, ``edge_index`` ``[2, E]`` (or ``adj_t``), ``edge_weight``
+    ``[E]``; output ``[N, F_out]``.
+
+    Raises:
+        ValueError: Weights with a sparse adjacency, or with an aggregation other than mean.
+    """
+
+    def forward(  # type: ignore[override]
+        self,
+        x: Tensor | tuple[Tensor, Tensor | None],
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> Tensor:
+        if edge_weight is None:
+            return super().forward(x, edge_index, size)
+        _check_weighted_input(edge_index)
+        if self.aggr != "mean":
+            raise ValueError(f"edge weights need mean aggregation, not {self.aggr!r}")
+        if isinstance(x, Tensor):
+            x = (x, x)
+        if self.project and hasattr(self, "lin"):
+            x = (self.lin(x[0]).relu(), x[1])
+        x_src, x_dst = x
+        num_dst = size[1] if size is not None else (x_dst if x_dst is not None else x_src).size(0)
+        src, dst = edge_index
+        weight = edge_weight.to(x_src.dtype)
+        total = scatter(weight.view(-1, 1) * x_src[src], dst, 0, num_dst, reduce="sum")
+        norm = scatter(weight, dst, 0, num_dst, reduce="sum").clamp(min=1.0)
+        out = self.lin_l(total / norm.view(-1, 1))
+        if self.root_weight and x_dst is not None:
+            out = out + self.lin_r(x_dst)
+        if self.normalize:
+            out = F.normalize(out, p=2.0, dim=-1)
+        return out
+
+
+class WeightedGraphSAGE(GraphSAGE):
+    """PyG's ``GraphSAGE`` model with :class:`WeightedSAGEConv` layers (same parameters and
+    state_dict keys; unweighted calls run PyG's code)."""
+
+    supports_edge_weight: Final[bool] = True
+    supports_edge_attr: Final[bool] = False
+    supports_norm_batch: Final[bool]
+
+    def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> WeightedSAGEConv:
+        return WeightedSAGEConv(in_channels, out_channels, **kwargs)
+
+
+class WeightedGATConv(GATConv):
+    """PyG's ``GATConv`` with an optional edge weight on each edge's attention.
+
+    ``alpha_ij = w_ij exp(e_ij) / sum_k w_ik exp(e_ik)`` with PyG's ``e_ij =
+    LeakyReLU(a_src . W x_j + a_dst . W x_i)``, computed as PyG's softmax times ``w``,
+    renormalised per target node (never ``log w``: GTA's straight-through weights are exactly 0
+    in the forward pass), then PyG's attention dropout; the self-loops that ``GATConv`` adds
+    (``add_self_loops``) get weight 1 (an input self-loop is replaced by it, as PyG replaces
+    it). With 0/1 weights this is GAT on the graph without the 0-weight edges; with all-ones
+    weights plain GAT. Source: Veličković et al. 2018 (Eq. 3-5) with GTA's weighted adjacency
+    (Xi et al. 2021, Sec. 4); hand-written because PyG's ``GATConv`` takes no edge weight.
+
+    Without ``edge_weight`` (``None``) the call is PyG's ``GATConv.forward`` unchanged, so
+    unweighted models are bit-identical to PyG's.
+
+    Shapes: ``x`` ``[N, F_in]``, ``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]``; output
+    ``[N, heads * F_out]`` (``concat``) or ``[N, F_out]``.
+
+    Raises:
+        ValueError: Weights with a sparse adjacency, bipartite input, edge features or
+            ``return_attention_weights``.
+    """
+
+    def forward(  # type: ignore[override]
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        size: tuple[int, int] | None = None,
+        return_attention_weights: bool | None = None,
+    ):
+        if edge_weight is None:
+            return super().forward(x, edge_index, edge_attr, size, return_attention_weights)
+        _check_weighted_input(edge_index)
+        if not isinstance(x, Tensor) or self.lin is None:
+            raise ValueError("edge weights need one node feature matrix (no bipartite input)")
+        if edge_attr is not None or return_attention_weights is not None:
+            raise ValueError("edge weights do not combine with edge_attr or attention output")
+        heads, channels = self.heads, self.out_channels
+        num_nodes = x.size(0)
+        res = self.res(x) if self.res is not None else None
+        h = self.lin(x).view(-1, heads, channels)
+        score_src = (h * self.att_src).sum(dim=-1)
+        score_dst = (h * self.att_dst).sum(dim=-1)
+        weight = edge_weight.to(h.dtype)
+        if self.add_self_loops:
+            edge_index, weight = remove_self_loops(edge_index, weight)
+            edge_index, weight = add_self_loops(
+                edge_index, weight, fill_value=1.0, num_nodes=num_nodes
+            )
+        src, dst = edge_index
+        alpha = F.leaky_relu(score_src[src] + score_dst[dst], self.negative_slope)
+        alpha = softmax(alpha, dst, num_nodes=num_nodes) * weight.view(-1, 1)
+        total = scatter(alpha, dst, 0, num_nodes, reduce="sum")
+        alpha = alpha / total.clamp(min=torch.finfo(alpha.dtype).tiny)[dst]
+        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = scatter(alpha.unsqueeze(-1) * h[src], dst, 0, num_nodes, reduce="sum")
+        out = out.reshape(-1, heads * channels) if self.concat else out.mean(dim=1)
+        if res is not None:
+            out = out + res
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+
+class WeightedGAT(GAT):
+    """PyG's ``GAT`` model with :class:`WeightedGATConv` layers (same parameters and
+    state_dict keys; unweighted calls run PyG's code). GATv2 (``v2=True``) is not offered."""
+
+    supports_edge_weight: Final[bool] = True
+    supports_edge_attr: Final[bool] = True
+    supports_norm_batch: Final[bool]
+
+    def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> WeightedGATConv:
+        # PyG's GAT.init_conv with WeightedGATConv in place of GATConv
+        if kwargs.pop("v2", False):
+            raise ValueError("WeightedGAT has no GATv2 layers")
+        heads = kwargs.pop("heads", 1)
+        concat = kwargs.pop("concat", True)
+        if getattr(self, "_is_conv_to_out", False):
+            concat = False
+        if concat and out_channels % heads != 0:
+            raise ValueError(
+                f"the output channels ({out_channels}) must be divisible by the heads ({heads})"
+            )
+        if concat:
+            out_channels = out_channels // heads
+        return WeightedGATConv(
+            in_channels, out_channels, heads=heads, concat=concat, dropout=self.dropout.p, **kwargs
+        )
 
 
 @dataclass
@@ -235,7 +404,7 @@ class GATSpec(_GraphClassifierSpec):
     """GAT (Veličković et al., 2018) encoder, mean pooling; ``heads`` concatenated."""
 
     heads: PositiveInt = 4
-    encoder_cls: ClassVar[type[BasicGNN]] = GAT
+    encoder_cls: ClassVar[type[BasicGNN]] = WeightedGAT
     sparse_adjacency: ClassVar[bool] = False  # attention is computed per edge
     reference: ClassVar[str] = "Veličković et al., Graph Attention Networks, 2018"
 
@@ -269,5 +438,5 @@ class GINSpec(_GraphClassifierSpec):
 class SAGESpec(_GraphClassifierSpec):
     """GraphSAGE (Hamilton et al., 2017) encoder, mean pooling."""
 
-    encoder_cls: ClassVar[type[BasicGNN]] = GraphSAGE
+    encoder_cls: ClassVar[type[BasicGNN]] = WeightedGraphSAGE
     reference: ClassVar[str] = "Hamilton et al., Inductive Representation Learning, 2017"
