@@ -342,23 +342,11 @@ def far_rows(cells: Sequence[BaselineCell], limit: float = FAR_POINTS) -> list[F
             why = incomparable(c.runs)
             floor = _mean(c.runs, "defended_target_no_trigger") * 100
             figures = (asr, c.paper_asr, bd_asr, c.paper_backdoored_asr, floor)
-            then = read_asr(*figures, defended_collapsed=down, limit=limit)
-            reading = read_asr(
-                *figures, comparable=why is None, defended_collapsed=down, limit=limit
-            )
-            out.append(
-                FarRow(
-                    c,
-                    Measure.ASR,
-                    asr,
-                    c.paper_asr,
-                    bd_asr,
-                    c.paper_backdoored_asr,
-                    reading,
-                    why,
-                    then if why is not None else None,
-                )
-            )
+            alone = read_asr(*figures, defended_collapsed=down, limit=limit)
+            reading = alone if why is None else Reading.NOT_COMPARABLE  # read_asr's rule 1
+            then = alone if why is not None else None
+            paper = (c.paper_asr, bd_asr, c.paper_backdoored_asr)
+            out.append(FarRow(c, Measure.ASR, asr, *paper, reading, why=why, then=then))
         if _far(acc, c.paper_acc, limit):
             reading = read_acc(
                 acc,

@@ -693,18 +693,23 @@ def rank_status(by_defense: dict[str, list[dict[str, Any]]]) -> str | None:
     return None
 
 
+def _table3_and_7():
+    """Lookups ``(dataset=, attack=, defense=) -> row`` of the paper's Table III (GIN) and
+    Table VII (detectors)."""
+    keys = ["dataset", "attack", "defense"]
+    return (
+        paper_lookup(reference_table("gcleaner_table3_gin.csv"), keys),
+        paper_lookup(reference_table("gcleaner_table7_detectors.csv"), keys),
+    )
+
+
 def ranking_rows(records: list[dict[str, Any]], gcleaner: list[dict[str, Any]]) -> list[RankRow]:
     """One :class:`~.common.RankRow` per Table III row (dataset, GIN, attack): GCleaner
     (``gcleaner``: its protocol runs), ABL, Prune and Randomized-Smoothing, and on AIDS also
     Table VII's ED and XGBD; the paper's standings from Table III (each defense's accuracy
     against its *Before* column) and, for ED and XGBD, Table VII against Table III's AIDS
     *Before* accuracy (Table VII's GCleaner column repeats Table III's)."""
-    table3_ = paper_lookup(
-        reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
-    )
-    table7_ = paper_lookup(
-        reference_table("gcleaner_table7_detectors.csv"), ["dataset", "attack", "defense"]
-    )
+    table3_, table7_ = _table3_and_7()
     names = {**TABLE3_BASELINES, **DETECTORS}
     runs = {name: baseline_runs(records, name) for name in names}
     out = []
@@ -746,12 +751,7 @@ def far_cells(records: list[dict[str, Any]]) -> list[BaselineCell]:
     (:func:`baseline_runs`), the paper's figures beside them (Table III; Table VII for ED
     and XGBD) and Table III's *Before* figures as the paper's backdoored model (Table VII
     gives none; the ranking does the same)."""
-    table3_ = paper_lookup(
-        reference_table("gcleaner_table3_gin.csv"), ["dataset", "attack", "defense"]
-    )
-    table7_ = paper_lookup(
-        reference_table("gcleaner_table7_detectors.csv"), ["dataset", "attack", "defense"]
-    )
+    table3_, table7_ = _table3_and_7()
     names = {**TABLE3_BASELINES, **DETECTORS}
     runs = {name: baseline_runs(records, name) for name in names}
     out = []

@@ -391,14 +391,14 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     )
     values["sensitivity_section"] = sensitivity
     used += sensitivity_used
-    ratio_section, ratio_used = _settings_section(
+    settings_section, settings_used = _settings_section(
         template,
         [r for r in _protocol(graph, _untuned(GRAPHPROT)) if is_protocol_target(r)],
         gp_records,
         gp_defended,
     )
-    values["injection_section"] = ratio_section
-    used += ratio_used
+    values["settings_section"] = settings_section
+    used += settings_used
 
     gc_tally = {"rows": 0, "acc_ok": 0, "asr_ok": 0, "with_paper": 0}
     body = []
@@ -492,7 +492,7 @@ def _untuned(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in TUNED}
 
 
-INJECTION_HEADER = [
+SETTINGS_HEADER = [
     "attack",
     "dataset",
     "model",
@@ -562,8 +562,8 @@ def _settings_section(
     if not body:
         return "", []
     text = template.fragment(
-        "injection",
-        table=markdown_table(INJECTION_HEADER, body),
+        "attack_settings",
+        table=markdown_table(SETTINGS_HEADER, body),
         protocol=shown(PROTOCOL_INJECTION_RATIO),
     )
     return text + "\n\n", used
