@@ -166,6 +166,15 @@ def test_majority_target_rows_go_to_sensitivity_and_old_victims_are_marked():
     assert "AIDS†" not in text and "| AIDS | GraphProt-R | 30.0 ± 0.0 (3) |" in text
 
 
+def test_sensitivity_sections_without_records_say_how_to_measure_them():
+    load_pages()
+    text = PAGES.get("graphprot")([record(s, "graphprot-r", 0.3) for s in range(3)])
+    for heading in ("majority target", "victims trained on subgraphs"):
+        section = text.split(f"## Sensitivity: {heading}")[1].split("\n## ")[0]
+        assert "*No records yet.*" in section
+        assert "gnnbackdoor sweep experiments/graphprot.yaml" in section
+
+
 def test_rows_that_did_not_implant_are_listed_not_averaged():
     load_pages()
     runs = [record(s, "graphprot-r", 0.3) for s in range(3)]

@@ -76,6 +76,8 @@ BASELINES = {
     "randomized-smoothing": "RS",
 }
 BASELINE_SWEEP = "experiments/defense_baselines.yaml"
+#: The sweep of Tables 1-2 and of the two sensitivity sections.
+SWEEP = "experiments/graphprot.yaml"
 #: Marks a row whose victims were trained before issue 14 (``model.norm`` ``"none"``).
 PRE_PROTOCOL = "†"
 #: Sample rates of the accuracy section (issue 14 item 6).
@@ -724,10 +726,10 @@ def _coverage(
 
 def _sensitivity(template: PageTemplate, rows: list[AttackRow]) -> tuple[str, list[dict[str, Any]]]:
     """The majority-target rows (class 1 on AIDS, DHFR, NCI1) with the main summary's
-    definitions: the section's Markdown (ending in a blank line; empty without such rows)
-    and the records it shows."""
+    definitions: the section's Markdown (ending in a blank line; without such rows, the
+    heading and how to measure them) and the records it shows."""
     if not rows:
-        return "", []
+        return template.fragment("sensitivity_empty", sweep=SWEEP) + "\n\n", []
     used = [r for row in rows for runs in row.by_variant.values() for r in runs]
     ours = entries(rows)
     text = template.fragment(
@@ -859,11 +861,11 @@ AUGMENTED_COLUMNS = [
 def _augmented_victims(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]]]:
     """The same runs with victims trained on random subgraphs half the time, beside the
     plain victims of the same rows: can a victim that has seen such subgraphs classify
-    them? The section's Markdown (ending in a blank line; empty without such records) and
-    the records it shows."""
+    them? The section's Markdown (ending in a blank line; without such records, the heading
+    and how to measure them) and the records it shows."""
     augmented = _ours(records, augmented=True)
     if not augmented:
-        return "", []
+        return template.fragment("augmented_empty", sweep=SWEEP) + "\n\n", []
     rows = {(r["dataset"], _model(r), r["attack"], _target(r)) for r in augmented}
     plain = _ours(records)
     groups: dict[tuple, list] = defaultdict(list)
