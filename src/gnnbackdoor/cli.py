@@ -148,6 +148,12 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Ray cluster: auto or HOST:PORT of its head (default: start a local instance)",
     )
+    sweep.add_argument(
+        "--plan",
+        action="store_true",
+        help="run nothing: list the runs not yet recorded in --out, grouped, beside the "
+        "median wall-clock seconds of the group's recorded runs",
+    )
     _add_data_options(sweep)
 
     report = commands.add_parser(
@@ -419,8 +425,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.sweep import load_sweep
 
     _setup(args)
-    _check_outputs(args)
     specs = load_sweep(args.file)
+    if args.plan:
+        return _plan_sweep(args, specs)
+    _check_outputs(args)
     location = _location(args)
     _check_data(specs, location)
     executor = make_executor(
@@ -446,6 +454,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _plan_sweep(args: argparse.Namespace, specs: list) -> int:
+    """``sweep --plan``: what the sweep would run; loads no data, writes nothing."""
+    from gnnbackdoor.experiments.plan import format_plan, plan_sweep
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is not a folder")
+    runtime = {"threads": args.threads} if args.threads else None
+    plan = plan_sweep(specs, args.out, runtime=runtime, skip_bad_lines=args.skip_bad_lines)
+    print(format_plan(plan, str(args.file), args.out))
     return 0
 
 

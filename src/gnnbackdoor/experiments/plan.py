@@ -1,0 +1,146 @@
+"""What a sweep would still run, and what the runs already recorded cost (``sweep --plan``).
+
+A sweep resumes by key (:func:`~gnnbackdoor.experiments.runner.run_sweep`): a run whose
+resolved configuration is recorded in ``--out`` is skipped. The plan applies the same rule
+without loading data or training anything, and groups what is left by (task, dataset,
+model, attack, defense), beside the wall-clock seconds (``timings.total_s``) that the
+recorded runs of the same group took. That median is a guide, not a promise: a run that found
+its victims in ``GNNBACKDOOR_CLEAN_CACHE`` or ``GNNBACKDOOR_STAGE_CACHE`` took less than one
+that trained them, and a loaded machine takes longer.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gnnbackdoor.datasets.base import DataLocation
+from gnnbackdoor.experiments.records import read_records
+from gnnbackdoor.experiments.runner import RunSpec, identify
+
+#: (task, dataset, model, attack, defense): canonical names, ``None`` for no attack/defense.
+GroupKey = tuple[str, str, str, str | None, str | None]
+
+
+@dataclass
+class PlanGroup:
+    """One (task, dataset, model, attack, defense) of a sweep file.
+
+    Attributes:
+        to_run: Runs of the file in this group with no record in the folder yet.
+        recorded: Runs of the file in this group already recorded.
+        seconds: ``timings.total_s`` of every record of this group in the folder (any
+            sweep's), in seconds of wall-clock time.
+    """
+
+    to_run: int = 0
+    recorded: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median_seconds(self) -> float | None:
+        """Median wall-clock seconds of the recorded runs of this group, ``None`` without."""
+        return statistics.median(self.seconds) if self.seconds else None
+
+
+@dataclass
+class SweepPlan:
+    """What ``run_sweep`` would run: groups in the sweep file's order."""
+
+    groups: dict[GroupKey, PlanGroup]
+
+    @property
+    def to_run(self) -> int:
+        return sum(g.to_run for g in self.groups.values())
+
+    @property
+    def recorded(self) -> int:
+        return sum(g.recorded for g in self.groups.values())
+
+    def estimate_seconds(self) -> tuple[float, int]:
+        """Seconds for the runs left at their groups' recorded medians (one run at a time),
+        and how many groups with runs left have no record to go by."""
+        total, unknown = 0.0, 0
+        for group in self.groups.values():
+            if not group.to_run:
+                continue
+            if group.median_seconds is None:
+                unknown += 1
+            else:
+                total += group.to_run * group.median_seconds
+        return total, unknown
+
+
+def plan_sweep(
+    specs: list[RunSpec],
+    out_dir: Path,
+    location: DataLocation | None = None,
+    runtime: dict[str, Any] | None = None,
+    *,
+    skip_bad_lines: bool = False,
+) -> SweepPlan:
+    """The runs of ``specs`` not yet recorded in ``out_dir``, grouped; loads no data.
+
+    Args:
+        runtime: The ``runtime`` section each run would have (``{"threads": N}`` for
+            ``--threads N``; default: this process's torch thread count, as ``run_sweep``).
+
+    Raises:
+        UserError: a bad spec (as :func:`~gnnbackdoor.experiments.runner.identify`), or a
+            malformed line in the records file.
+    """
+    records = read_records(out_dir, skip_bad_lines=skip_bad_lines)
+    done = {record["key"] for record in records}
+    groups: dict[GroupKey, PlanGroup] = defaultdict(PlanGroup)
+    seen: set[str] = set()
+    for spec in specs:
+        identity = identify(spec, location, runtime)
+        if identity.key in seen:  # two specs that resolve to one run: it runs once
+            continue
+        seen.add(identity.key)
+        group = groups[
+            (identity.task, identity.dataset, identity.model, identity.attack, identity.defense)
+        ]
+        if identity.key in done:
+            group.recorded += 1
+        else:
+            group.to_run += 1
+    for record in records:
+        key = (
+            record.get("task"),
+            record.get("dataset"),
+            record.get("model"),
+            record.get("attack"),
+            record.get("defense"),
+        )
+        seconds = (record.get("timings") or {}).get("total_s")
+        if key in groups and isinstance(seconds, int | float):
+            groups[key].seconds.append(float(seconds))
+    return SweepPlan(dict(groups))
+
+
+def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
+    """The plan as the lines ``sweep --plan`` prints: a header, one line per group with runs
+    left, and the estimate."""
+    lines = [
+        f"{source}: {plan.to_run + plan.recorded} runs, {plan.recorded} recorded in "
+        f"{out_dir}, {plan.to_run} to run"
+    ]
+    left = [(key, g) for key, g in plan.groups.items() if g.to_run]
+    if not left:
+        return "\n".join(lines)
+    lines.append("to run  recorded  median s  task / dataset / model / attack / defense")
+    for (task, dataset, model, attack, defense), group in left:
+        median = group.median_seconds
+        shown = "—" if median is None else f"{median:.0f}"
+        names = " / ".join([task, dataset, model, attack or "-", defense or "-"])
+        lines.append(f"{group.to_run:>6}  {group.recorded:>8}  {shown:>8}  {names}")
+    seconds, unknown = plan.estimate_seconds()
+    note = f"about {seconds / 3600:.1f} h of runs, one at a time, at the recorded medians"
+    if unknown:
+        note += f"; {unknown} group(s) have no recorded run to go by (—)"
+    lines.append(note)
+    return "\n".join(lines)

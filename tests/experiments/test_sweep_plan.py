@@ -1,0 +1,94 @@
+"""``sweep --plan``: what a sweep would still run, by the resume rule, without running it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gnnbackdoor.cli import main
+from gnnbackdoor.experiments.plan import format_plan, plan_sweep
+from gnnbackdoor.experiments.runner import RunSpec, identify
+
+RUNTIME = {"threads": 1}
+
+
+def _spec(seed: int, model: str = "gcn", **overrides: str) -> RunSpec:
+    return RunSpec("graph", "Motifs", model, None, None, seed, overrides)
+
+
+def _record(spec: RunSpec, total_s: float) -> dict:
+    identity = identify(spec, runtime=RUNTIME)
+    return {
+        "key": identity.key,
+        "task": "graph",
+        "dataset": identity.dataset,
+        "model": identity.model,
+        "attack": None,
+        "defense": None,
+        "seed": spec.seed,
+        "config": identity.config,
+        "metrics": {"clean_acc": 0.5},
+        "timings": {"total_s": total_s},
+    }
+
+
+def _write(folder, records: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    (folder / "records.jsonl").write_text(text)
+
+
+def test_recorded_runs_are_not_planned_and_their_timings_give_the_median(tmp_path):
+    specs = [_spec(seed) for seed in range(3)] + [_spec(0, "gin")]
+    # seed 0 and seed 1 recorded; another configuration of the same group counts for time
+    other = _record(_spec(5, **{"train.max_epochs": "3"}), 30.0)
+    _write(tmp_path, [_record(specs[0], 10.0), _record(specs[1], 20.0), other])
+    plan = plan_sweep(specs, tmp_path, runtime=RUNTIME)
+    gcn = plan.groups[("graph", "Motifs", "gcn", None, None)]
+    gin = plan.groups[("graph", "Motifs", "gin", None, None)]
+    assert (gcn.to_run, gcn.recorded, gcn.median_seconds) == (1, 2, 20.0)
+    assert (gin.to_run, gin.recorded, gin.median_seconds) == (1, 0, None)
+    assert (plan.to_run, plan.recorded) == (2, 2)
+    assert plan.estimate_seconds() == (20.0, 1)
+    text = format_plan(plan, "grid.yaml", tmp_path)
+    assert text.splitlines()[0] == f"grid.yaml: 4 runs, 2 recorded in {tmp_path}, 2 to run"
+    assert "graph / Motifs / gin / - / -" in text and "1 group(s) have no recorded run" in text
+
+
+def test_specs_that_resolve_to_one_run_count_once(tmp_path):
+    specs = [_spec(0, **{"max_epochs": "2"}), _spec(0, **{"train.max_epochs": "2"})]
+    plan = plan_sweep(specs, tmp_path / "absent", runtime=RUNTIME)
+    assert plan.to_run == 1 and plan.recorded == 0
+
+
+def test_a_thread_count_is_part_of_what_is_recorded(tmp_path):
+    _write(tmp_path, [_record(_spec(0), 10.0)])
+    assert plan_sweep([_spec(0)], tmp_path, runtime=RUNTIME).to_run == 0
+    assert plan_sweep([_spec(0)], tmp_path, runtime={"threads": 2}).to_run == 1
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    from gnnbackdoor.experiments import runner
+
+    def never(*args, **kwargs):
+        raise AssertionError("--plan started a run")
+
+    monkeypatch.setattr(runner, "run_sweep", never)
+
+
+def test_cli_plan_prints_and_runs_nothing(tmp_path, capsys, no_work):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("runs:\n  - task: graph\n    datasets: [Motifs]\n    models: [gcn]\n")
+    out = tmp_path / "out"
+    args = ["sweep", str(grid), "--out", str(out), "--threads", "1", "--plan", "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 runs, 0 recorded" in printed and "graph / Motifs / gcn / - / -" in printed
+    assert not out.exists()
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert main(["sweep", str(grid), "--out", str(a_file), "--plan", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a folder" in err
