@@ -425,10 +425,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from gnnbackdoor.experiments.sweep import load_sweep
 
     _setup(args)
-    specs = load_sweep(args.file)
     if args.plan:
-        return _plan_sweep(args, specs)
+        return _plan_sweep(args, load_sweep(args.file))
     _check_outputs(args)
+    specs = load_sweep(args.file)
     location = _location(args)
     _check_data(specs, location)
     executor = make_executor(
