@@ -7,8 +7,9 @@ import json
 import pytest
 
 from gnnbackdoor.cli import main
+from gnnbackdoor.datasets.base import DataLocation
 from gnnbackdoor.experiments.plan import format_plan, plan_sweep
-from gnnbackdoor.experiments.runner import RunSpec, identify
+from gnnbackdoor.experiments.runner import RunSpec, identify, resume_order
 
 RUNTIME = {"threads": 1}
 
@@ -60,6 +61,35 @@ def test_specs_that_resolve_to_one_run_count_once(tmp_path):
     specs = [_spec(0, **{"max_epochs": "2"}), _spec(0, **{"train.max_epochs": "2"})]
     plan = plan_sweep(specs, tmp_path / "absent", runtime=RUNTIME)
     assert plan.to_run == 1 and plan.recorded == 0
+
+
+def test_the_resume_order_keeps_the_first_spec_of_each_key_and_marks_the_recorded():
+    epochs, same = {"max_epochs": "2"}, {"train.max_epochs": "2"}
+    specs = [_spec(0, **epochs), _spec(1), _spec(0, **same), _spec(2), _spec(1)]
+    identities = [identify(spec, runtime=RUNTIME) for spec in specs]
+    recorded = {identities[1].key}
+    assert resume_order(identities, recorded) == [(0, False), (1, True), (3, False)]
+
+
+def test_the_plan_and_the_sweep_agree_on_what_is_left(tmp_path, monkeypatch):
+    from gnnbackdoor.experiments import runner
+
+    specs = [_spec(0), _spec(1), _spec(0), _spec(2)]
+    _write(tmp_path, [_record(_spec(1), 10.0)])
+    ran: list[int] = []
+
+    class Recording(runner.SequentialExecutor):
+        threads = 1
+
+        def run(self, fn, tasks):
+            ran.extend(task.index for task in tasks)
+            return iter(())
+
+    executor = Recording()
+    result = runner.run_sweep(specs, tmp_path, DataLocation(tmp_path), executor=executor)
+    plan = plan_sweep(specs, tmp_path, runtime=RUNTIME)
+    assert ran == [0, 3] and plan.to_run == len(ran) and plan.recorded == 1
+    assert result.skipped == len(specs) - len(ran)
 
 
 def test_a_thread_count_is_part_of_what_is_recorded(tmp_path):

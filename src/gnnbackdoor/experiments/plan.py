@@ -2,11 +2,12 @@
 
 A sweep resumes by key (:func:`~gnnbackdoor.experiments.runner.run_sweep`): a run whose
 resolved configuration is recorded in ``--out`` is skipped. The plan applies the same rule
-without loading data or training anything, and groups what is left by (task, dataset,
-model, attack, defense), beside the wall-clock seconds (``timings.total_s``) that the
-recorded runs of the same group took. That median is a guide, not a promise: a run that found
-its victims in ``GNNBACKDOOR_CLEAN_CACHE`` or ``GNNBACKDOOR_STAGE_CACHE`` took less than one
-that trained them, and a loaded machine takes longer.
+(:func:`~gnnbackdoor.experiments.runner.resume_order`) without loading data or training
+anything, and groups what is left by (task, dataset, model, attack, defense), beside the
+wall-clock seconds (``timings.total_s``) that the recorded runs of the same group took.
+That median is a guide, not a promise: a run that found its victims in
+``GNNBACKDOOR_CLEAN_CACHE`` or ``GNNBACKDOOR_STAGE_CACHE`` took less than one that trained
+them, and a loaded machine takes longer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from gnnbackdoor.datasets.base import DataLocation
 from gnnbackdoor.experiments.records import read_records
-from gnnbackdoor.experiments.runner import RunSpec, identify
+from gnnbackdoor.experiments.runner import RunSpec, identify, resume_order
 
 #: (task, dataset, model, attack, defense): canonical names, ``None`` for no attack/defense.
 GroupKey = tuple[str, str, str, str | None, str | None]
@@ -95,16 +96,13 @@ def plan_sweep(
     records = read_records(out_dir, skip_bad_lines=skip_bad_lines)
     done = {record["key"] for record in records}
     groups: dict[GroupKey, PlanGroup] = defaultdict(PlanGroup)
-    seen: set[str] = set()
-    for spec in specs:
-        identity = identify(spec, location, runtime)
-        if identity.key in seen:  # two specs that resolve to one run: it runs once
-            continue
-        seen.add(identity.key)
+    identities = [identify(spec, location, runtime) for spec in specs]
+    for index, recorded in resume_order(identities, done):
+        identity = identities[index]
         group = groups[
             (identity.task, identity.dataset, identity.model, identity.attack, identity.defense)
         ]
-        if identity.key in done:
+        if recorded:
             group.recorded += 1
         else:
             group.to_run += 1

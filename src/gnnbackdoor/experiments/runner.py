@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,29 @@ class SweepResult:
     skipped: int = 0
 
 
+def resume_order(identities: Sequence[RunIdentity], recorded: set[str]) -> list[tuple[int, bool]]:
+    """The resume rule of a sweep, shared by :func:`run_sweep` and ``sweep --plan``.
+
+    Args:
+        identities: The identities of a sweep's specs, in the sweep file's order.
+        recorded: The keys already in the output folder's ``records.jsonl``.
+
+    Returns:
+        ``(index, is_recorded)`` for the first spec of each distinct key, in order: a spec
+        whose key repeats an earlier one's (``--set max_epochs=2`` and
+        ``--set train.max_epochs=2``) is dropped, since it is the same run; a recorded key is
+        not run again.
+    """
+    seen: set[str] = set()
+    order: list[tuple[int, bool]] = []
+    for index, identity in enumerate(identities):
+        if identity.key in seen:
+            continue
+        seen.add(identity.key)
+        order.append((index, identity.key in recorded))
+    return order
+
+
 def failure_record(identity: RunIdentity, spec: RunSpec, error: str) -> dict[str, Any]:
     """The failure record of a run that raised (see :mod:`~gnnbackdoor.experiments.records`)."""
     return {
@@ -374,12 +398,13 @@ def run_sweep(
     root = Path(save_root).absolute() if save_root is not None else None
     result = SweepResult()
     tasks: list[RunTask] = []
-    for index, (spec, identity) in enumerate(zip(specs, identities, strict=True)):
-        if identity.key in done:
+    result.skipped = len(specs)
+    for index, recorded in resume_order(identities, done):
+        spec, identity = specs[index], identities[index]
+        if recorded:
             logger.info("skip %s (already recorded)", _label(identity))
-            result.skipped += 1
             continue
-        done.add(identity.key)
+        result.skipped -= 1
         save_dir = root
         if root is not None and len(specs) > 1:
             save_dir = root / model_folder(spec, identity)
