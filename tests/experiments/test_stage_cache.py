@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
+from torch_geometric.data import Data
 
 from gnnbackdoor.cli import main
+from gnnbackdoor.contracts.results import TriggeredGraphs
+from gnnbackdoor.experiments import stage_cache
+from gnnbackdoor.experiments.stage_cache import SharedCopies
 
 ARGS = [
     "run",
@@ -88,3 +94,65 @@ def test_single_node_asr_survives_the_cache_and_moves_no_other_figure(tmp_path, 
     without = _record(tmp_path / "without")["metrics"]
     assert "single_node_asr" not in without
     assert without == {k: v for k, v in miss["metrics"].items() if k != "single_node_asr"}
+
+
+def _single_node_like(generator) -> TriggeredGraphs:
+    """Copies as GTA's single-node activation makes them: per source graph, one copy per
+    trigger node with that node's feature row written."""
+    graphs, positions, source = [], [], []
+    for s, n in enumerate([5, 7]):
+        edge_index = torch.randint(0, n, (2, 2 * n), generator=generator)
+        clean = Data(x=torch.rand(n, 4, generator=generator), edge_index=edge_index, y=s)
+        for node in (1, 3):
+            copy = clean.clone()
+            copy.x[node] = torch.rand(4, generator=generator)
+            graphs.append(copy)
+            positions.append([node])
+            source.append(s)
+    odd = graphs[-1].clone()
+    odd.edge_index = odd.edge_index[:, :-1]  # differs from its base outside x: kept whole
+    graphs.append(odd)
+    positions.append([3])
+    source.append(1)
+    return TriggeredGraphs(graphs, positions, source)
+
+
+def _same_graphs(a, b) -> bool:
+    return len(a.graphs) == len(b.graphs) and all(
+        set(g.keys()) == set(h.keys())
+        and all(
+            torch.equal(v, h[k]) and v.dtype == h[k].dtype if torch.is_tensor(v) else v == h[k]
+            for k, v in g
+        )
+        for g, h in zip(a.graphs, b.graphs, strict=True)
+    )
+
+
+def test_shared_copies_restore_every_copy_exactly_with_tensors_of_its_own():
+    copies = _single_node_like(torch.Generator().manual_seed(0))
+    shared = SharedCopies.compact(copies)
+    assert list(shared.whole) == [4] and len(shared.bases) == 2
+    assert [len(r[0]) for r in shared.rows if r is not None] == [0, 2, 0, 2]
+    restored = shared.restore()
+    assert _same_graphs(restored, copies)
+    assert restored.positions == copies.positions and restored.source == copies.source
+    assert restored.graphs[0].x.data_ptr() != restored.graphs[1].x.data_ptr()
+    restored.graphs[1].x.zero_()  # a copy written in place leaves the others alone
+    assert _same_graphs(shared.restore(), copies)
+
+
+def test_a_saved_stage_holds_single_node_copies_compacted_and_loads_them_whole(tmp_path):
+    copies = _single_node_like(torch.Generator().manual_seed(1))
+    stage = stage_cache.AttackStage(
+        {"w": torch.zeros(2)}, None, None, [0, 1], {}, {}, {}, {}, single_node=copies
+    )
+    path = tmp_path / "stage-x.pt"
+    stage_cache.save(path, stage)
+    raw = torch.load(path, weights_only=False)["stage"]
+    assert isinstance(raw.single_node, stage_cache.SharedCopies)
+    assert stage.single_node is copies  # the caller's stage is not changed
+    loaded = stage_cache.load(path)
+    assert loaded is not None and _same_graphs(loaded.single_node, copies)
+    old_layout = tmp_path / "stage-old.pt"  # entries written before the compaction still load
+    torch.save({"stage": dataclasses.replace(stage)}, old_layout)
+    assert _same_graphs(stage_cache.load(old_layout).single_node, copies)
