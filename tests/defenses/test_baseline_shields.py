@@ -238,6 +238,42 @@ def test_a_graph_answer_does_not_depend_on_its_batch():
     assert different.details[0]["subgraph_nodes"] != alone.details[0]["subgraph_nodes"]
 
 
+class SizingModel(CountingModel):
+    """A :class:`CountingModel` that also notes the bytes of each query's subgraphs."""
+
+    def __init__(self) -> None:
+        super().__init__(3)
+        self.bytes: list[int] = []
+
+    def __call__(self, graphs):
+        self.bytes.append(
+            sum(v.numel() * v.element_size() for g in graphs for _, v in g if torch.is_tensor(v))
+        )
+        return super().__call__(graphs)
+
+
+def test_a_large_call_is_asked_in_queries_of_whole_graphs_with_the_same_answers(monkeypatch):
+    graphs = [
+        Data(x=torch.eye(n), edge_index=undirected([(k, k + 1) for k in range(n - 1)]))
+        for n in (3, 4, 5, 6, 7)
+    ]
+
+    def smoothed(budget: int) -> tuple[ShieldResult, SizingModel]:
+        monkeypatch.setattr(RandomizedSmoothing, "query_bytes", budget)
+        model = SizingModel()
+        return RandomizedSmoothing(num_samples=10).predict(model, graphs, seed=2), model
+
+    one, whole = smoothed(1 << 30)
+    apart, single = smoothed(1)  # a graph's draws always go together: one query per graph
+    assert one.queries == len(whole.calls) == 1 and apart.queries == len(single.calls) == 5
+    budget = max(single.bytes) + min(single.bytes)
+    runs, model = smoothed(budget)
+    assert 1 < runs.queries == len(model.calls) < 5 and max(model.bytes) <= budget
+    for result in (apart, runs):
+        assert result.labels.tolist() == one.labels.tolist() and result.details == one.details
+        assert result.graphs_queried == one.graphs_queried == whole.calls[0]
+
+
 def test_a_wrong_number_of_answers_is_an_error():
     graph = Data(x=torch.ones(4, 2), edge_index=undirected([(0, 1)]))
     with pytest.raises(ValueError, match="labels for"):
