@@ -58,7 +58,7 @@ Decisions and deviations (the papers leave them open or they do not fit a test-t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -195,13 +195,8 @@ class RandomizedSmoothing(InputShield):
         labels: list[int] = []
         details: list[dict[str, Any]] = []
         queries = sent = 0
-        pending: list[tuple[Data, _Draws]] = []
-        held = 0
-
-        def ask() -> None:
-            """Query the pending graphs' subgraphs at once, vote, and let them go."""
-            nonlocal queries, sent, held
-            batch = [sub for _, plan in pending for sub in plan.subgraphs if sub is not None]
+        for run in self._runs(graphs, root):
+            batch = [sub for _, plan in run for sub in plan.subgraphs if sub is not None]
             answers: list[int] = []
             if batch:
                 answers = [int(v) for v in torch.as_tensor(predict_fn(batch)).view(-1).tolist()]
@@ -212,7 +207,7 @@ class RandomizedSmoothing(InputShield):
                         f"predict_fn returned {len(answers)} labels for {len(batch)} subgraphs"
                     )
             position = 0
-            for graph, plan in pending:
+            for graph, plan in run:
                 votes = []
                 for sub in plan.subgraphs:
                     if sub is None:
@@ -229,20 +224,27 @@ class RandomizedSmoothing(InputShield):
                 )
                 labels.append(label)
                 details.append(detail)
-            pending.clear()
-            held = 0
-
-        for graph in graphs:
-            plan = self._draw(graph, root)
-            size = sum(_bytes(sub) for sub in plan.subgraphs if sub is not None)
-            if pending and held + size > self.query_bytes:
-                ask()
-            pending.append((graph, plan))
-            held += size
-        ask()
         return ShieldResult(
             torch.tensor(labels, dtype=torch.long), details, queries, graphs_queried=sent
         )
+
+    def _runs(
+        self, graphs: Sequence[Data], root: np.random.SeedSequence
+    ) -> Iterator[list[tuple[Data, _Draws]]]:
+        """The graphs with their draws, in runs of whole graphs whose subgraphs take at most
+        :attr:`query_bytes` (a graph larger than that alone), one query each."""
+        run: list[tuple[Data, _Draws]] = []
+        held = 0
+        for graph in graphs:
+            plan = self._draw(graph, root)
+            size = sum(_bytes(sub) for sub in plan.subgraphs if sub is not None)
+            if run and held + size > self.query_bytes:
+                yield run
+                run, held = [], 0
+            run.append((graph, plan))
+            held += size
+        if run:
+            yield run
 
     def describe(self) -> dict[str, Any]:
         """Over every graph this shield has answered: the share with a certificate
