@@ -459,11 +459,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _plan_sweep(args: argparse.Namespace, specs: list) -> int:
     """``sweep --plan``: what the sweep would run; loads no data, writes nothing."""
+    from gnnbackdoor.experiments.executors import ExecutorKind, run_threads
     from gnnbackdoor.experiments.plan import format_plan, plan_sweep
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is not a folder")
-    runtime = {"threads": args.threads} if args.threads else None
+    threads = run_threads(ExecutorKind(args.executor), args.threads)
+    runtime = {"threads": threads} if threads else None
     plan = plan_sweep(specs, args.out, runtime=runtime, skip_bad_lines=args.skip_bad_lines)
     print(format_plan(plan, str(args.file), args.out))
     return 0

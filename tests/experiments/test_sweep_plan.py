@@ -98,6 +98,28 @@ def test_a_thread_count_is_part_of_what_is_recorded(tmp_path):
     assert plan_sweep([_spec(0)], tmp_path, runtime={"threads": 2}).to_run == 1
 
 
+def test_records_at_another_thread_count_are_named_with_the_option_that_matches_them(tmp_path):
+    _write(tmp_path, [_record(_spec(0), 10.0), _record(_spec(1), 10.0)])
+    plan = plan_sweep([_spec(0), _spec(1)], tmp_path, runtime={"threads": 2})
+    assert (plan.to_run, plan.other_threads, plan.threads) == (2, {1: 2}, 2)
+    text = format_plan(plan, "grid.yaml", tmp_path)
+    assert "2 record(s) of these groups were made at 1 torch thread(s)" in text
+    assert "--threads 1" in text
+    matched = plan_sweep([_spec(0), _spec(1)], tmp_path, runtime=RUNTIME)
+    assert (matched.to_run, matched.other_threads) == (0, {})
+    assert "note:" not in format_plan(matched, "grid.yaml", tmp_path)
+
+
+def test_each_executor_plans_the_thread_count_its_runs_get():
+    from gnnbackdoor.experiments.executors import ExecutorKind, run_threads
+
+    assert run_threads(ExecutorKind.SEQUENTIAL, None) is None
+    assert run_threads(ExecutorKind.LOCAL, None) == 1
+    assert run_threads(ExecutorKind.RAY, None) == 1
+    assert run_threads(ExecutorKind.LOCAL, 3) == 3
+    assert run_threads(ExecutorKind.SEQUENTIAL, 2) == 2
+
+
 @pytest.fixture
 def no_work(monkeypatch):
     from gnnbackdoor.experiments import runner
@@ -122,3 +144,13 @@ def test_cli_plan_prints_and_runs_nothing(tmp_path, capsys, no_work):
     assert main(["sweep", str(grid), "--out", str(a_file), "--plan", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is not a folder" in err
+
+
+def test_cli_plan_for_a_local_pool_matches_its_one_thread_records(tmp_path, capsys, no_work):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("runs:\n  - task: graph\n    datasets: [Motifs]\n    models: [gcn]\n")
+    out = tmp_path / "out"
+    _write(out, [_record(_spec(0), 10.0)])
+    args = ["sweep", str(grid), "--out", str(out), "--executor", "local", "--plan", "--quiet"]
+    assert main(args) == 0
+    assert "1 runs, 1 recorded" in capsys.readouterr().out

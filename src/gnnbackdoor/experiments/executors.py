@@ -416,6 +416,18 @@ def _ray_error_line(error: BaseException, max_retries: int) -> str:
     return error_line(cause)
 
 
+def run_threads(kind: ExecutorKind, threads: int | None) -> int | None:
+    """The torch thread count each run of ``--executor kind`` gets, which is part of its key.
+
+    ``threads`` when given; otherwise 1 for ``local`` and ``ray`` (one run per core), and
+    ``None`` for ``sequential``: its runs use the driver's own count. ``sweep --plan`` asks
+    this so that it plans the keys the sweep would write.
+    """
+    if threads is not None or kind is ExecutorKind.SEQUENTIAL:
+        return threads
+    return 1
+
+
 def make_executor(
     kind: ExecutorKind,
     *,
@@ -443,7 +455,7 @@ def make_executor(
         return SequentialExecutor()
     if threads is None:
         logger.info("each run uses 1 torch thread (--threads sets it; it is part of the run key)")
-        threads = 1
+    threads = run_threads(kind, threads) or 1
     if kind is ExecutorKind.LOCAL:
         return LocalExecutor(jobs or max(1, (os.cpu_count() or 1) // threads), threads)
     if jobs is not None and address is not None:

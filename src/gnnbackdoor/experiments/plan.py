@@ -13,7 +13,7 @@ them, and a loaded machine takes longer.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,12 @@ class SweepPlan:
     """What ``run_sweep`` would run: groups in the sweep file's order."""
 
     groups: dict[GroupKey, PlanGroup]
+    #: Records of the groups with runs left that were made at another torch thread count
+    #: than the plan's (the count is part of the key, so they do not match): count per
+    #: thread count.
+    other_threads: dict[int, int] = field(default_factory=dict)
+    #: The torch thread count the plan's keys carry.
+    threads: int | None = None
 
     @property
     def to_run(self) -> int:
@@ -117,7 +123,15 @@ def plan_sweep(
         seconds = (record.get("timings") or {}).get("total_s")
         if key in groups and isinstance(seconds, int | float):
             groups[key].seconds.append(float(seconds))
-    return SweepPlan(dict(groups))
+    threads = identities[0].config["runtime"].get("threads") if identities else None
+    other: Counter[int] = Counter()
+    for record in records:
+        key = tuple(record.get(name) for name in ("task", "dataset", "model", "attack", "defense"))
+        made_at = ((record.get("config") or {}).get("runtime") or {}).get("threads")
+        group = groups.get(key)  # type: ignore[arg-type]
+        if group and group.to_run and isinstance(made_at, int) and made_at != threads:
+            other[made_at] += 1
+    return SweepPlan(dict(groups), dict(other), threads)
 
 
 def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
@@ -141,4 +155,10 @@ def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
     if unknown:
         note += f"; {unknown} group(s) have no recorded run to go by (—)"
     lines.append(note)
+    for made_at, count in sorted(plan.other_threads.items()):
+        lines.append(
+            f"note: {count} record(s) of these groups were made at {made_at} torch thread(s) and "
+            f"this plan is at {plan.threads}; the count is part of a run's key, so they are not "
+            f"counted: plan with --threads {made_at} to match them"
+        )
     return "\n".join(lines)
