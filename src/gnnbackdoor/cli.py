@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -836,6 +837,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gnnbackdoor: interrupted; finished runs are recorded", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout left (``| head``): stop quietly, as shell tools do on SIGPIPE
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit cannot fail again on a
+    closed pipe (the Python documentation's advice for ``BrokenPipeError``)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":

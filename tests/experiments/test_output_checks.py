@@ -118,3 +118,15 @@ def test_report_paper_columns_must_exist(records, tmp_path, capsys):
     _one_line_error(capsys, "lacks column(s) asr")
     assert main(["report", str(records), "--paper", str(paper)]) == 0
     assert "| 91 |" in capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(monkeypatch, capsys):
+    """``gnnbackdoor ... | head``: a closed stdout is exit 141 (SIGPIPE's), not a traceback."""
+    from gnnbackdoor import cli
+
+    def write_into_a_closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", write_into_a_closed_pipe)
+    assert cli.main(["list"]) == 141
+    assert capsys.readouterr().err == ""
