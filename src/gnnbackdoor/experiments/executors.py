@@ -455,7 +455,8 @@ def make_executor(
         return SequentialExecutor()
     if threads is None:
         logger.info("each run uses 1 torch thread (--threads sets it; it is part of the run key)")
-    threads = run_threads(kind, threads) or 1
+    threads = run_threads(kind, threads)
+    assert threads is not None  # sequential returned above
     if kind is ExecutorKind.LOCAL:
         return LocalExecutor(jobs or max(1, (os.cpu_count() or 1) // threads), threads)
     if jobs is not None and address is not None:

@@ -112,24 +112,25 @@ def plan_sweep(
             group.recorded += 1
         else:
             group.to_run += 1
-    for record in records:
-        key = (
-            record.get("task"),
-            record.get("dataset"),
-            record.get("model"),
-            record.get("attack"),
-            record.get("defense"),
-        )
-        seconds = (record.get("timings") or {}).get("total_s")
-        if key in groups and isinstance(seconds, int | float):
-            groups[key].seconds.append(float(seconds))
     threads = identities[0].config["runtime"].get("threads") if identities else None
     other: Counter[int] = Counter()
     for record in records:
-        key = tuple(record.get(name) for name in ("task", "dataset", "model", "attack", "defense"))
+        group = groups.get(
+            (
+                record.get("task"),
+                record.get("dataset"),
+                record.get("model"),
+                record.get("attack"),
+                record.get("defense"),
+            )
+        )
+        if group is None:
+            continue
+        seconds = (record.get("timings") or {}).get("total_s")
+        if isinstance(seconds, int | float):
+            group.seconds.append(float(seconds))
         made_at = ((record.get("config") or {}).get("runtime") or {}).get("threads")
-        group = groups.get(key)  # type: ignore[arg-type]
-        if group and group.to_run and isinstance(made_at, int) and made_at != threads:
+        if group.to_run and isinstance(made_at, int) and made_at != threads:
             other[made_at] += 1
     return SweepPlan(dict(groups), dict(other), threads)
 
