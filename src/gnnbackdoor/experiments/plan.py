@@ -81,6 +81,10 @@ class SweepPlan:
         return total, unknown
 
 
+#: The fields a plan groups runs by: a run identity's attributes and a record's keys alike.
+_GROUP_FIELDS = ("task", "dataset", "model", "attack", "defense")
+
+
 def plan_sweep(
     specs: list[RunSpec],
     out_dir: Path,
@@ -105,9 +109,7 @@ def plan_sweep(
     identities = [identify(spec, location, runtime) for spec in specs]
     for index, recorded in resume_order(identities, done):
         identity = identities[index]
-        group = groups[
-            (identity.task, identity.dataset, identity.model, identity.attack, identity.defense)
-        ]
+        group = groups[tuple(getattr(identity, name) for name in _GROUP_FIELDS)]  # type: ignore[index]
         if recorded:
             group.recorded += 1
         else:
@@ -115,15 +117,7 @@ def plan_sweep(
     threads = identities[0].config["runtime"].get("threads") if identities else None
     other: Counter[int] = Counter()
     for record in records:
-        group = groups.get(
-            (
-                record.get("task"),
-                record.get("dataset"),
-                record.get("model"),
-                record.get("attack"),
-                record.get("defense"),
-            )
-        )
+        group = groups.get(tuple(record.get(name) for name in _GROUP_FIELDS))  # type: ignore[arg-type]
         if group is None:
             continue
         seconds = (record.get("timings") or {}).get("total_s")
