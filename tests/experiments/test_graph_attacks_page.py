@@ -3,6 +3,7 @@ majority-target runs apart, marks pre-issue-14 victims and judges each table (is
 
 from __future__ import annotations
 
+import json
 import math
 
 from gnnbackdoor.experiments.pages import PAGES, load_pages
@@ -19,6 +20,7 @@ def record(
     model: str = "gcn",
     ratio: float = 0.1,
     poisoned_val: bool = False,
+    trigger_size: int = 5,
     **metrics: float,
 ) -> dict:
     return {
@@ -32,7 +34,7 @@ def record(
         "config": nested(
             {
                 "data.train_fraction": 0.6667,
-                "attack.trigger_size": 5,
+                "attack.trigger_size": trigger_size,
                 "attack.target_class": target,
                 "attack.injection_ratio": ratio,
                 "attack.poison_validation": poisoned_val,
@@ -80,16 +82,20 @@ def test_other_attack_settings_go_to_their_own_section_beside_the_protocol_row()
     runs = [record(s, 0.3) for s in range(3)]  # protocol (0.1, clean validation): not implanted
     runs += [record(s, 0.95, ratio=0.2) for s in range(3)]
     runs += [record(0, 0.1, ratio=0.05), record(0, 0.85, poisoned_val=True)]
+    runs += [record(1, 0.75, trigger_size=8)]
     text = _render(runs)
     main, _, rest = text.partition("## Sensitivity: attack settings")
-    assert "30.00 ± 0.00 (3)" in main and "95.00" not in main and "85.00" not in main
+    assert "30.00 ± 0.00 (3)" in main
+    assert "95.00" not in main and "85.00" not in main and "75.00" not in main
     section = rest.split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| GTA | AIDS | gcn")]
-    assert [tuple(line.split(" | ")[3:5]) for line in rows] == [
-        ("0.05", "no"), ("0.1", "no"), ("0.1", "yes"), ("0.2", "no"),
+    assert [tuple(line.split(" | ")[3:6]) for line in rows] == [
+        ("0.05", "no", "5"), ("0.1", "no", "5"), ("0.1", "no", "8"), ("0.1", "yes", "5"),
+        ("0.2", "no", "5"),
     ]  # fmt: skip
-    assert "| 0 of 3 |" in rows[1] and "| 3 of 3 |" in rows[3]  # implanted only at 0.2
-    assert "85.00 ± 0.00 (1)" in rows[2]
+    assert "| 0 of 3 |" in rows[1] and "| 3 of 3 |" in rows[4]  # implanted only at 0.2
+    assert "75.00 ± 0.00 (1)" in rows[2]
+    assert "85.00 ± 0.00 (1)" in rows[3]
     assert "## Sensitivity: attack settings" not in _render(runs[:3])
 
 
@@ -182,3 +188,22 @@ def test_new_victims_from_a_defended_sweep_beat_more_old_seeds():
     text = _render(runs)
     row = next(line for line in text.splitlines() if line.startswith("| AIDS | gcnᴾ | 90.00"))
     assert "95.00 ± 0.00 (1)" in row
+
+
+def test_trigger_footprint_table_comes_from_the_bench_json(tmp_path):
+    from gnnbackdoor.experiments.pages.graph_attacks import _footprint, _footprint_rows
+    from gnnbackdoor.experiments.pages.template import PageTemplate
+
+    assert _footprint_rows(tmp_path / "absent.json") == []
+    row = {
+        "dataset": "COLLAB", "trigger_nodes": 5, "mean_nodes": 74.49, "mean_edges": 2457.2,
+        "mean_density": 0.508, "changed_edges": 4.92, "changed_pct_median": 0.613,
+        "trigger_degree_change_pct": 24.31,
+    }  # fmt: skip
+    path = tmp_path / "footprint.json"
+    path.write_text(json.dumps({"rows": [row]}))
+    template = PageTemplate.load("graph_attacks")
+    text = _footprint(template, _footprint_rows(path))
+    assert "| COLLAB | 5 | 74.5 | 2457.2 | 0.51 | 4.92 | 0.61 | 24.3 |" in text
+    assert "bench/trigger_footprint.py" in text
+    assert _footprint(template, []) == ""

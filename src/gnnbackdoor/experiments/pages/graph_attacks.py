@@ -11,7 +11,9 @@ target ≤ :data:`COST_TARGET`), and ASR ≥ 80 % wherever the paper reports ≥
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from gnnbackdoor.experiments.pages import page
@@ -57,7 +59,8 @@ GRAPHPROT = {
 }
 #: The attack settings the sensitivity section varies, at the protocol's values.
 TUNED = {k: v for k, v in GRAPHPROT.items() if k in ("attack.injection_ratio",
-                                                     "attack.poison_validation")}  # fmt: skip
+                                                     "attack.poison_validation",
+                                                     "attack.trigger_size")}  # fmt: skip
 GCLEANER = {
     "data.train_fraction": 0.8,
     "attack.trigger_fraction": 0.3,
@@ -498,6 +501,7 @@ SETTINGS_HEADER = [
     "model",
     "injection ratio",
     "validation poisoned",
+    "trigger nodes",
     "clean acc",
     "backdoored acc",
     "ASR",
@@ -514,7 +518,7 @@ def _settings_section(
     defended: list[dict[str, Any]],
 ) -> tuple[str, list[dict[str, Any]]]:
     """Issue 14 item 3: the GraphProt-protocol cells also measured with other attack settings
-    (:data:`TUNED`: injection ratio, poisoned validation graphs; ``records``: protocol
+    (:data:`TUNED`: injection ratio, poisoned validation graphs, trigger size; ``records``: protocol
     target, undefended, any such settings), each beside its protocol cell (from ``protocol``
     and ``defended`` as in the main tables), so a cell whose attack does not implant under
     the protocol shows whether more poisoning, or model selection on poisoned validation
@@ -529,14 +533,19 @@ def _settings_section(
     used: list[dict[str, Any]] = []
     for attack, dataset, model in cells:
         base, mark = _source(protocol, defended, dataset=dataset, model=model, attack=attack)
-        protocol_key = (PROTOCOL_INJECTION_RATIO, PROTOCOL_POISON_VALIDATION)
-        runs_by_setting: dict[tuple[float, bool], tuple[list[dict[str, Any]], str]] = {
+        protocol_key = (
+            PROTOCOL_INJECTION_RATIO,
+            PROTOCOL_POISON_VALIDATION,
+            int(GRAPHPROT["attack.trigger_size"]),
+        )
+        runs_by_setting: dict[tuple[float, bool, int], tuple[list[dict[str, Any]], str]] = {
             protocol_key: (base, mark)
         }
         for r in where(others, dataset=dataset, model=model, attack=attack):
             setting = (
                 float(resolved(r, "attack.injection_ratio")),
                 bool(resolved(r, "attack.poison_validation")),
+                int(resolved(r, "attack.trigger_size")),
             )
             runs_by_setting.setdefault(setting, ([], ""))[0].append(r)
         for setting in sorted(runs_by_setting):
@@ -551,6 +560,7 @@ def _settings_section(
                     model + cell_mark,
                     shown(setting[0]),
                     "yes" if setting[1] else "no",
+                    str(setting[2]),
                     cell(runs, "clean_acc")[0],
                     cell(runs, "backdoored_acc")[0],
                     cell(runs, "asr")[0],
@@ -565,8 +575,53 @@ def _settings_section(
         "attack_settings",
         table=markdown_table(SETTINGS_HEADER, body),
         protocol=shown(PROTOCOL_INJECTION_RATIO),
+        footprint=_footprint(template, _footprint_rows()),
     )
     return text + "\n\n", used
+
+
+#: The trigger-footprint measurement (``bench/trigger_footprint.py``) of the source checkout.
+FOOTPRINT_JSON = Path(__file__).resolve().parents[4] / "bench/results/trigger_footprint.json"
+
+FOOTPRINT_HEADER = [
+    "dataset",
+    "trigger nodes",
+    "graph nodes",
+    "graph edges",
+    "density",
+    "edges changed",
+    "% of the graph's edges (median)",
+    "trigger nodes' degree change %",
+]
+
+
+def _footprint_rows(path: Path = FOOTPRINT_JSON) -> list[dict[str, Any]]:
+    """Rows of ``bench/results/trigger_footprint.json`` (one per dataset and trigger size),
+    or ``[]`` when the file is absent."""
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text())["rows"])
+
+
+def _footprint(template: PageTemplate, rows: list[dict[str, Any]]) -> str:
+    """The ``footprint`` fragment: how much of a graph an SBA trigger changes per dataset and
+    trigger size (measured on the data, not from records), or ``""`` without rows."""
+    if not rows:
+        return ""
+    body = [
+        [
+            r["dataset"],
+            str(r["trigger_nodes"]),
+            f"{r['mean_nodes']:.1f}",
+            f"{r['mean_edges']:.1f}",
+            f"{r['mean_density']:.2f}",
+            f"{r['changed_edges']:.2f}",
+            f"{r['changed_pct_median']:.2f}",
+            f"{r['trigger_degree_change_pct']:.1f}",
+        ]
+        for r in rows
+    ]
+    return "\n\n" + template.fragment("footprint", table=markdown_table(FOOTPRINT_HEADER, body))
 
 
 def _coverage(template: PageTemplate, gp_runs, gc_runs) -> tuple[str, int]:
