@@ -21,13 +21,14 @@ def record(
     ratio: float = 0.1,
     poisoned_val: bool = False,
     trigger_size: int = 5,
+    attack: str = "gta",
     **metrics: float,
 ) -> dict:
     return {
         "task": "graph",
         "dataset": dataset,
         "model": model,
-        "attack": "gta",
+        "attack": attack,
         "defense": None,
         "seed": seed,
         "overrides": {},
@@ -97,6 +98,21 @@ def test_other_attack_settings_go_to_their_own_section_beside_the_protocol_row()
     assert "75.00 ± 0.00 (1)" in rows[2]
     assert "85.00 ± 0.00 (1)" in rows[3]
     assert "## Sensitivity: attack settings" not in _render(runs[:3])
+
+
+def test_attack_variants_sit_beside_their_attack_in_the_settings_section_only():
+    sba = [record(s, 0.1, 1, dataset="COLLAB", model="sage", attack="sba") for s in range(3)]
+    variant = [record(s, 0.6, 1, dataset="COLLAB", model="sage", attack="sba-degree")
+               for s in range(2)]  # fmt: skip
+    text = _render(sba + variant)
+    main, _, rest = text.partition("## Sensitivity: attack settings")
+    assert "60.00" not in main and "10.00 ± 0.00 (3)" in main
+    section = rest.split("\n## ")[0]
+    rows = [line for line in section.splitlines() if "| COLLAB | sage" in line]
+    assert rows[0].startswith("| SBA | COLLAB | sage") and "10.00 ± 0.00 (3)" in rows[0]
+    assert rows[1].startswith("| SBA, trigger nodes' degree features recomputed | COLLAB")
+    assert "60.00 ± 0.00 (2)" in rows[1] and "| 2 of 2 |" in rows[1]
+    assert len(rows) == 2
 
 
 def test_pre_protocol_victims_are_marked_and_replaced_by_new_ones():

@@ -42,7 +42,16 @@ ATTACKS = ["sba", "gta", "exp-ba", "motif-ba"]
 #: (issue 14 item 3), never the main tables'.
 PROTOCOL_INJECTION_RATIO = 0.1
 PROTOCOL_POISON_VALIDATION = False
-ATTACK_TITLES = {"sba": "SBA", "gta": "GTA", "exp-ba": "Exp-BA", "motif-ba": "Motif-BA"}
+ATTACK_TITLES = {
+    "sba": "SBA",
+    "gta": "GTA",
+    "exp-ba": "Exp-BA",
+    "motif-ba": "Motif-BA",
+    "sba-degree": "SBA, trigger nodes' degree features recomputed",
+}
+#: Measurement variants of an attack (registered name: the attack it varies): never in the
+#: main tables; the attack-settings section shows them beside their attack's cells.
+VARIANTS = {"sba-degree": "sba"}
 MODELS = ["gcn", "gat", "gin", "sage"]
 GRAPHPROT_DATASETS = ["AIDS", "PROTEINS", "NCI1", "ENZYMES", "DHFR", "COLLAB"]
 GCLEANER_DATASETS = ["AIDS", "COLLAB", "Fingerprint", "Bitcoin"]
@@ -332,7 +341,9 @@ GCLEANER_HEADER = [
 def render(records: list[dict[str, Any]], template: PageTemplate | None = None) -> str:
     """Graph-classification backdoor attacks beside GraphProt and GCleaner."""
     template = template or PageTemplate.load("graph_attacks")
-    graph = [r for r in records if r.get("task") == "graph" and not r.get("defense")]
+    undefended = [r for r in records if r.get("task") == "graph" and not r.get("defense")]
+    graph = [r for r in undefended if r.get("attack") not in VARIANTS]
+    variants = [r for r in undefended if r.get("attack") in VARIANTS]
     defended = [
         r
         for r in records
@@ -396,7 +407,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     used += sensitivity_used
     settings_section, settings_used = _settings_section(
         template,
-        [r for r in _protocol(graph, _untuned(GRAPHPROT)) if is_protocol_target(r)],
+        [r for r in _protocol(graph + variants, _untuned(GRAPHPROT)) if is_protocol_target(r)],
         gp_records,
         gp_defended,
     )
@@ -519,16 +530,22 @@ def _settings_section(
 ) -> tuple[str, list[dict[str, Any]]]:
     """Issue 14 item 3: the GraphProt-protocol cells also measured with other attack settings
     (:data:`TUNED`: injection ratio, poisoned validation graphs, trigger size; ``records``: protocol
-    target, undefended, any such settings), each beside its protocol cell (from ``protocol``
-    and ``defended`` as in the main tables), so a cell whose attack does not implant under
-    the protocol shows whether more poisoning, or model selection on poisoned validation
-    graphs, would. Markdown ending in a blank line (empty without such records) and the
+    target, undefended, any such settings, and the :data:`VARIANTS` at any settings), each
+    beside its protocol cell (from ``protocol`` and ``defended`` as in the main tables), so a
+    cell whose attack does not implant under the protocol shows whether more poisoning, model
+    selection on poisoned validation graphs, a larger trigger or a variant of the attack
+    would. Markdown ending in a blank line (empty without such records) and the
     records it used."""
-    others = [r for r in records if differs(r, TUNED)]
-    cells = sorted(
-        {(r.get("attack"), r.get("dataset"), r.get("model")) for r in others},
-        key=lambda c: (ATTACKS.index(c[0]) if c[0] in ATTACKS else len(ATTACKS), *map(str, c)),
-    )
+    others = [r for r in records if differs(r, TUNED) or r.get("attack") in VARIANTS]
+
+    def order(c: tuple[Any, Any, Any]) -> tuple[Any, ...]:
+        base = VARIANTS.get(c[0], c[0])
+        rank = ATTACKS.index(base) if base in ATTACKS else len(ATTACKS)
+        return (rank, str(base), str(c[1]), str(c[2]), c[0] in VARIANTS, str(c[0]))
+
+    shown_cells = {(r.get("attack"), r.get("dataset"), r.get("model")) for r in others}
+    shown_cells |= {(VARIANTS[a], d, m) for a, d, m in shown_cells if a in VARIANTS}
+    cells = sorted(shown_cells, key=order)
     body: list[list[str]] = []
     used: list[dict[str, Any]] = []
     for attack, dataset, model in cells:
