@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from gnnbackdoor.attacks import ATTACKS, GraphAttack
-from gnnbackdoor.attacks.sba_degree import SBADegree, degree_features
+from gnnbackdoor.attacks.sba_degree import SBADegree
 from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack
 from gnnbackdoor.contracts.results import TriggeredGraphs
-from gnnbackdoor.datasets.graph import one_hot_degree
+from gnnbackdoor.datasets.graph import degree_features, one_hot_degree
 
 from .conftest import make_context
 

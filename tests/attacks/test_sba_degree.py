@@ -7,8 +7,8 @@ import torch
 from torch_geometric.data import Data
 
 from gnnbackdoor.attacks import ATTACKS
-from gnnbackdoor.attacks.sba_degree import degree_features, encodes_degree
-from gnnbackdoor.datasets.graph import one_hot_degree
+from gnnbackdoor.attacks.sba_degree import encodes_degree
+from gnnbackdoor.datasets.graph import degree_features, one_hot_degree
 from gnnbackdoor.errors import ConfigError
 
 from .conftest import make_context

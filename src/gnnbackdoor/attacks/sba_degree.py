@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.utils import degree, one_hot
 
 from gnnbackdoor.attacks.base import ATTACKS
 from gnnbackdoor.attacks.sba import SBA
+from gnnbackdoor.datasets.graph import degree_features
 from gnnbackdoor.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,13 +41,6 @@ def encodes_degree(graph: Data) -> bool:
     if x is None or x.dim() != 2 or x.size(1) < 1:
         return False
     return bool(torch.equal(x, degree_features(graph, x.size(1)).to(x.dtype)))
-
-
-def degree_features(graph: Data, width: int) -> Tensor:
-    """``[N, width]`` float: the one-hot degree of each node of ``graph``, capped at
-    ``width - 1``."""
-    deg = degree(graph.edge_index[0], int(graph.num_nodes), dtype=torch.long)
-    return one_hot(deg.clamp(max=width - 1), num_classes=width)
 
 
 def refresh_degree_features(graph: Data, positions: Tensor) -> Data:

@@ -105,6 +105,16 @@ def _strip(graph: Data) -> Data:
     return stripped
 
 
+def _encode_degrees(deg: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(deg.clamp(max=width - 1), width).float()
+
+
+def degree_features(graph: Data, width: int) -> torch.Tensor:
+    """``[N, width]`` float: each node's one-hot degree in ``graph``, capped at ``width - 1``
+    (the encoding :func:`one_hot_degree` writes)."""
+    return _encode_degrees(degree(graph.edge_index[0], graph.num_nodes).long(), width)
+
+
 def one_hot_degree(graphs: list[Data], max_degree: int | None = None) -> list[Data]:
     """Set ``x`` to the one-hot encoding of each node's degree (PyG's ``OneHotDegree``
     convention), capped at ``max_degree`` (default: the largest degree in ``graphs``)."""
@@ -113,7 +123,7 @@ def one_hot_degree(graphs: list[Data], max_degree: int | None = None) -> list[Da
     if cap is None:
         cap = max(int(d.max()) for d in degrees if len(d))
     for graph, deg in zip(graphs, degrees, strict=True):
-        graph.x = torch.nn.functional.one_hot(deg.clamp(max=cap), cap + 1).float()
+        graph.x = _encode_degrees(deg, cap + 1)
         if "num_nodes" in graph:
             del graph.num_nodes  # ``x`` holds the count now; a stored one would go stale
     return graphs

@@ -343,7 +343,6 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     template = template or PageTemplate.load("graph_attacks")
     undefended = [r for r in records if r.get("task") == "graph" and not r.get("defense")]
     graph = [r for r in undefended if r.get("attack") not in VARIANTS]
-    variants = [r for r in undefended if r.get("attack") in VARIANTS]
     defended = [
         r
         for r in records
@@ -407,7 +406,7 @@ def render(records: list[dict[str, Any]], template: PageTemplate | None = None) 
     used += sensitivity_used
     settings_section, settings_used = _settings_section(
         template,
-        [r for r in _protocol(graph + variants, _untuned(GRAPHPROT)) if is_protocol_target(r)],
+        [r for r in _protocol(undefended, _untuned(GRAPHPROT)) if is_protocol_target(r)],
         gp_records,
         gp_defended,
     )
