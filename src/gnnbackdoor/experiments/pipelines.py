@@ -326,7 +326,9 @@ class GraphPipeline(TaskPipeline):
                 defender_pos, eval_pos = defense.split_defender_data(
                     split.test, generator, dataset_size=len(graphs), location=run.location
                 )
-        stage = self._victim_and_attack(run, ctx, streams, timer, cached=defense is not None)
+        stage = self._victim_and_attack(
+            run, ctx, streams, timer, cached=attack is not None or defense is not None
+        )
         training = _training_set(run, stage, ctx) if isinstance(defense, TrainingDefense) else None
         eval_graphs = [split.test[i] for i in eval_pos]
         triggered = _evaluated(stage, eval_pos)
@@ -449,8 +451,10 @@ class GraphPipeline(TaskPipeline):
         timer: PhaseTimer,
         cached: bool,
     ) -> _AttackStage:
-        """The victim and attack stages, from the stage cache when it is on (defended runs)
-        and holds them; ``ctx.clean_model`` is set either way."""
+        """The victim and attack stages, from the stage cache when it is on and holds them
+        (attacked or defended runs; a clean run's victim is the clean cache's);
+        ``ctx.clean_model`` is set either way. The key names no defense, so an attacked run
+        without one and the defended runs of its cell share one entry."""
         path = stage_cache.cache_path(run, _STAGE_SOURCES) if cached else None
         entry = stage_cache.load(path) if path is not None else None
         if (

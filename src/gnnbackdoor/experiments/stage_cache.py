@@ -1,6 +1,6 @@
-"""Opt-in on-disk cache of the victim and attack stages of defended graph runs, so that a
-sweep over a defense's settings (holding rate included) trains the clean and the backdoored
-victims once.
+"""Opt-in on-disk cache of the victim and attack stages of attacked or defended graph runs, so
+that a sweep over a defense's settings (holding rate included), and the undefended run of the
+same cell, train the clean and the backdoored victims once.
 
 Set ``GNNBACKDOOR_STAGE_CACHE`` to a folder to turn it on; unset, nothing changes. An entry
 (:class:`AttackStage`) holds what a :class:`~gnnbackdoor.experiments.pipelines.GraphPipeline`
