@@ -185,12 +185,21 @@ def test_rows_that_did_not_implant_are_listed_not_averaged():
     assert "| AIDS | gcn | gta | implanted in 1 of 3 seeds |" in text
 
 
-def clean_run(seed: int, rate: float, acc: float, dataset: str = "AIDS") -> dict:
+def clean_run(
+    seed: int,
+    rate: float,
+    acc: float,
+    dataset: str = "AIDS",
+    model: str = "gcn",
+    pool: str | None = None,
+) -> dict:
     settings = {k: v for k, v in SETTINGS.items() if not k.startswith("attack.")}
+    if pool is not None:
+        settings["model.pool"] = pool
     return {
         "task": "graph",
         "dataset": dataset,
-        "model": "gcn",
+        "model": model,
         "attack": None,
         "defense": "graphprot-r",
         "seed": seed,
@@ -224,5 +233,31 @@ def test_accuracy_section_per_rate_with_the_best_operating_point():
     assert "| 0.2 (none within 2) |" in dhfr
     nci1 = next(line for line in section.splitlines() if line.startswith("| NCI1 |"))
     assert "no records yet" in nci1
-    assert "Of 2 (dataset, model) victims measured, 1 have some p within 2 points" in section
+    assert "Of 2 (dataset, model) victims measured with their registered readout, 1 have" in section
     assert "and 0 at the paper's p = 0.2" in section
+
+
+def test_accuracy_section_names_a_victim_with_another_readout_and_compares_the_two():
+    load_pages()
+    runs = [
+        clean_run(s, p, acc, dataset="PROTEINS", model="gin", pool=pool)
+        for s in range(3)
+        for pool, accs in [("sum", (0.4, 0.9)), ("mean", (0.8, 0.9))]
+        for p, acc in zip((0.2, 1.0), accs, strict=True)
+    ]
+    text = PAGES.get("graphprot")(runs)
+    section = text.split("## GraphProt's accuracy on clean victims")[1].split("\n## ")[0]
+    gin = section.split("### GIN\n")[1].split("###")[0]
+    mean = section.split("### GIN (MEAN READOUT)\n")[1].split("**Readout.**")[0]
+    assert "| PROTEINS | 3 | 90.0 ± 0.0 | — | 40.0 ± 0.0 |" in gin
+    assert "| PROTEINS | 3 | 90.0 ± 0.0 | — | 80.0 ± 0.0 |" in mean
+    assert "no records yet" in gin and "no records yet" not in mean  # variant: measured only
+    # the variant stays out of the registered victims' count
+    assert "Of 1 (dataset, model) victims measured with their registered readout" in section
+    line = next(x for x in section.splitlines() if x.startswith("| PROTEINS | GIN |"))
+    assert line.split(" | ")[2:] == [
+        "sum", "mean", "90.0 ± 0.0", "40.0 ± 0.0", "50.0",
+        "90.0 ± 0.0", "80.0 ± 0.0", "10.0 |",
+    ]  # fmt: skip
+    without = PAGES.get("graphprot")([r for r in runs if r["config"]["model"]["pool"] == "sum"])
+    assert "**Readout.**" not in without and "MEAN READOUT" not in without

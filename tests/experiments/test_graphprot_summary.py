@@ -19,7 +19,9 @@ from gnnbackdoor.experiments.pages.graphprot_summary import (
     implanted,
     paper_rows,
     record_der,
+    registered_readout,
     summarize,
+    victim_label,
 )
 
 
@@ -140,3 +142,22 @@ def test_accuracy_rows_group_clean_shielded_runs_by_rate():
     mean, _std, n = row.clean()
     assert (round(mean, 6), n) == (81.0, 3)
     assert row.shielded(0.2)[0] == pytest.approx(60.0) and row.shielded(0.5)[2] == 0
+
+
+def test_victim_label_names_a_readout_other_than_the_registered_one():
+    assert (registered_readout("gin"), registered_readout("gcn")) == ("sum", "mean")
+    assert registered_readout("gae") is None and registered_readout("no-such-model") is None
+    gin = {"model": "gin", "config": nested({"model.pool": "sum"})}
+    assert victim_label(gin) == "gin"
+    assert victim_label({**gin, "config": nested({"model.pool": "mean"})}) == "gin (mean readout)"
+    assert victim_label({"model": "gcn", "config": nested({"model.pool": "max"})}) == (
+        "gcn (max readout)"
+    )
+    assert victim_label({"model": "gin", "config": {}}) == "gin"  # no pool recorded
+    runs = []
+    for pool in ("sum", "mean"):
+        r = rec(0, attack=None, defended_acc=0.5)
+        r["model"] = "gin"
+        r["config"]["model"]["pool"] = pool
+        runs.append(r)
+    assert sorted(row.model for row in accuracy_rows(runs)) == ["gin", "gin (mean readout)"]

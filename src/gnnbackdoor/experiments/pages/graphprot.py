@@ -51,6 +51,7 @@ from gnnbackdoor.experiments.pages.graphprot_summary import (
     paper_rows,
     points,
     record_der,
+    registered_readout,
     summarize,
 )
 from gnnbackdoor.experiments.pages.template import PageTemplate
@@ -771,6 +772,9 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
     models += sorted({k[1] for k in by_key} - set(models))
     tables, at_protocol, reachable, measured = [], 0, 0, 0
     for model in models:
+        # a readout variant (victim_label "gin (mean readout)") is measured on some datasets
+        # only: its table lists those, and its rows stay out of the findings' counts
+        registered = model in TABLE1_MODELS or registered_readout(model) is not None
         header = ["dataset", "seeds", "ACC no shield", *(f"p = {p:g}" for p in RATES)]
         header += ["best p", "paper ACC (Table 1, clean)"]
         body = []
@@ -782,18 +786,20 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
             )[1]
             row = by_key.get((dataset, model))
             if row is None:
-                missing = template.fragment("accuracy_missing")
-                body.append([dataset, 0, missing, *[""] * len(RATES), "", num(paper, 1)])
+                if registered:
+                    missing = template.fragment("accuracy_missing")
+                    body.append([dataset, 0, missing, *[""] * len(RATES), "", num(paper, 1)])
                 continue
             clean = row.clean()
             shielded = {p: row.shielded(p) for p in RATES}
             best, within = best_rate(clean[0], {p: v[0] for p, v in shielded.items() if v[2]})
-            measured += 1
-            reachable += within
             p_protocol = shielded[0.2]
-            at_protocol += bool(
-                p_protocol[2] and p_protocol[0] >= clean[0] - ACCURACY_TOLERANCE - 1e-9
-            )
+            if registered:
+                measured += 1
+                reachable += within
+                at_protocol += bool(
+                    p_protocol[2] and p_protocol[0] >= clean[0] - ACCURACY_TOLERANCE - 1e-9
+                )
             if best is None:
                 best_text = "—"
             elif within:
@@ -821,6 +827,7 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
         at_protocol=at_protocol,
         tolerance=f"{ACCURACY_TOLERANCE:g}",
     )
+    findings += _readout_comparison(template, by_key)
     used = [r for row in rows for runs in row.by_rate.values() for r in runs]
     text = template.fragment(
         "accuracy",
@@ -830,6 +837,36 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
         findings=findings,
     )
     return text, used
+
+
+def _readout_comparison(template: PageTemplate, by_key: dict[tuple, Any]) -> str:
+    """Where a model was measured with a readout other than its registered one (victim
+    label ``"<model> (<pool> readout)"``), per dataset measured both ways: each victim's
+    unshielded accuracy, its accuracy at the paper's p = 0.2 and the drop, in points. Empty
+    without such victims."""
+    body = []
+    for (dataset, label), row in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        model, _, readout = label.partition(" (")
+        base = by_key.get((dataset, model))
+        if not readout or base is None:
+            continue
+        cells = []
+        for victim in (base, row):
+            clean, shielded = victim.clean(), victim.shielded(0.2)
+            drop = clean[0] - shielded[0] if shielded[2] else math.nan
+            cells += [
+                fmt(clean[0] / 100, clean[1] / 100, 100, 1),
+                fmt(shielded[0] / 100, shielded[1] / 100, 100, 1) if shielded[2] else "—",
+                num(drop, 1),
+            ]
+        other = readout.removesuffix(")").removesuffix(" readout")
+        body.append([dataset, model.upper(), registered_readout(model), other, *cells])
+    if not body:
+        return ""
+    header = ["dataset", "model", "registered readout", "other readout"]
+    for name in ("registered", "other"):
+        header += [f"ACC no shield ({name})", f"ACC p = 0.2 ({name})", f"drop ({name})"]
+    return "\n\n" + template.fragment("accuracy_readout", table=markdown_table(header, body))
 
 
 def same_protocol_shield(record: dict[str, Any]) -> bool:

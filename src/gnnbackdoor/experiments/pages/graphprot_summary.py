@@ -12,7 +12,9 @@ records and of the paper's rows, so that they are tested on small synthetic inpu
   backdoored model, and BackdoorBench's DER; the same definitions apply to the paper's rows
   (:func:`paper_entries`), whose implant test uses its *Clean Model* ASR.
 * **Accuracy** of a clean victim behind GraphProt-R per sample rate p
-  (:func:`accuracy_rows`), with the best operating point by :func:`best_rate`.
+  (:func:`accuracy_rows`), with the best operating point by :func:`best_rate`; a victim
+  whose readout is not its model's registered one is a row of its own
+  (:func:`victim_label`).
 
 This module is no page of its own (it registers nothing); ``pages/graphprot.py`` renders it.
 """
@@ -29,6 +31,7 @@ from gnnbackdoor.experiments.pages.common import matches, resolved
 from gnnbackdoor.experiments.protocol import PROTOCOL_VICTIM
 from gnnbackdoor.experiments.report import mean_std
 from gnnbackdoor.metrics import backdoor_implanted, defense_effectiveness_rating
+from gnnbackdoor.models.base import MODELS
 
 VARIANTS = {
     "graphprot-r": "GraphProt-R",
@@ -302,10 +305,34 @@ def paper_rows(table: Iterable[Mapping[str, str]], block_column: str) -> list[Pa
 # --- GraphProt's accuracy on clean victims (issue 14 item 6) ---------------------------
 
 
+def registered_readout(model: str) -> str | None:
+    """The graph readout (``model.pool``) that model ``model`` is registered with, e.g.
+    ``"sum"`` for GIN and ``"mean"`` for GCN; ``None`` for a model without one (or not
+    registered)."""
+    if model not in MODELS:
+        return None
+    default = getattr(MODELS.get(model), "pool", None)
+    return None if default is None else str(getattr(default, "value", default))
+
+
+def victim_label(record: Mapping[str, Any]) -> str:
+    """The victim's name on the accuracy tables: the model's, with ``" (mean readout)"``
+    (or the readout it used) added when the record's ``model.pool`` is not the one the model
+    is registered with (:func:`registered_readout`), so such a victim is a row of its own."""
+    model = str(record["model"])
+    pool = resolved(record, "model.pool")
+    default = registered_readout(model)
+    if pool is None or default is None:
+        return model
+    pool = str(getattr(pool, "value", pool))
+    return model if pool == default else f"{model} ({pool} readout)"
+
+
 @dataclass
 class AccuracyRow:
     """A clean victim (dataset, model, victim generation) behind GraphProt-R: the runs per
-    sample rate p."""
+    sample rate p. ``model`` is the :func:`victim_label` (a readout other than the
+    registered one is named)."""
 
     dataset: str
     model: str
@@ -329,13 +356,14 @@ class AccuracyRow:
 
 
 def accuracy_rows(records: Iterable[dict[str, Any]]) -> list[AccuracyRow]:
-    """Runs of GraphProt-R without an attack grouped by (dataset, model, victim generation),
-    sample rate p; where issue 14's victims have runs, older victims' are left out."""
+    """Runs of GraphProt-R without an attack grouped by (dataset, victim, victim generation),
+    sample rate p, the victim named by :func:`victim_label`; where issue 14's victims have
+    runs, older victims' are left out."""
     groups: dict[tuple, AccuracyRow] = {}
     for r in records:
         if r.get("attack") is not None or r.get("defense") != "graphprot-r":
             continue
-        key = (r["dataset"], r["model"], is_protocol_victim(r))
+        key = (r["dataset"], victim_label(r), is_protocol_victim(r))
         row = groups.setdefault(key, AccuracyRow(*key))
         rate = round(float(resolved(r, "defense.sample_rate", default=0.2)), 6)
         row.by_rate.setdefault(rate, []).append(r)
