@@ -259,5 +259,16 @@ def test_accuracy_section_names_a_victim_with_another_readout_and_compares_the_t
         "sum", "mean", "90.0 ± 0.0", "40.0 ± 0.0", "50.0",
         "90.0 ± 0.0", "80.0 ± 0.0", "10.0 |",
     ]  # fmt: skip
+    assert "Of 1 (dataset, model) victims compared" in section
+    assert "more than 2 points smaller than the registered readout's on 1, within" in section
+    alike = [
+        clean_run(s, p, acc, dataset="DHFR", model="gin", pool=pool)
+        for s in range(3)
+        for pool, accs in [("sum", (0.5, 0.9)), ("mean", (0.51, 0.9))]
+        for p, acc in zip((0.2, 1.0), accs, strict=True)
+    ]
+    both = PAGES.get("graphprot")(runs + alike)
+    assert "Of 2 (dataset, model) victims compared" in both
+    assert "smaller than the registered readout's on 1, within 2 points on 1 and" in both
     without = PAGES.get("graphprot")([r for r in runs if r["config"]["model"]["pool"] == "sum"])
     assert "**Readout.**" not in without and "MEAN READOUT" not in without

@@ -844,16 +844,17 @@ def _readout_comparison(template: PageTemplate, by_key: dict[tuple, Any]) -> str
     label ``"<model> (<pool> readout)"``), per dataset measured both ways: each victim's
     unshielded accuracy, its accuracy at the paper's p = 0.2 and the drop, in points. Empty
     without such victims."""
-    body = []
+    body, counts = [], {"smaller": 0, "similar": 0, "larger": 0}
     for (dataset, label), row in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         model, _, readout = label.partition(" (")
         base = by_key.get((dataset, model))
         if not readout or base is None:
             continue
-        cells = []
+        cells, drops = [], []
         for victim in (base, row):
             clean, shielded = victim.clean(), victim.shielded(0.2)
             drop = clean[0] - shielded[0] if shielded[2] else math.nan
+            drops.append(drop)
             cells += [
                 fmt(clean[0] / 100, clean[1] / 100, 100, 1),
                 fmt(shielded[0] / 100, shielded[1] / 100, 100, 1) if shielded[2] else "—",
@@ -861,12 +862,22 @@ def _readout_comparison(template: PageTemplate, by_key: dict[tuple, Any]) -> str
             ]
         other = readout.removesuffix(")").removesuffix(" readout")
         body.append([dataset, model.upper(), registered_readout(model), other, *cells])
+        gap = drops[1] - drops[0]  # the other readout's drop minus the registered one's
+        if not math.isnan(gap):
+            side = "smaller" if gap < -ACCURACY_TOLERANCE else "larger"
+            counts[side if abs(gap) > ACCURACY_TOLERANCE else "similar"] += 1
     if not body:
         return ""
     header = ["dataset", "model", "registered readout", "other readout"]
     for name in ("registered", "other"):
         header += [f"ACC no shield ({name})", f"ACC p = 0.2 ({name})", f"drop ({name})"]
-    return "\n\n" + template.fragment("accuracy_readout", table=markdown_table(header, body))
+    return "\n\n" + template.fragment(
+        "accuracy_readout",
+        table=markdown_table(header, body),
+        compared=sum(counts.values()),
+        tolerance=f"{ACCURACY_TOLERANCE:g}",
+        **counts,
+    )
 
 
 def same_protocol_shield(record: dict[str, Any]) -> bool:
