@@ -38,6 +38,7 @@ from gnnbackdoor.experiments.pages.graphprot_summary import (
     ACCURACY_TOLERANCE,
     MIN_SEEDS,
     VARIANTS,
+    AccuracyRow,
     AttackRow,
     Entry,
     PaperRow,
@@ -768,13 +769,14 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
         return empty, []
     table1 = reference_table("graphprot_table1_models_gta.csv")
     by_key = {(r.dataset, r.model): r for r in rows}
+    variants = {r.model for r in rows if r.readout is not None}
     models = [m for m in TABLE1_MODELS if any(k[1] == m for k in by_key)]
     models += sorted({k[1] for k in by_key} - set(models))
     tables, at_protocol, reachable, measured = [], 0, 0, 0
     for model in models:
         # a readout variant (victim_label "gin (mean readout)") is measured on some datasets
         # only: its table lists those, and its rows stay out of the findings' counts
-        registered = model in TABLE1_MODELS or registered_readout(model) is not None
+        registered = model not in variants
         header = ["dataset", "seeds", "ACC no shield", *(f"p = {p:g}" for p in RATES)]
         header += ["best p", "paper ACC (Table 1, clean)"]
         body = []
@@ -827,7 +829,7 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
         at_protocol=at_protocol,
         tolerance=f"{ACCURACY_TOLERANCE:g}",
     )
-    findings += _readout_comparison(template, by_key)
+    findings += _readout_comparison(template, rows, by_key)
     used = [r for row in rows for runs in row.by_rate.values() for r in runs]
     text = template.fragment(
         "accuracy",
@@ -839,16 +841,17 @@ def _accuracy(template: PageTemplate, records) -> tuple[str, list[dict[str, Any]
     return text, used
 
 
-def _readout_comparison(template: PageTemplate, by_key: dict[tuple, Any]) -> str:
-    """Where a model was measured with a readout other than its registered one (victim
-    label ``"<model> (<pool> readout)"``), per dataset measured both ways: each victim's
-    unshielded accuracy, its accuracy at the paper's p = 0.2 and the drop, in points. Empty
-    without such victims."""
+def _readout_comparison(
+    template: PageTemplate, rows: list[AccuracyRow], by_key: dict[tuple, AccuracyRow]
+) -> str:
+    """Where a model was measured with a readout other than its registered one (an
+    :class:`~.graphprot_summary.AccuracyRow` with ``readout`` set), per dataset measured
+    both ways: each victim's unshielded accuracy, its accuracy at the paper's p = 0.2 and
+    the drop, in points. Empty without such victims."""
     body, counts = [], {"smaller": 0, "similar": 0, "larger": 0}
-    for (dataset, label), row in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        model, _, readout = label.partition(" (")
-        base = by_key.get((dataset, model))
-        if not readout or base is None:
+    for row in sorted(rows, key=lambda r: (r.model, r.dataset)):
+        base = by_key.get((row.dataset, row.base_model))
+        if row.readout is None or base is None:
             continue
         cells, drops = [], []
         for victim in (base, row):
@@ -860,8 +863,8 @@ def _readout_comparison(template: PageTemplate, by_key: dict[tuple, Any]) -> str
                 fmt(shielded[0] / 100, shielded[1] / 100, 100, 1) if shielded[2] else "—",
                 num(drop, 1),
             ]
-        other = readout.removesuffix(")").removesuffix(" readout")
-        body.append([dataset, model.upper(), registered_readout(model), other, *cells])
+        model = row.base_model
+        body.append([row.dataset, model.upper(), registered_readout(model), row.readout, *cells])
         gap = drops[1] - drops[0]  # the other readout's drop minus the registered one's
         if not math.isnan(gap):
             side = "smaller" if gap < -ACCURACY_TOLERANCE else "larger"

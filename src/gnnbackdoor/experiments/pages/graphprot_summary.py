@@ -315,29 +315,38 @@ def registered_readout(model: str) -> str | None:
     return None if default is None else str(getattr(default, "value", default))
 
 
+def other_readout(record: Mapping[str, Any]) -> str | None:
+    """The record's ``model.pool`` when it is not the one its model is registered with
+    (:func:`registered_readout`), e.g. ``"mean"`` for a GIN; else ``None``."""
+    pool = resolved(record, "model.pool")
+    default = registered_readout(str(record["model"]))
+    if pool is None or default is None:
+        return None
+    pool = str(getattr(pool, "value", pool))
+    return None if pool == default else pool
+
+
 def victim_label(record: Mapping[str, Any]) -> str:
     """The victim's name on the accuracy tables: the model's, with ``" (mean readout)"``
-    (or the readout it used) added when the record's ``model.pool`` is not the one the model
-    is registered with (:func:`registered_readout`), so such a victim is a row of its own."""
-    model = str(record["model"])
-    pool = resolved(record, "model.pool")
-    default = registered_readout(model)
-    if pool is None or default is None:
-        return model
-    pool = str(getattr(pool, "value", pool))
-    return model if pool == default else f"{model} ({pool} readout)"
+    (or the readout it used) added when the record's readout is not the registered one
+    (:func:`other_readout`), so such a victim is a row of its own."""
+    readout = other_readout(record)
+    return record["model"] if readout is None else f"{record['model']} ({readout} readout)"
 
 
 @dataclass
 class AccuracyRow:
     """A clean victim (dataset, model, victim generation) behind GraphProt-R: the runs per
     sample rate p. ``model`` is the :func:`victim_label` (a readout other than the
-    registered one is named)."""
+    registered one is named), ``base_model`` the registered model's name and ``readout``
+    the :func:`other_readout` (``None``: the registered one)."""
 
     dataset: str
     model: str
     protocol_victim: bool
     by_rate: dict[float, list[dict[str, Any]]] = field(default_factory=dict)
+    base_model: str = ""
+    readout: str | None = None
 
     def clean(self) -> tuple[float, float, int]:
         """The unshielded victim's accuracy: mean and std in points over seeds, seeds."""
@@ -364,7 +373,9 @@ def accuracy_rows(records: Iterable[dict[str, Any]]) -> list[AccuracyRow]:
         if r.get("attack") is not None or r.get("defense") != "graphprot-r":
             continue
         key = (r["dataset"], victim_label(r), is_protocol_victim(r))
-        row = groups.setdefault(key, AccuracyRow(*key))
+        row = groups.get(key)
+        if row is None:
+            row = groups[key] = AccuracyRow(*key, base_model=r["model"], readout=other_readout(r))
         rate = round(float(resolved(r, "defense.sample_rate", default=0.2)), 6)
         row.by_rate.setdefault(rate, []).append(r)
     newer = {k[:2] for k in groups if k[2]}
