@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gnnbackdoor.datasets import DATASETS, DataLocation, load_dataset
+from gnnbackdoor.datasets import mirror as mirror_module
 from gnnbackdoor.datasets.mirror import stage_raw_files
 from gnnbackdoor.errors import ConfigError, DatasetNotFoundError
 
@@ -40,6 +41,55 @@ def test_mirror_is_copied_and_xz_decompressed_without_writing_into_it(tmp_path):
     assert (root / "Toy" / "raw" / "big.txt").read_text() == "3,4\n"
     assert (root / "Toy" / "raw" / "plain.txt").read_text() == "1,2\n"
     assert sorted(p.name for p in (mirror / "Toy" / "raw").iterdir()) == before
+
+
+def _toy_mirror(tmp_path: Path) -> Path:
+    mirror = tmp_path / "mirror"
+    (mirror / "Toy" / "raw").mkdir(parents=True)
+    (mirror / "Toy" / "raw" / "plain.txt").write_text("1,2\n")
+    with lzma.open(mirror / "Toy" / "raw" / "big.txt.xz", "wt") as handle:
+        handle.write("3,4\n")
+    return mirror
+
+
+def test_two_writers_staging_one_dataset_at_once_both_succeed(tmp_path, monkeypatch):
+    # Two sweeps started together on a fresh cache both copy the raw files: here the second
+    # copies a file completely while the first is half-way through the same file. Each must
+    # write its own temporary file, so neither renames the other's away.
+    mirror = _toy_mirror(tmp_path)
+    copy = mirror_module.shutil.copyfileobj
+    interleaved: list[str] = []
+
+    def copy_with_a_second_writer(src, dst, length=0):
+        if not interleaved:
+            interleaved.append("second writer ran")
+            stage_raw_files("Toy", ["plain.txt", "big.txt"], tmp_path / "cache", mirror, False)
+        copy(src, dst, length)
+
+    monkeypatch.setattr(mirror_module.shutil, "copyfileobj", copy_with_a_second_writer)
+    root = stage_raw_files("Toy", ["plain.txt", "big.txt"], tmp_path / "cache", mirror, False)
+    assert interleaved == ["second writer ran"]
+    raw = root / "Toy" / "raw"
+    assert (raw / "plain.txt").read_text() == "1,2\n"
+    assert (raw / "big.txt").read_text() == "3,4\n"
+    assert sorted(p.name for p in raw.iterdir()) == ["big.txt", "plain.txt"]  # no temp left
+
+
+def test_a_copy_that_fails_is_one_line_naming_mirror_and_cache(tmp_path, monkeypatch):
+    # An unreadable mirror file or a full disk: an OSError while copying (root reads any
+    # file, so the failure is injected rather than made with chmod).
+    mirror = _toy_mirror(tmp_path)
+
+    def refuse(src, dst, length=0):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mirror_module.shutil, "copyfileobj", refuse)
+    with pytest.raises(DatasetNotFoundError) as info:
+        stage_raw_files("Toy", ["plain.txt", "big.txt"], tmp_path / "cache", mirror, False)
+    message = str(info.value)
+    assert "plain.txt" in message and str(mirror) in message and "Permission denied" in message
+    assert "\n" not in message
+    assert list((tmp_path / "cache" / "Toy" / "raw").iterdir()) == []  # no temporary file left
 
 
 def test_missing_files_name_the_mirror_variable_and_expected_files(offline_location):

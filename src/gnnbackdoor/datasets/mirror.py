@@ -12,8 +12,10 @@ import lzma
 import os
 import shutil
 from pathlib import Path
+from typing import IO
 
 from gnnbackdoor.errors import DatasetNotFoundError
+from gnnbackdoor.utils.files import atomic_write
 
 MIRROR_ENV = "GNNBACKDOOR_DATA_MIRROR"
 CACHE_ENV = "GNNBACKDOOR_CACHE"
@@ -64,7 +66,8 @@ def stage_raw_files(
         ``cache_dir``, the root to hand to the PyG dataset class.
 
     Raises:
-        DatasetNotFoundError: files missing from cache and mirror, downloads not allowed.
+        DatasetNotFoundError: files missing from cache and mirror, downloads not allowed; or
+            a mirror file that cannot be read or a cache that cannot be written.
     """
     raw_dir = cache_dir / folder / "raw"
     if _raw_present(raw_dir, expected):
@@ -77,9 +80,15 @@ def stage_raw_files(
             if not (source / name).exists() and not (source / f"{name}.xz").exists()
         ]
         if not missing:
-            raw_dir.mkdir(parents=True, exist_ok=True)
             for name in expected:
-                _copy_one(source, raw_dir, name)
+                try:
+                    _copy_one(source, raw_dir, name)
+                except OSError as error:
+                    reason = error.strerror or type(error).__name__
+                    raise DatasetNotFoundError(
+                        f"could not copy {name} from the mirror {source} into the cache "
+                        f"{raw_dir} ({reason})"
+                    ) from None
             return cache_dir
         if not allow_download:
             given = (
@@ -101,13 +110,21 @@ def stage_raw_files(
 
 
 def _copy_one(source: Path, target: Path, name: str) -> None:
-    """Copy ``source/name`` to ``target/name``, or decompress ``source/name.xz`` into it."""
-    destination = target / name
-    partial = target / f".{name}.partial"
+    """Copy ``source/name`` to ``target/name``, or decompress ``source/name.xz`` into it.
+
+    Written through :func:`~gnnbackdoor.utils.files.atomic_write`: a temporary file with a
+    name no other writer uses, renamed over ``target/name``. An interrupted copy never looks
+    complete, and two processes that stage one dataset at once (two sweeps started together
+    on a fresh cache) both succeed instead of one renaming the other's half-written file away.
+    """
     plain = source / name
-    if plain.exists():
-        shutil.copyfile(plain, partial)
-    else:
-        with lzma.open(source / f"{name}.xz", "rb") as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 20)
-    partial.replace(destination)  # atomic: an interrupted copy never looks complete
+
+    def write(handle: IO[bytes]) -> None:
+        if plain.exists():
+            with open(plain, "rb") as src:
+                shutil.copyfileobj(src, handle, length=1 << 20)
+        else:
+            with lzma.open(source / f"{name}.xz", "rb") as src:
+                shutil.copyfileobj(src, handle, length=1 << 20)
+
+    atomic_write(target / name, write)
