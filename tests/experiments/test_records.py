@@ -256,3 +256,36 @@ def test_folder_search_reads_records_files_only():
     files = list(iter_record_files([REPO / "results"]))
     assert files and all(f.name == RECORDS_FILE for f in files)
     assert not any("archive" in f.parts for f in files)
+
+
+def test_a_record_names_the_commit_its_run_started_on(tmp_path, offline_location, monkeypatch):
+    # A commit made while a run trains (the records of the runs before it, say) is not the
+    # code that ran: the record names the commit read when the sweep started.
+    from gnnbackdoor.experiments import records, runner
+
+    head = {"commit": "1111111"}
+
+    class _Done:
+        returncode = 0
+
+        @property
+        def stdout(self) -> str:
+            return head["commit"] + "\n"
+
+    monkeypatch.setattr(records.subprocess, "run", lambda *a, **k: _Done())
+    records._git_commit.cache_clear()
+    resolve = runner._resolve
+
+    def resolve_then_commit(*args, **kwargs):
+        resolved = resolve(*args, **kwargs)
+        head["commit"] = "2222222"  # committed while the run goes on
+        return resolved
+
+    monkeypatch.setattr(runner, "_resolve", resolve_then_commit)
+    try:
+        [record] = run_all(
+            [RunSpec("graph", "Motifs", "gcn", seed=0, overrides=FAST)], tmp_path, offline_location
+        )
+    finally:
+        records._git_commit.cache_clear()
+    assert record["versions"]["git_commit"] == "1111111"

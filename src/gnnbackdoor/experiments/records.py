@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -473,9 +474,25 @@ def versions() -> dict[str, str]:
     return info
 
 
+def pin_git_commit() -> str | None:
+    """Read the checkout's commit now; every later record of this process names it.
+
+    A run's code is loaded when its process starts, but its record is written when it ends,
+    hours later on a big dataset; a commit made in between (the records of the runs that
+    finished, say) must not be named as the code that ran. :func:`run_sweep` and
+    :func:`execute` call this before any run starts.
+
+    Returns:
+        The short commit (see :func:`_git_commit`), or ``None`` when there is none.
+    """
+    return _git_commit()
+
+
+@functools.cache
 def _git_commit() -> str | None:
     """The checkout's short commit; ``$GNNBACKDOOR_GIT_COMMIT`` when git cannot tell (a
-    copy of the tree without ``.git``, as on a remote worker)."""
+    copy of the tree without ``.git``, as on a remote worker). Read once per process (see
+    :func:`pin_git_commit`)."""
     fallback = os.environ.get("GNNBACKDOOR_GIT_COMMIT") or None
     try:
         out = subprocess.run(

@@ -35,6 +35,7 @@ from gnnbackdoor.experiments.records import (
     FAILURES_FILE,
     append_record,
     canonical,
+    pin_git_commit,
     read_records,
     run_key,
     timestamp,
@@ -235,6 +236,7 @@ def _protocol_target(spec: RunSpec, attacked: bool) -> dict[str, Any]:
 def execute(spec: RunSpec, location: DataLocation, save_dir: Path | None = None) -> dict:
     """Run one spec and return its record (not yet written); with ``save_dir``, its trained
     models are written to ``save_dir/<role>`` (``clean``, ``backdoored``, ``defended``)."""
+    pin_git_commit()  # the commit of the code this process loaded, not one made meanwhile
     resolved, identity = _resolve(spec, location)
     resolved.save_dir = save_dir
     pipeline = TASKS.get(spec.task)()
@@ -385,6 +387,7 @@ def run_sweep(
     Raises:
         UserError: a bad spec, or a malformed line in the records file.
     """
+    pin_git_commit()  # records name the commit the sweep started on
     executor = executor or SequentialExecutor()
     if not keep_going and not isinstance(executor, SequentialExecutor):
         raise ValueError("keep_going=False needs the in-process (sequential) executor")
