@@ -118,13 +118,10 @@ def _copy_one(source: Path, target: Path, name: str) -> None:
     on a fresh cache) both succeed instead of one renaming the other's half-written file away.
     """
     plain = source / name
+    opener, path = (open, plain) if plain.exists() else (lzma.open, source / f"{name}.xz")
 
     def write(handle: IO[bytes]) -> None:
-        if plain.exists():
-            with open(plain, "rb") as src:
-                shutil.copyfileobj(src, handle, length=1 << 20)
-        else:
-            with lzma.open(source / f"{name}.xz", "rb") as src:
-                shutil.copyfileobj(src, handle, length=1 << 20)
+        with opener(path, "rb") as src:
+            shutil.copyfileobj(src, handle, length=1 << 20)
 
     atomic_write(target / name, write)
