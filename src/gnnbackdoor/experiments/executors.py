@@ -100,11 +100,14 @@ class RunTask:
 @dataclass(frozen=True)
 class Outcome:
     """What a worker returns for a :class:`RunTask`: the run's record, or the one-line error
-    that stopped it (``"ValueError: ..."``, never a traceback)."""
+    that stopped it (``"ValueError: ..."``, never a traceback), or why the driver did not run
+    it after all (``skipped``: another sweep holds or has recorded it; see
+    :mod:`~gnnbackdoor.experiments.claims`)."""
 
     index: int
     record: dict[str, Any] | None = None
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:

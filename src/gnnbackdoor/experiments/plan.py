@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnbackdoor.datasets.base import DataLocation
+from gnnbackdoor.experiments.claims import is_claimed
 from gnnbackdoor.experiments.records import read_records
 from gnnbackdoor.experiments.runner import RunSpec, identify, resume_order
 
@@ -33,12 +34,16 @@ class PlanGroup:
     Attributes:
         to_run: Runs of the file in this group with no record in the folder yet.
         recorded: Runs of the file in this group already recorded.
+        running: Of ``to_run``, runs another sweep on the folder holds now
+            (:func:`~gnnbackdoor.experiments.claims.is_claimed`); a sweep started now skips
+            them unless that sweep stops first.
         seconds: ``timings.total_s`` of every record of this group in the folder (any
             sweep's), in seconds of wall-clock time.
     """
 
     to_run: int = 0
     recorded: int = 0
+    running: int = 0
     seconds: list[float] = field(default_factory=list)
 
     @property
@@ -66,6 +71,10 @@ class SweepPlan:
     @property
     def recorded(self) -> int:
         return sum(g.recorded for g in self.groups.values())
+
+    @property
+    def running(self) -> int:
+        return sum(g.running for g in self.groups.values())
 
     def estimate_seconds(self) -> tuple[float, int]:
         """Seconds for the runs left at their groups' recorded medians (one run at a time),
@@ -114,6 +123,7 @@ def plan_sweep(
             group.recorded += 1
         else:
             group.to_run += 1
+            group.running += is_claimed(out_dir, identity.key)
     threads = identities[0].config["runtime"].get("threads") if identities else None
     other: Counter[int] = Counter()
     for record in records:
@@ -137,6 +147,8 @@ def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
         f"{out_dir}, {plan.to_run} to run"
     ]
     left = [(key, g) for key, g in plan.groups.items() if g.to_run]
+    if plan.running:
+        lines[0] += f" ({plan.running} of them running now in another sweep)"
     if not left:
         return "\n".join(lines)
     lines.append("to run  recorded  median s  task / dataset / model / attack / defense")

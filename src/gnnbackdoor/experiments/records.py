@@ -312,6 +312,32 @@ def read_records(
     return records
 
 
+def recorded_keys(out_dir: Path) -> set[str]:
+    """The run keys in ``out_dir/records.jsonl`` now (empty if absent), read under a shared
+    ``flock`` so that a line another process is appending is never half-read.
+
+    For a sweep checking again, mid-way, whether another sweep has recorded a run since it
+    started: malformed lines and a torn tail are passed over without a word (the sweep's first
+    read, :func:`read_records`, reports them).
+    """
+    path = Path(out_dir) / RECORDS_FILE
+    try:
+        with path.open("rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                data = handle.read()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return set()
+    keys: set[str] = set()
+    for raw in data.split(b"\n"):
+        record, _ = parse_record_line(raw.strip()) if raw.strip() else (None, None)
+        if record is not None:
+            keys.add(record["key"])
+    return keys
+
+
 def iter_record_files(paths: list[Path]) -> Iterator[Path]:
     """Files named ``records.jsonl`` under each folder (sorted), and each file given by name.
 

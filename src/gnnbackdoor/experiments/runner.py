@@ -21,6 +21,7 @@ from gnnbackdoor.attacks import ATTACKS
 from gnnbackdoor.datasets.base import DATASETS, DataLocation
 from gnnbackdoor.defenses import DEFENSES
 from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.experiments.claims import RunClaim, try_claim
 from gnnbackdoor.experiments.config import DataConfig, build, split_overrides
 from gnnbackdoor.experiments.executors import (
     Executor,
@@ -37,6 +38,7 @@ from gnnbackdoor.experiments.records import (
     canonical,
     pin_git_commit,
     read_records,
+    recorded_keys,
     run_key,
     timestamp,
     versions,
@@ -299,7 +301,8 @@ class SweepResult:
     Attributes:
         written: Records appended to ``records.jsonl`` by this call, in finishing order.
         failed: Failure records appended to ``failures.jsonl`` by this call.
-        skipped: Runs already recorded (or repeated in ``specs``), not run again.
+        skipped: Runs already recorded (or repeated in ``specs``), not run again, and runs
+            another sweep on the same folder held or recorded meanwhile.
     """
 
     written: list[dict] = field(default_factory=list)
@@ -366,9 +369,11 @@ def run_sweep(
     flight run again, and a torn last line is moved aside).
 
     Every spec is resolved before the first run, so a typo fails fast; specs that resolve
-    to one key (``--set max_epochs=2`` and ``--set train.max_epochs=2``) run once. This
-    process is the only writer of ``records.jsonl`` and ``failures.jsonl``: workers return
-    records, the driver appends them.
+    to one key (``--set max_epochs=2`` and ``--set train.max_epochs=2``) run once. The
+    driver is the only writer of ``records.jsonl`` and ``failures.jsonl`` for its runs:
+    workers return records, the driver appends them. Sweeps started on one output folder
+    share its runs: each run is claimed before it executes and released once recorded
+    (:mod:`~gnnbackdoor.experiments.claims`), so none executes or is recorded twice.
 
     Progress (``run i/N`` with an estimate of the time left, one line per run) is counted
     here as the outcomes come back: the in-process executor announces each run as it starts,
@@ -423,24 +428,58 @@ def run_sweep(
         )
     sweep = SweepProgress(len(tasks), skipped=result.skipped)
     in_process = isinstance(executor, SequentialExecutor)
+    claims: dict[int, RunClaim] = {}
+
+    def claim(task: RunTask) -> str | None:
+        """Claim ``task`` for this sweep; why not, when another sweep holds or recorded it."""
+        held = try_claim(out_dir, task.key)
+        if held is None:
+            return "running in another sweep"
+        if task.key in recorded_keys(out_dir):
+            held.release()
+            return "recorded by another sweep"
+        claims[task.index] = held
+        return None
 
     def announced(task: RunTask) -> Outcome:
-        """:func:`run_task`, announced as it starts (in-process executor only)."""
+        """:func:`run_task`, claimed and announced as it starts (in-process executor only)."""
+        why = claim(task)
+        if why is not None:
+            return Outcome(task.index, skipped=why)
         sweep.begin(_label(identities[task.index]))
         return run_task(task)
 
+    def skip(index: int, why: str) -> None:
+        result.skipped += 1
+        sweep.skip(_label(identities[index]), why)
+
     try:
+        if not in_process:  # the runs go out at once: claim them all before they do
+            claimed = []
+            for task in tasks:
+                why = claim(task)
+                if why is None:
+                    claimed.append(task)
+                else:
+                    skip(task.index, why)
+            tasks = claimed
         for outcome in executor.run(announced if in_process else run_task, tasks):
             spec, identity = specs[outcome.index], identities[outcome.index]
+            if outcome.skipped is not None:
+                skip(outcome.index, outcome.skipped)
+                continue
             error = None
             if outcome.record is not None:
-                append_record(out_dir, outcome.record)
+                append_record(out_dir, outcome.record)  # recorded before the claim goes
                 result.written.append(outcome.record)
             else:
                 error = outcome.error or "unknown error"
                 failure = failure_record(identity, spec, error)
                 append_record(out_dir, failure, name=FAILURES_FILE)
                 result.failed.append(failure)
+            held = claims.pop(outcome.index, None)
+            if held is not None:
+                held.release()
             if in_process:
                 sweep.end()
             else:
@@ -448,6 +487,8 @@ def run_sweep(
             if error is not None:
                 logger.warning("FAILED %s: %s", _label(identity), error)
     finally:
+        for held in claims.values():
+            held.release()
         sweep.close()
     return result
 

@@ -223,6 +223,16 @@ class SweepProgress:
         status = "failed" if failed else "done"
         write(f"run {self.done}/{self.total} {status} ({elapsed} elapsed{left}): {label}")
 
+    def skip(self, label: str, why: str) -> None:
+        """Drop a run the sweep meant to execute but did not (``why``: another sweep holds or
+        recorded it) from the count, in one line."""
+        self.total -= 1
+        self.skipped += 1
+        if self._tqdm is not None:
+            self._tqdm.total = self.total
+            self._tqdm.refresh()
+        write(f"skipped ({why}): {label}")
+
     def close(self) -> None:
         if self._tqdm is not None:
             self._tqdm.close()
