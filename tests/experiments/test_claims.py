@@ -72,16 +72,14 @@ def test_a_killed_holder_leaves_no_claim(tmp_path):
         "assert try_claim(sys.argv[2], sys.argv[3]) is not None\n"
         "print('held', flush=True); time.sleep(600)\n"
     )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(SRC), str(tmp_path), KEY], stdout=subprocess.PIPE
-    )
-    try:
-        assert holder.stdout.readline().strip() == b"held"
-        assert try_claim(tmp_path, KEY) is None
-        assert is_claimed(tmp_path, KEY)
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+    argv = [sys.executable, "-c", code, str(SRC), str(tmp_path), KEY]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as holder:
+        try:
+            assert holder.stdout.readline().strip() == b"held"
+            assert try_claim(tmp_path, KEY) is None
+            assert is_claimed(tmp_path, KEY)
+        finally:
+            holder.send_signal(signal.SIGKILL)
     # the file is left behind, the lock is not: the claim is free and the plan says so
     assert (tmp_path / CLAIMS_DIR / f"{KEY}.lock").exists()
     assert not is_claimed(tmp_path, KEY)

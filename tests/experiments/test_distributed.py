@@ -160,6 +160,7 @@ def test_sigkilled_driver_resumes_with_no_record_lost_duplicated_or_torn(
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert len(read_records(out)) >= 1, driver.stderr.read().decode()[-2000:]
+    driver.stderr.close()
     # a write the kill cut short leaves a torn last line; the resume moves it aside
     with (out / RECORDS_FILE).open("ab") as handle:
         handle.write(b'{"key": "0123456789abcdef", "task": "gra')
