@@ -32,12 +32,11 @@ class RunClaim:
     """A held claim on one run; :meth:`release` (or ``with``) gives it up and removes its file.
 
     Attributes:
-        key: The run key claimed.
         path: The lock file, ``<out>/.claims/<key>.lock``.
     """
 
-    def __init__(self, key: str, path: Path, fd: int) -> None:
-        self.key, self.path, self._fd = key, path, fd
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
 
     @property
     def held(self) -> bool:
@@ -101,7 +100,7 @@ def try_claim(out_dir: Path, key: str) -> RunClaim | None:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(holder) + "\n").encode())  # for a person who looks
-        return RunClaim(key, path, fd)
+        return RunClaim(path, fd)
 
 
 def is_claimed(out_dir: Path, key: str) -> bool:
@@ -126,6 +125,6 @@ def is_claimed(out_dir: Path, key: str) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, another user's process
+        pass
     return True

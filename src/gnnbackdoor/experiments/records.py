@@ -332,7 +332,7 @@ def recorded_keys(out_dir: Path) -> set[str]:
         return set()
     keys: set[str] = set()
     for raw in data.split(b"\n"):
-        record, _ = parse_record_line(raw.strip()) if raw.strip() else (None, None)
+        record, _ = parse_record_line(raw.strip())
         if record is not None:
             keys.add(record["key"])
     return keys

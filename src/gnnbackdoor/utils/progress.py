@@ -227,7 +227,6 @@ class SweepProgress:
         """Drop a run the sweep meant to execute but did not (``why``: another sweep holds or
         recorded it) from the count, in one line."""
         self.total -= 1
-        self.skipped += 1
         if self._tqdm is not None:
             self._tqdm.total = self.total
             self._tqdm.refresh()
