@@ -175,7 +175,7 @@ class SweepProgress:
     """
 
     def __init__(self, total: int, skipped: int = 0):
-        self.total, self.skipped = total, skipped
+        self.total = total
         self.done = 0
         self.start = time.perf_counter()
         self._tqdm = None
