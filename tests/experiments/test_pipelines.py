@@ -12,8 +12,8 @@ from typing import ClassVar
 import pytest
 import torch
 
-from gnnbackdoor.contracts.results import Probe, RepairResult, ScoredModel
-from gnnbackdoor.defenses.base import ModelRepairDefense
+from gnnbackdoor.contracts.results import Probe, RepairResult, ScoredModel, ShieldResult
+from gnnbackdoor.defenses.base import InputShield, ModelRepairDefense
 from gnnbackdoor.experiments.pipelines import GraphPipeline, ResolvedRun
 from gnnbackdoor.models.train_graph import predict_graphs
 from gnnbackdoor.utils.timing import PhaseTimer
@@ -45,6 +45,19 @@ class NoisyRepair(ModelRepairDefense):
         model.eval()
         probe = Probe(list(clean_graphs), 1, ScoredModel.INPUT)
         return RepairResult(model, {"noisy_steps": float(self.steps)}, {"noisy_probe": probe})
+
+
+@dataclass
+class RejectOddShield(InputShield):
+    """Test double: a shield without subgraph votes (as GNNsecurer or Prune) that passes the
+    model's labels through but rejects every odd-numbered graph."""
+
+    def predict(self, predict_fn, graphs) -> ShieldResult:
+        from gnnbackdoor.defenses.shielding import REJECTED
+
+        labels = predict_fn(list(graphs)).clone()
+        labels[1::2] = REJECTED
+        return ShieldResult(labels, [{} for _ in graphs], queries=1, graphs_queried=len(graphs))
 
 
 @pytest.fixture
@@ -203,3 +216,12 @@ def test_every_attacked_record_flags_the_implant_and_the_target_class(
     assert 0.0 <= out["defended_target_no_trigger"] <= 1.0
     bare = execute(graph_run(tiny_graph_dataset, None)).metrics
     assert "der" not in bare and "defended_robust_acc" not in bare
+
+
+def test_a_shield_without_subgraph_votes_reports_its_no_trigger_rate(tiny_graph_dataset, graph_run):
+    """Issue 17: every defense report gives the floor, GNNsecurer's and Prune's included;
+    the pipeline reads it from the shield's labels on the clean graphs of other classes, a
+    rejection counting as no target."""
+    out = execute(graph_run(tiny_graph_dataset, RejectOddShield())).metrics
+    assert 0.0 <= out["defended_target_no_trigger"] <= out["backdoored_already_target"] + 1e-9
+    assert "subgraph_acc" not in out

@@ -119,5 +119,22 @@ def test_shield_diagnostics_reads_the_no_trigger_baseline_from_the_clean_graphs(
     assert out["subgraph_asr"] == pytest.approx(1 / 2)
     assert out["trigger_filter_trigger_removed"] == pytest.approx(1 / 2)
     assert set(shield_diagnostics(clean, [0, 0, 1], None, None, None)) == {"subgraph_acc"}
-    plain = ShieldResult(torch.tensor([0]), [{"votes": {"0": 1}}])
-    assert shield_diagnostics(plain, [0], None, 1, None) == {}
+    # no clean graph of another class: no floor, subgraph accuracy alone
+    assert shield_diagnostics(clean, [1, 1, 1], None, 1, None) == {
+        "subgraph_acc": pytest.approx(6 / 9)
+    }
+
+
+def test_shield_diagnostics_gives_any_shield_its_no_trigger_rate():
+    """A shield without subgraph votes (GNNsecurer, Prune) still reports the floor; a
+    rejection is no target prediction (issue 17: every defense report gives the floor)."""
+    from gnnbackdoor.defenses.base import ShieldResult
+    from gnnbackdoor.defenses.shielding import REJECTED
+    from gnnbackdoor.metrics.shield import shield_diagnostics
+
+    # four clean graphs of classes 0, 0, 0, 1; target 1; one class-0 graph rejected
+    plain = ShieldResult(torch.tensor([1, REJECTED, 0, 1]), [{"votes": {"0": 1}}] * 4)
+    out = shield_diagnostics(plain, [0, 0, 0, 1], None, 1, None)
+    assert out == {"defended_target_no_trigger": pytest.approx(1 / 3)}
+    assert shield_diagnostics(plain, [0, 0, 0, 1], None, None, None) == {}
+    assert shield_diagnostics(plain, [1, 1, 1, 1], None, 1, None) == {}

@@ -1,4 +1,5 @@
-"""Diagnostics of a subgraph-voting shield (GraphProt) computed from its per-graph details.
+"""Diagnostics of a shield computed from its labels and per-graph details: the no-trigger
+rate (floor) for any shield, and the subgraph diagnostics of a subgraph-voting one (GraphProt).
 
 They explain a shield's ASR and accuracy without extra model queries: how often the model
 already gets a single subgraph right (the vote can only amplify that), how much of the trigger
@@ -90,31 +91,35 @@ def shield_diagnostics(
     target: int | None,
     positions: Sequence[Sequence[int]] | None,
 ) -> dict[str, float]:
-    """The diagnostics of a run, for a shield whose details carry ``subgraph_votes``
-    (GraphProt); empty for any other shield.
+    """The diagnostics of a run: the no-trigger rate for any shield with a target, and the
+    subgraph diagnostics for a shield whose details carry ``subgraph_votes`` (GraphProt).
 
     Returns:
-        ``subgraph_acc``: :func:`subgraph_vote_rate` on the clean graphs. With a target:
-        ``subgraph_asr`` (the same on the triggered graphs, towards the target);
-        ``subgraph_target_no_trigger`` and ``defended_target_no_trigger``: the share of
-        subgraph votes, and of shielded labels, naming the target on the *clean* graphs of
-        the other classes (the ASR the shield would score with no trigger at all, the
-        baseline that ``subgraph_asr`` and ``defended_asr`` should be read against); with
-        trigger positions, :func:`trigger_coverage` prefixed ``trigger_``.
+        ``defended_target_no_trigger`` (any shield, with a target and a clean graph of
+        another class): the share of shielded labels naming the target on the *clean*
+        graphs of the other classes, a rejection (a negative label) counting as no target
+        (the ASR the shield would score with no trigger at all, the floor that
+        ``defended_asr`` should be read against; the guide's no-trigger rate).
+        For GraphProt also ``subgraph_acc``: :func:`subgraph_vote_rate` on the clean graphs;
+        with a target, ``subgraph_asr`` (the same on the triggered graphs, towards the
+        target) and ``subgraph_target_no_trigger`` (the share of subgraph votes naming the
+        target on the clean graphs of the other classes); with trigger positions,
+        :func:`trigger_coverage` prefixed ``trigger_``.
     """
     out: dict[str, float] = {}
+    others = [] if target is None else [i for i, y in enumerate(labels) if int(y) != target]
+    if others:
+        shielded = clean.labels.tolist()
+        out["defended_target_no_trigger"] = sum(shielded[i] == target for i in others) / len(others)
     if not clean.details or "subgraph_votes" not in clean.details[0]:
         return out
     out["subgraph_acc"] = subgraph_vote_rate(clean.details, labels)
     if target is None:
         return out
-    others = [i for i, label in enumerate(labels) if int(label) != target]
     if others:
         out["subgraph_target_no_trigger"] = subgraph_vote_rate(
             [clean.details[i] for i in others], [target] * len(others)
         )
-        shielded = clean.labels.tolist()
-        out["defended_target_no_trigger"] = sum(shielded[i] == target for i in others) / len(others)
     if triggered is not None:
         out["subgraph_asr"] = subgraph_vote_rate(
             triggered.details, [target] * len(triggered.details)
