@@ -155,6 +155,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run nothing: list the runs not yet recorded in --out, grouped, beside the "
         "median wall-clock seconds of the group's recorded runs",
     )
+    sweep.add_argument(
+        "--refresh-missing",
+        metavar="FIELD",
+        default=None,
+        help="also run again the recorded runs whose record lacks FIELD (dotted, e.g. "
+        "metrics.defended_target_no_trigger, a metric added after they were made); each new "
+        "record replaces its old one, which moves to superseded.jsonl",
+    )
     _add_data_options(sweep)
 
     report = commands.add_parser(
@@ -444,6 +452,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 args.save_model,
                 skip_bad_lines=args.skip_bad_lines,
                 executor=executor,
+                refresh_missing=args.refresh_missing,
             )
     finally:
         executor.close()
@@ -467,7 +476,13 @@ def _plan_sweep(args: argparse.Namespace, specs: list) -> int:
         raise UserError(f"--out {args.out} is not a folder")
     threads = run_threads(ExecutorKind(args.executor), args.threads)
     runtime = {"threads": threads} if threads else None
-    plan = plan_sweep(specs, args.out, runtime=runtime, skip_bad_lines=args.skip_bad_lines)
+    plan = plan_sweep(
+        specs,
+        args.out,
+        runtime=runtime,
+        skip_bad_lines=args.skip_bad_lines,
+        refresh_missing=args.refresh_missing,
+    )
     print(format_plan(plan, str(args.file), args.out))
     return 0
 

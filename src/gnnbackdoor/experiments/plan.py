@@ -20,8 +20,8 @@ from typing import Any
 
 from gnnbackdoor.datasets.base import DataLocation
 from gnnbackdoor.experiments.claims import is_claimed
-from gnnbackdoor.experiments.records import read_records
-from gnnbackdoor.experiments.runner import RunSpec, identify, resume_order
+from gnnbackdoor.experiments.records import has_field, read_records
+from gnnbackdoor.experiments.runner import RunSpec, check_refresh_field, identify, resume_order
 
 #: (task, dataset, model, attack, defense): canonical names, ``None`` for no attack/defense.
 GroupKey = tuple[str, str, str, str | None, str | None]
@@ -63,6 +63,10 @@ class SweepPlan:
     other_threads: dict[int, int] = field(default_factory=dict)
     #: The torch thread count the plan's keys carry.
     threads: int | None = None
+    #: Of the runs to run, those recorded without the ``refresh_missing`` field (run again).
+    refreshing: int = 0
+    #: That field (``None``: a plain sweep).
+    refresh_missing: str | None = None
 
     @property
     def to_run(self) -> int:
@@ -101,19 +105,31 @@ def plan_sweep(
     runtime: dict[str, Any] | None = None,
     *,
     skip_bad_lines: bool = False,
+    refresh_missing: str | None = None,
 ) -> SweepPlan:
     """The runs of ``specs`` not yet recorded in ``out_dir``, grouped; loads no data.
 
     Args:
         runtime: The ``runtime`` section each run would have (``{"threads": N}`` for
             ``--threads N``; default: this process's torch thread count, as ``run_sweep``).
+        refresh_missing: Count recorded runs whose record lacks this dotted field as to
+            run, as ``sweep --refresh-missing`` would run them again.
 
     Raises:
-        UserError: a bad spec (as :func:`~gnnbackdoor.experiments.runner.identify`), or a
-            malformed line in the records file.
+        UserError: a bad spec (as :func:`~gnnbackdoor.experiments.runner.identify`), a
+            malformed line in the records file, or a ``refresh_missing`` field no record
+            holds.
     """
     records = read_records(out_dir, skip_bad_lines=skip_bad_lines)
-    done = {record["key"] for record in records}
+    if refresh_missing is not None:
+        check_refresh_field(records, refresh_missing, out_dir)
+    done = {
+        record["key"]
+        for record in records
+        if refresh_missing is None or has_field(record, refresh_missing)
+    }
+    stale = {record["key"] for record in records} - done
+    refreshing = 0
     groups: dict[GroupKey, PlanGroup] = defaultdict(PlanGroup)
     identities = [identify(spec, location, runtime) for spec in specs]
     for index, recorded in resume_order(identities, done):
@@ -124,6 +140,7 @@ def plan_sweep(
         else:
             group.to_run += 1
             group.running += is_claimed(out_dir, identity.key)
+            refreshing += identity.key in stale
     threads = identities[0].config["runtime"].get("threads") if identities else None
     other: Counter[int] = Counter()
     for record in records:
@@ -136,7 +153,7 @@ def plan_sweep(
         made_at = ((record.get("config") or {}).get("runtime") or {}).get("threads")
         if group.to_run and isinstance(made_at, int) and made_at != threads:
             other[made_at] += 1
-    return SweepPlan(dict(groups), dict(other), threads)
+    return SweepPlan(dict(groups), dict(other), threads, refreshing, refresh_missing)
 
 
 def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
@@ -147,6 +164,11 @@ def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
         f"{out_dir}, {plan.to_run} to run"
     ]
     left = [(key, g) for key, g in plan.groups.items() if g.to_run]
+    if plan.refresh_missing is not None:
+        lines[0] += (
+            f" ({plan.refreshing} of them recorded without {plan.refresh_missing}, to be "
+            f"re-measured)"
+        )
     if plan.running:
         lines[0] += f" ({plan.running} of them running now in another sweep)"
     if not left:

@@ -18,9 +18,14 @@ as follows:
   fields) raises :class:`RecordsFileError` naming the file and line number, unless
   ``skip_bad_lines`` is set, in which case bad lines are skipped and counted in a warning.
 
+One write is not an append: :func:`replace_record` (``sweep --refresh-missing``) puts a
+re-measured record on its old one's line, swapping the whole file atomically under the same
+lock after the old record is safe in ``superseded.jsonl``.
+
 Folders are searched for files named exactly ``records.jsonl``; ``superseded.jsonl`` (written
-by :mod:`gnnbackdoor.experiments.migrate`), ``failures.jsonl`` (see below), ``*.torn-*`` files
-and ``results/archive/*.jsonl`` are therefore never read unless passed by name.
+by :mod:`gnnbackdoor.experiments.migrate` and :func:`replace_record`), ``failures.jsonl`` (see
+below), ``*.torn-*`` files and ``results/archive/*.jsonl`` are therefore never read unless
+passed by name.
 
 A run of a sweep that raises leaves a *failure record* in ``failures.jsonl`` beside
 ``records.jsonl``, appended the same way: the run's ``key``, names, ``seed``, ``config`` and
@@ -312,13 +317,17 @@ def read_records(
     return records
 
 
-def recorded_keys(out_dir: Path) -> set[str]:
+def recorded_keys(out_dir: Path, *, lacking: str | None = None) -> set[str]:
     """The run keys in ``out_dir/records.jsonl`` now (empty if absent), read under a shared
     ``flock`` so that a line another process is appending is never half-read.
 
     For a sweep checking again, mid-way, whether another sweep has recorded a run since it
     started: malformed lines and a torn tail are passed over without a word (the sweep's first
     read, :func:`read_records`, reports them).
+
+    Args:
+        lacking: A dotted field path (``metrics.defended_target_no_trigger``): leave out the
+            records that lack it (``sweep --refresh-missing``: those are to be run again).
     """
     path = Path(out_dir) / RECORDS_FILE
     try:
@@ -333,9 +342,20 @@ def recorded_keys(out_dir: Path) -> set[str]:
     keys: set[str] = set()
     for raw in data.split(b"\n"):
         record, _ = parse_record_line(raw.strip())
-        if record is not None:
+        if record is not None and (lacking is None or has_field(record, lacking)):
             keys.add(record["key"])
     return keys
+
+
+def has_field(record: Mapping[str, Any], path: str) -> bool:
+    """Whether ``record`` holds the dotted field ``path`` (``"metrics.asr"``); a ``null``
+    value counts as held (an undefined metric is written as ``null``)."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False
+        value = value[part]
+    return True
 
 
 def iter_record_files(paths: list[Path]) -> Iterator[Path]:
@@ -405,9 +425,20 @@ def prepare_for_append(out_dir: Path) -> None:
     movetorn_tail_offset(Path(out_dir) / RECORDS_FILE)
 
 
+def _replaced(path: Path, handle) -> bool:
+    """Whether ``path`` no longer names the file ``handle`` holds open: :func:`replace_record`
+    swapped a new file in while this writer waited for the lock on the old one."""
+    try:
+        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return True
+
+
 def append_record(out_dir: Path, record: dict[str, Any], *, name: str = RECORDS_FILE) -> None:
     """Append one record as one strict-JSON line: a single ``write`` under an exclusive
-    ``flock``, then ``fsync``; a torn last line left by a crash is moved aside first.
+    ``flock``, then ``fsync``; a torn last line left by a crash is moved aside first. If the
+    file was replaced (:func:`replace_record`) while this call waited for the lock, it opens
+    the new file and appends there, so the record is never written into the old one.
 
     Args:
         name: The file in ``out_dir`` (``FAILURES_FILE`` for a failure record).
@@ -419,16 +450,122 @@ def append_record(out_dir: Path, record: dict[str, Any], *, name: str = RECORDS_
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
-    with path.open("a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.seek(0)
-            _move_torn_tail_locked(path, handle)
-            handle.seek(0, os.SEEK_END)
-            os.write(handle.fileno(), line)
-            os.fsync(handle.fileno())
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    while True:
+        with path.open("a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if _replaced(path, handle):
+                    continue
+                handle.seek(0)
+                _move_torn_tail_locked(path, handle)
+                handle.seek(0, os.SEEK_END)
+                os.write(handle.fileno(), line)
+                os.fsync(handle.fileno())
+                return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replace_record(out_dir: Path, record: dict[str, Any], *, reason: str) -> dict[str, Any]:
+    """Put ``record`` in the place of the record with its key in ``out_dir/records.jsonl``
+    (a re-measurement, ``sweep --refresh-missing``), keeping the old one in
+    ``superseded.jsonl``; with no record of that key, append it as :func:`append_record` does.
+
+    Under the records file's exclusive ``flock``: the old record, with ``superseded_by``
+    (``key``, the new record's ``created``, ``reason``), is appended to ``superseded.jsonl``
+    and synced first, unless that file already holds it (a replacement interrupted before its
+    second step); then the records file is rewritten atomically (:func:`write_records`'s
+    temporary file and ``os.replace``) with every other line byte for byte as it was. A crash
+    at any point therefore leaves the old record in ``records.jsonl`` or the new one, and the
+    old one never only in memory. Appenders waiting on the old file move to the new one
+    (:func:`append_record`).
+
+    Returns:
+        The record as written: ``record`` plus ``refreshed`` = ``{"replaced_created"``: the
+        old record's ``created``, ``"reason"``, ``"changed_metrics"``: the metrics both hold
+        whose values differ, sorted``}``; or ``record`` itself when it was appended.
+
+    Raises:
+        RecordsFileError: a line of the records file that is not a record.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / RECORDS_FILE
+    if not path.exists():
+        append_record(out_dir, record)
+        return record
+    while True:
+        with path.open("r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if _replaced(path, handle):
+                    continue
+                _move_torn_tail_locked(path, handle)
+                handle.seek(0)
+                lines = handle.read().split(b"\n")
+                at, old = None, None
+                for number, raw in enumerate(lines, start=1):
+                    if not raw.strip():
+                        continue
+                    parsed, why = parse_record_line(raw.strip())
+                    if parsed is None:
+                        raise RecordsFileError(f"{path}:{number}: line is {why}")
+                    if parsed["key"] == record["key"]:
+                        at, old = number - 1, parsed
+                        break
+                if old is None:
+                    handle.seek(0, os.SEEK_END)
+                    os.write(handle.fileno(), (dumps_record(record) + "\n").encode())
+                    os.fsync(handle.fileno())
+                    return record
+                new = dict(record)
+                new["refreshed"] = {
+                    "replaced_created": old.get("created"),
+                    "reason": reason,
+                    "changed_metrics": sorted(
+                        name
+                        for name in set(old["metrics"]) & set(record["metrics"])
+                        if canonical(old["metrics"][name], nonfinite_as_null=True)
+                        != canonical(record["metrics"][name], nonfinite_as_null=True)
+                    ),
+                }
+                _keep_superseded(
+                    out_dir / SUPERSEDED_FILE,
+                    {
+                        **old,
+                        "superseded_by": {
+                            "key": record["key"],
+                            "created": record.get("created"),
+                            "reason": reason,
+                        },
+                    },
+                )
+                lines[at] = dumps_record(new).encode()
+                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                with tmp.open("wb") as out:
+                    out.write(b"\n".join(lines))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)
+                return new
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _keep_superseded(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` to ``path`` unless a record with its key and ``created`` is there."""
+    try:
+        held = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        held = []
+    for raw in held:
+        parsed, _ = parse_record_line(raw.strip())
+        if (
+            parsed is not None
+            and parsed["key"] == record["key"]
+            and parsed.get("created") == record.get("created")
+        ):
+            return
+    append_record(path.parent, record, name=path.name)
 
 
 def read_failures(out_dir: Path, *, unresolved_only: bool = False) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import torch
 from gnnbackdoor.attacks import ATTACKS
 from gnnbackdoor.datasets.base import DATASETS, DataLocation
 from gnnbackdoor.defenses import DEFENSES
-from gnnbackdoor.errors import ConfigError
+from gnnbackdoor.errors import ConfigError, UserError
 from gnnbackdoor.experiments.claims import RunClaim, try_claim
 from gnnbackdoor.experiments.config import DataConfig, build, split_overrides
 from gnnbackdoor.experiments.executors import (
@@ -36,9 +36,11 @@ from gnnbackdoor.experiments.records import (
     FAILURES_FILE,
     append_record,
     canonical,
+    has_field,
     pin_git_commit,
     read_records,
     recorded_keys,
+    replace_record,
     run_key,
     timestamp,
     versions,
@@ -333,6 +335,24 @@ def resume_order(identities: Sequence[RunIdentity], recorded: set[str]) -> list[
     return order
 
 
+def check_refresh_field(records: Sequence[dict[str, Any]], path: str, out_dir: Path) -> None:
+    """Refuse a ``--refresh-missing`` field that no record of ``out_dir`` holds: a misspelt
+    field would otherwise make every record look stale and run the whole sweep again.
+
+    Raises:
+        UserError: ``path`` is in none of ``records``; the message lists the metrics they
+            hold.
+    """
+    if any(has_field(record, path) for record in records):
+        return
+    metrics = sorted({name for record in records for name in record.get("metrics", {})})
+    raise UserError(
+        f"--refresh-missing {path}: no record in {out_dir} holds it, so it would run every "
+        f"recorded run again; give a field that some records hold, e.g. metrics.<name> with "
+        f"<name> one of: {', '.join(metrics) or '(no records)'}"
+    )
+
+
 def failure_record(identity: RunIdentity, spec: RunSpec, error: str) -> dict[str, Any]:
     """The failure record of a run that raised (see :mod:`~gnnbackdoor.experiments.records`)."""
     return {
@@ -362,6 +382,7 @@ def run_sweep(
     skip_bad_lines: bool = False,
     executor: Executor | None = None,
     keep_going: bool = True,
+    refresh_missing: str | None = None,
 ) -> SweepResult:
     """Run every spec whose key is not yet in ``out_dir/records.jsonl`` on ``executor`` and
     append each record as soon as its run finishes (so an interrupted sweep, even a driver
@@ -388,9 +409,15 @@ def run_sweep(
             on with the others; ``False`` (in-process executor only) lets the error propagate.
         skip_bad_lines: Skip malformed lines of the existing records file (counted in a
             warning) instead of stopping.
+        refresh_missing: A dotted record field (``metrics.defended_target_no_trigger``):
+            also run again the recorded runs of ``specs`` whose record lacks it, each new
+            record taking its old one's place (:func:`~gnnbackdoor.experiments.records.
+            replace_record`; the old one moves to ``superseded.jsonl``). For a metric added
+            after those records were made; see :func:`check_refresh_field`.
 
     Raises:
-        UserError: a bad spec, or a malformed line in the records file.
+        UserError: a bad spec, a malformed line in the records file, or a
+            ``refresh_missing`` field that no record of ``out_dir`` holds.
     """
     pin_git_commit()  # records name the commit the sweep started on
     executor = executor or SequentialExecutor()
@@ -398,10 +425,15 @@ def run_sweep(
         raise ValueError("keep_going=False needs the in-process (sequential) executor")
     runtime = {"threads": executor.threads} if executor.threads else None
     identities = [identify(spec, location, runtime) for spec in specs]
+    existing = read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
+    if refresh_missing is not None:
+        check_refresh_field(existing, refresh_missing, out_dir)
     done = {
         record["key"]
-        for record in read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
+        for record in existing
+        if refresh_missing is None or has_field(record, refresh_missing)
     }
+    stale = {record["key"] for record in existing} - done
     where = _absolute(location)
     root = Path(save_root).absolute() if save_root is not None else None
     result = SweepResult()
@@ -435,7 +467,7 @@ def run_sweep(
         held = try_claim(out_dir, task.key)
         if held is None:
             return "running in another sweep"
-        if task.key in recorded_keys(out_dir):
+        if task.key in recorded_keys(out_dir, lacking=refresh_missing):
             held.release()
             return "recorded by another sweep"
         claims[task.index] = held
@@ -469,7 +501,16 @@ def run_sweep(
                 skip(outcome.index, outcome.skipped)
                 continue
             error = None
-            if outcome.record is not None:
+            if outcome.record is not None and identity.key in stale:
+                written = replace_record(
+                    out_dir, outcome.record, reason=f"re-measured for {refresh_missing}"
+                )
+                result.written.append(written)
+                if refresh_missing is not None and not has_field(written, refresh_missing):
+                    logger.warning(
+                        "%s: the new record still lacks %s", _label(identity), refresh_missing
+                    )
+            elif outcome.record is not None:
                 append_record(out_dir, outcome.record)  # recorded before the claim goes
                 result.written.append(outcome.record)
             else:
