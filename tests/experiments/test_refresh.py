@@ -154,6 +154,11 @@ def test_a_field_no_record_holds_is_refused(tmp_path, offline_location):
         run_sweep(_specs(), tmp_path, offline_location, refresh_missing="metrics.asrr")
 
 
+def test_a_refresh_into_an_empty_folder_is_a_plain_sweep(tmp_path):
+    plan = plan_sweep(_specs(), tmp_path, refresh_missing="metrics.anything")
+    assert (plan.to_run, plan.refreshing) == (3, 0)
+
+
 def test_the_cli_refuses_a_misspelt_field_in_one_line(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     write_records(tmp_path / "out" / RECORDS_FILE, [_record("a", asr=0.1)])

@@ -20,8 +20,8 @@ from typing import Any
 
 from gnnbackdoor.datasets.base import DataLocation
 from gnnbackdoor.experiments.claims import is_claimed
-from gnnbackdoor.experiments.records import has_field, read_records
-from gnnbackdoor.experiments.runner import RunSpec, check_refresh_field, identify, resume_order
+from gnnbackdoor.experiments.records import read_records
+from gnnbackdoor.experiments.runner import RunSpec, identify, resume_order, split_recorded
 
 #: (task, dataset, model, attack, defense): canonical names, ``None`` for no attack/defense.
 GroupKey = tuple[str, str, str, str | None, str | None]
@@ -121,14 +121,7 @@ def plan_sweep(
             holds.
     """
     records = read_records(out_dir, skip_bad_lines=skip_bad_lines)
-    if refresh_missing is not None:
-        check_refresh_field(records, refresh_missing, out_dir)
-    done = {
-        record["key"]
-        for record in records
-        if refresh_missing is None or has_field(record, refresh_missing)
-    }
-    stale = {record["key"] for record in records} - done
+    done, stale = split_recorded(records, refresh_missing, out_dir)
     refreshing = 0
     groups: dict[GroupKey, PlanGroup] = defaultdict(PlanGroup)
     identities = [identify(spec, location, runtime) for spec in specs]

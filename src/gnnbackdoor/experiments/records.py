@@ -39,6 +39,7 @@ and later succeeded keeps its old failure line (:func:`read_failures` can drop t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import fcntl
@@ -53,7 +54,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gnnbackdoor.errors import UserError
 
@@ -347,15 +348,23 @@ def recorded_keys(out_dir: Path, *, lacking: str | None = None) -> set[str]:
     return keys
 
 
+_ABSENT = object()
+
+
+def dotted(value: Any, path: str, default: Any = None) -> Any:
+    """The field ``path`` (dotted: ``"config.attack.target_class"``) of nested mappings
+    ``value``, or ``default`` where a part is missing."""
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
 def has_field(record: Mapping[str, Any], path: str) -> bool:
     """Whether ``record`` holds the dotted field ``path`` (``"metrics.asr"``); a ``null``
     value counts as held (an undefined metric is written as ``null``)."""
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return False
-        value = value[part]
-    return True
+    return dotted(record, path, _ABSENT) is not _ABSENT
 
 
 def iter_record_files(paths: list[Path]) -> Iterator[Path]:
@@ -450,20 +459,31 @@ def append_record(out_dir: Path, record: dict[str, Any], *, name: str = RECORDS_
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
+    with _locked_current(path, "a+b") as handle:
+        handle.seek(0)
+        _move_torn_tail_locked(path, handle)
+        handle.seek(0, os.SEEK_END)
+        os.write(handle.fileno(), line)
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def _locked_current(path: Path, mode: str) -> Iterator[BinaryIO]:
+    """``path`` opened in ``mode`` under an exclusive ``flock``, opened again until the file
+    locked is the one ``path`` names (:func:`replace_record` may swap the file while a writer
+    waits for the lock on the old one)."""
     while True:
-        with path.open("a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                if _replaced(path, handle):
-                    continue
-                handle.seek(0)
-                _move_torn_tail_locked(path, handle)
-                handle.seek(0, os.SEEK_END)
-                os.write(handle.fileno(), line)
-                os.fsync(handle.fileno())
-                return
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        handle = path.open(mode)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not _replaced(path, handle):
+            break
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+    try:
+        yield handle
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def replace_record(out_dir: Path, record: dict[str, Any], *, reason: str) -> dict[str, Any]:
@@ -493,62 +513,55 @@ def replace_record(out_dir: Path, record: dict[str, Any], *, reason: str) -> dic
     if not path.exists():
         append_record(out_dir, record)
         return record
-    while True:
-        with path.open("r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                if _replaced(path, handle):
-                    continue
-                _move_torn_tail_locked(path, handle)
-                handle.seek(0)
-                lines = handle.read().split(b"\n")
-                at, old = None, None
-                for number, raw in enumerate(lines, start=1):
-                    if not raw.strip():
-                        continue
-                    parsed, why = parse_record_line(raw.strip())
-                    if parsed is None:
-                        raise RecordsFileError(f"{path}:{number}: line is {why}")
-                    if parsed["key"] == record["key"]:
-                        at, old = number - 1, parsed
-                        break
-                if old is None:
-                    handle.seek(0, os.SEEK_END)
-                    os.write(handle.fileno(), (dumps_record(record) + "\n").encode())
-                    os.fsync(handle.fileno())
-                    return record
-                new = dict(record)
-                new["refreshed"] = {
-                    "replaced_created": old.get("created"),
+    with _locked_current(path, "r+b") as handle:
+        _move_torn_tail_locked(path, handle)
+        handle.seek(0)
+        lines = handle.read().split(b"\n")
+        at, old = None, None
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            parsed, why = parse_record_line(raw.strip())
+            if parsed is None:
+                raise RecordsFileError(f"{path}:{number}: line is {why}")
+            if parsed["key"] == record["key"]:
+                at, old = number - 1, parsed
+                break
+        if old is None:
+            handle.seek(0, os.SEEK_END)
+            os.write(handle.fileno(), (dumps_record(record) + "\n").encode())
+            os.fsync(handle.fileno())
+            return record
+        new = dict(record)
+        new["refreshed"] = {
+            "replaced_created": old.get("created"),
+            "reason": reason,
+            "changed_metrics": sorted(
+                name
+                for name in set(old["metrics"]) & set(record["metrics"])
+                if canonical(old["metrics"][name], nonfinite_as_null=True)
+                != canonical(record["metrics"][name], nonfinite_as_null=True)
+            ),
+        }
+        _keep_superseded(
+            out_dir / SUPERSEDED_FILE,
+            {
+                **old,
+                "superseded_by": {
+                    "key": record["key"],
+                    "created": record.get("created"),
                     "reason": reason,
-                    "changed_metrics": sorted(
-                        name
-                        for name in set(old["metrics"]) & set(record["metrics"])
-                        if canonical(old["metrics"][name], nonfinite_as_null=True)
-                        != canonical(record["metrics"][name], nonfinite_as_null=True)
-                    ),
-                }
-                _keep_superseded(
-                    out_dir / SUPERSEDED_FILE,
-                    {
-                        **old,
-                        "superseded_by": {
-                            "key": record["key"],
-                            "created": record.get("created"),
-                            "reason": reason,
-                        },
-                    },
-                )
-                lines[at] = dumps_record(new).encode()
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                with tmp.open("wb") as out:
-                    out.write(b"\n".join(lines))
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, path)
-                return new
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                },
+            },
+        )
+        lines[at] = dumps_record(new).encode()
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with tmp.open("wb") as out:
+            out.write(b"\n".join(lines))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        return new
 
 
 def _keep_superseded(path: Path, record: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnbackdoor.errors import UserError
+from gnnbackdoor.experiments.records import dotted
 from gnnbackdoor.registry import normalise_name
 
 GROUP_FIELDS = ("task", "dataset", "model", "attack", "defense")
@@ -61,16 +62,6 @@ def fmt(mean: float, std: float | None = None, scale: float = 1.0, digits: int =
     return text
 
 
-def _resolved(config: dict[str, Any], key: str) -> Any:
-    """The value of dotted ``key`` in a record's resolved ``config`` (``None``: not there)."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -88,7 +79,7 @@ def settings_text(record: dict[str, Any]) -> str:
     config = record.get("config") or {}
     parts = []
     for key, typed in sorted((record.get("overrides") or {}).items()):
-        value = _resolved(config, key)
+        value = dotted(config, key)
         parts.append(f"{key}={typed if value is None else _shown(value)}")
     return ",".join(parts)
 

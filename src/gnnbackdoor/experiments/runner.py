@@ -335,16 +335,27 @@ def resume_order(identities: Sequence[RunIdentity], recorded: set[str]) -> list[
     return order
 
 
-def check_refresh_field(records: Sequence[dict[str, Any]], path: str, out_dir: Path) -> None:
-    """Refuse a ``--refresh-missing`` field that no record of ``out_dir`` holds: a misspelt
-    field would otherwise make every record look stale and run the whole sweep again.
+def split_recorded(
+    records: Sequence[dict[str, Any]], refresh_missing: str | None, out_dir: Path
+) -> tuple[set[str], set[str]]:
+    """The keys of ``out_dir``'s ``records`` a sweep skips, and those it runs again because
+    their record lacks ``refresh_missing`` (none when it is ``None``); the resume rule of
+    :func:`run_sweep` and ``sweep --plan``.
 
     Raises:
-        UserError: ``path`` is in none of ``records``; the message lists the metrics they
-            hold.
+        UserError: a ``refresh_missing`` field that none of ``records`` holds, when there
+            are records (a misspelt field would otherwise make every record look stale and
+            run the whole sweep again); the message lists the metrics they hold.
     """
-    if any(has_field(record, path) for record in records):
-        return
+    if refresh_missing is None:
+        return {record["key"] for record in records}, set()
+    done = {record["key"] for record in records if has_field(record, refresh_missing)}
+    if records and not done:
+        _refuse_refresh_field(records, refresh_missing, out_dir)
+    return done, {record["key"] for record in records} - done
+
+
+def _refuse_refresh_field(records: Sequence[dict[str, Any]], path: str, out_dir: Path) -> None:
     metrics = sorted({name for record in records for name in record.get("metrics", {})})
     raise UserError(
         f"--refresh-missing {path}: no record in {out_dir} holds it, so it would run every "
@@ -413,7 +424,7 @@ def run_sweep(
             also run again the recorded runs of ``specs`` whose record lacks it, each new
             record taking its old one's place (:func:`~gnnbackdoor.experiments.records.
             replace_record`; the old one moves to ``superseded.jsonl``). For a metric added
-            after those records were made; see :func:`check_refresh_field`.
+            after those records were made; see :func:`split_recorded`.
 
     Raises:
         UserError: a bad spec, a malformed line in the records file, or a
@@ -426,14 +437,7 @@ def run_sweep(
     runtime = {"threads": executor.threads} if executor.threads else None
     identities = [identify(spec, location, runtime) for spec in specs]
     existing = read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
-    if refresh_missing is not None:
-        check_refresh_field(existing, refresh_missing, out_dir)
-    done = {
-        record["key"]
-        for record in existing
-        if refresh_missing is None or has_field(record, refresh_missing)
-    }
-    stale = {record["key"] for record in existing} - done
+    done, stale = split_recorded(existing, refresh_missing, out_dir)
     where = _absolute(location)
     root = Path(save_root).absolute() if save_root is not None else None
     result = SweepResult()
