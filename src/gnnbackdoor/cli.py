@@ -159,9 +159,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--refresh-missing",
         metavar="FIELD",
         default=None,
-        help="also run again the recorded runs whose record lacks FIELD (dotted, e.g. "
-        "metrics.defended_target_no_trigger, a metric added after they were made); each new "
-        "record replaces its old one, which moves to superseded.jsonl",
+        help="also run again the recorded runs whose record lacks the metric FIELD "
+        "(metrics.<name>, e.g. metrics.defended_target_no_trigger, a metric added after they "
+        "were made); each new record replaces its old one, which moves to superseded.jsonl",
     )
     _add_data_options(sweep)
 
@@ -506,8 +506,15 @@ def _summarise(written: list[dict], total: int) -> None:
                 }
             )
         )
+    replaced = sum("refreshed" in record for record in written)
     logging.getLogger("gnnbackdoor").info(
-        "%d run(s) recorded, %d already present", len(written), total - len(written)
+        "%d run(s) recorded, %d already present%s",
+        len(written),
+        total - len(written),
+        f"; {replaced} of them re-measured, each replacing its old record (moved to "
+        f"superseded.jsonl)"
+        if replaced
+        else "",
     )
 
 

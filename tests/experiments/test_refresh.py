@@ -154,6 +154,13 @@ def test_a_field_no_record_holds_is_refused(tmp_path, offline_location):
         run_sweep(_specs(), tmp_path, offline_location, refresh_missing="metrics.asrr")
 
 
+@pytest.mark.parametrize("field", ["metrics", "refreshed", "metrics.asr.x", "asr"])
+def test_only_a_metric_can_be_refreshed(tmp_path, field):
+    write_records(tmp_path / RECORDS_FILE, [_record("a", asr=0.1)])
+    with pytest.raises(UserError, match=r"metrics\.<name>"):
+        plan_sweep(_specs(), tmp_path, refresh_missing=field)
+
+
 def test_a_refresh_into_an_empty_folder_is_a_plain_sweep(tmp_path):
     plan = plan_sweep(_specs(), tmp_path, refresh_missing="metrics.anything")
     assert (plan.to_run, plan.refreshing) == (3, 0)

@@ -343,12 +343,19 @@ def split_recorded(
     :func:`run_sweep` and ``sweep --plan``.
 
     Raises:
-        UserError: a ``refresh_missing`` field that none of ``records`` holds, when there
-            are records (a misspelt field would otherwise make every record look stale and
-            run the whole sweep again); the message lists the metrics they hold.
+        UserError: a ``refresh_missing`` that is not ``metrics.<name>``, or a metric that
+            none of ``records`` holds, when there are records (a misspelt one would make
+            every record look stale and run the whole sweep again); the message lists the
+            metrics they hold.
     """
     if refresh_missing is None:
         return {record["key"] for record in records}, set()
+    section, _, name = refresh_missing.partition(".")
+    if section != "metrics" or not name or "." in name:
+        raise UserError(
+            f"--refresh-missing {refresh_missing}: give one metric as metrics.<name> (the "
+            f"re-measurement is for a metric added after the records were made)"
+        )
     done = {record["key"] for record in records if has_field(record, refresh_missing)}
     if records and not done:
         _refuse_refresh_field(records, refresh_missing, out_dir)
@@ -420,10 +427,10 @@ def run_sweep(
             on with the others; ``False`` (in-process executor only) lets the error propagate.
         skip_bad_lines: Skip malformed lines of the existing records file (counted in a
             warning) instead of stopping.
-        refresh_missing: A dotted record field (``metrics.defended_target_no_trigger``):
+        refresh_missing: A metric as ``metrics.<name>`` (``metrics.defended_target_no_trigger``):
             also run again the recorded runs of ``specs`` whose record lacks it, each new
-            record taking its old one's place (:func:`~gnnbackdoor.experiments.records.
-            replace_record`; the old one moves to ``superseded.jsonl``). For a metric added
+            record taking its old one's place (``records.replace_record``; the old one
+            moves to ``superseded.jsonl``). For a metric added
             after those records were made; see :func:`split_recorded`.
 
     Raises:
