@@ -210,3 +210,12 @@ def test_table_and_summary_count_per_measure_and_reading():
     assert far_table([]) == ""
     assert far_summary([])["far_asr_readings"] == "none"
     assert math.isclose(rows[1].difference, 24.0)
+
+
+def test_evidence_names_how_many_runs_a_partly_carried_mean_rests_on():
+    runs = [run(0, defended_target_no_trigger=0.04), run(1), run(2)]
+    text = evidence("unknown", runs)
+    assert "no-trigger rate 4.0 (1 of 3 runs)" in text
+    assert "robust ACC —;" not in text and text.endswith("robust ACC —")
+    runs = [run(s, defended_target_no_trigger=0.04) for s in range(3)]
+    assert "no-trigger rate 4.0;" in evidence("unknown", runs)

@@ -243,7 +243,8 @@ def _mean(runs: Sequence[Mapping[str, Any]], metric: str) -> float:
 def evidence(baseline: str, runs: Sequence[Mapping[str, Any]]) -> str:
     """``label value; ...``: the means over ``runs`` of :data:`EVIDENCE` ``[baseline]`` and
     :data:`COMMON_EVIDENCE` (fractions in points, counts with one decimal; ``—`` for a
-    figure no run carries)."""
+    figure no run carries; ``(k of n runs)`` after a mean that only k of the n runs carry,
+    e.g. a metric added after the others were recorded)."""
     parts = []
     for label, metric, kind in [*EVIDENCE.get(baseline, []), *COMMON_EVIDENCE]:
         if kind == "a/b":
@@ -253,6 +254,9 @@ def evidence(baseline: str, runs: Sequence[Mapping[str, Any]]) -> str:
             value = num(_mean(runs, metric) * 100, 1)
         else:
             value = num(_mean(runs, metric), 1)
+        carried = sum(metric in (r.get("metrics") or {}) for r in runs)
+        if kind != "a/b" and 0 < carried < len(runs):
+            value += f" ({carried} of {len(runs)} runs)"
         parts.append(f"{label} {value}")
     return "; ".join(parts)
 
