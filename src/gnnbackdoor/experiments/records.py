@@ -494,8 +494,8 @@ def replace_record(out_dir: Path, record: dict[str, Any], *, reason: str) -> dic
     Under the records file's exclusive ``flock``: the old record, with ``superseded_by``
     (``key``, the new record's ``created``, ``reason``), is appended to ``superseded.jsonl``
     and synced first, unless that file already holds it (a replacement interrupted before its
-    second step); then the records file is rewritten atomically (:func:`write_records`'s
-    temporary file and ``os.replace``) with every other line byte for byte as it was. A crash
+    second step); then the records file is rewritten atomically (:func:`_replace_bytes`:
+    a temporary file and ``os.replace``) with every other line byte for byte as it was. A crash
     at any point therefore leaves the old record in ``records.jsonl`` or the new one, and the
     old one never only in memory. Appenders waiting on the old file move to the new one
     (:func:`append_record`).
@@ -555,12 +555,7 @@ def replace_record(out_dir: Path, record: dict[str, Any], *, reason: str) -> dic
             },
         )
         lines[at] = dumps_record(new).encode()
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tmp.open("wb") as out:
-            out.write(b"\n".join(lines))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        _replace_bytes(path, b"\n".join(lines))
         return new
 
 
@@ -615,10 +610,15 @@ def read_failures(out_dir: Path, *, unresolved_only: bool = False) -> list[dict[
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Replace ``path`` with ``records`` (strict JSON lines) atomically: a temporary file in
     the same folder, ``fsync``, then ``os.replace``."""
-    path = Path(path)
+    _replace_bytes(Path(path), b"".join((dumps_record(r) + "\n").encode() for r in records))
+
+
+def _replace_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: a temporary file in the same folder,
+    ``fsync``, then ``os.replace``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("wb") as handle:
-        handle.write(b"".join((dumps_record(r) + "\n").encode() for r in records))
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -430,8 +430,8 @@ def run_sweep(
         refresh_missing: A metric as ``metrics.<name>`` (``metrics.defended_target_no_trigger``):
             also run again the recorded runs of ``specs`` whose record lacks it, each new
             record taking its old one's place (``records.replace_record``; the old one
-            moves to ``superseded.jsonl``). For a metric added
-            after those records were made; see :func:`split_recorded`.
+            moves to ``superseded.jsonl``). For a metric added after those records were
+            made; see :func:`split_recorded`.
 
     Raises:
         UserError: a bad spec, a malformed line in the records file, or a
