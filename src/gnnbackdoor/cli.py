@@ -163,6 +163,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "(metrics.<name>, e.g. metrics.defended_target_no_trigger, a metric added after they "
         "were made); each new record replaces its old one, which moves to superseded.jsonl",
     )
+    sweep.add_argument(
+        "--rerun",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="also run again the recorded run of the sweep with this key (repeatable; the "
+        "key field of a record); its new record replaces the old one, which moves to "
+        "superseded.jsonl. With GNNBACKDOOR_STAGE_CACHE set, the run reads the stage cached "
+        "for the current code, as any run does",
+    )
     _add_data_options(sweep)
 
     report = commands.add_parser(
@@ -453,6 +463,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 skip_bad_lines=args.skip_bad_lines,
                 executor=executor,
                 refresh_missing=args.refresh_missing,
+                rerun=args.rerun,
             )
     finally:
         executor.close()
@@ -482,6 +493,7 @@ def _plan_sweep(args: argparse.Namespace, specs: list) -> int:
         runtime=runtime,
         skip_bad_lines=args.skip_bad_lines,
         refresh_missing=args.refresh_missing,
+        rerun=args.rerun,
     )
     print(format_plan(plan, str(args.file), args.out))
     return 0

@@ -176,3 +176,81 @@ def test_the_cli_refuses_a_misspelt_field_in_one_line(tmp_path, capsys):
     assert main([*argv, "--refresh-missing", "metrics.asrr"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "metrics.asrr" in err and "asr" in err
+
+
+# ``sweep --rerun KEY``: a recorded run re-measured on request
+
+
+def test_a_rerun_sweep_re_measures_only_the_named_keys(tmp_path, offline_location):
+    out = tmp_path / "out"
+    first = run_sweep(_specs(), out, offline_location).written
+    lines = (out / RECORDS_FILE).read_bytes().splitlines()
+    key = first[1]["key"]
+    runtime = {"threads": torch.get_num_threads()}
+    plan = plan_sweep(_specs(), out, runtime=runtime, rerun=[key])
+    assert (plan.to_run, plan.recorded, plan.rerunning, plan.refreshing) == (1, 2, 1, 0)
+    assert "(1 of them recorded, to be re-measured: --rerun)" in format_plan(plan, "s", out)
+    (again,) = run_sweep(_specs(), out, offline_location, rerun=[key]).written
+    assert again["key"] == key and again["seed"] == 1
+    assert again["refreshed"]["reason"] == "re-measured on request (sweep --rerun)"
+    assert again["refreshed"]["changed_metrics"] == []  # same key, same figures
+    assert again["refreshed"]["replaced_created"] == first[1]["created"]
+    after = (out / RECORDS_FILE).read_bytes().splitlines()
+    assert len(after) == 3 and after[0] == lines[0] and after[2] == lines[2]
+    assert json.loads(after[1]) == again
+    (old,) = [json.loads(x) for x in (out / SUPERSEDED_FILE).read_bytes().splitlines()]
+    assert old["created"] == first[1]["created"] and old["superseded_by"]["key"] == key
+    assert run_sweep(_specs(), out, offline_location).written == []  # a plain sweep: done
+
+
+def test_a_rerun_key_no_run_has_is_refused(tmp_path, offline_location):
+    with pytest.raises(UserError, match=r"--rerun 0123abcd: no run of this sweep has that key"):
+        run_sweep(_specs(), tmp_path, offline_location, rerun=["0123abcd"])
+    with pytest.raises(UserError, match=r"its 3 run key\(s\)"):
+        plan_sweep(_specs(), tmp_path, rerun=["0123abcd"])
+    assert not (tmp_path / RECORDS_FILE).exists()
+
+
+class _OtherSweepFirst:
+    """An in-process executor that lets "another sweep" re-measure each run's record just
+    before this sweep claims it."""
+
+    threads = None
+
+    def __init__(self, out):
+        self.out = out
+
+    def run(self, worker, tasks):
+        for task in tasks:
+            (old,) = [r for r in read_records(self.out) if r["key"] == task.key]
+            replace_record(self.out, {**old, "created": "2099-01-01T00:00:00+00:00"}, reason="x")
+            yield worker(task)
+
+    def close(self):
+        pass
+
+
+def test_a_rerun_another_sweep_made_meanwhile_is_not_made_twice(
+    tmp_path, offline_location, monkeypatch
+):
+    import gnnbackdoor.experiments.runner as runner
+
+    out = tmp_path / "out"
+    first = run_sweep(_specs()[:1], out, offline_location).written
+    monkeypatch.setattr(runner, "SequentialExecutor", _OtherSweepFirst)
+    result = run_sweep(
+        _specs()[:1], out, offline_location, executor=_OtherSweepFirst(out), rerun=[first[0]["key"]]
+    )
+    assert result.written == [] and result.skipped == 1
+    assert [r["created"] for r in read_records(out)] == ["2099-01-01T00:00:00+00:00"]
+
+
+def test_the_cli_refuses_an_unknown_rerun_key_in_one_line(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(
+        "runs:\n  - task: graph\n    datasets: [Motifs]\n    models: [gcn]\n    seeds: [0]\n"
+    )
+    argv = ["sweep", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out")]
+    for extra in (["--plan"], []):
+        assert main([*argv, *extra, "--rerun", "feedface"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--rerun feedface" in err and "1 run key" in err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ from typing import Any
 from gnnbackdoor.datasets.base import DataLocation
 from gnnbackdoor.experiments.claims import is_claimed
 from gnnbackdoor.experiments.records import read_records
-from gnnbackdoor.experiments.runner import RunSpec, identify, resume_order, split_recorded
+from gnnbackdoor.experiments.runner import (
+    RunSpec,
+    check_rerun,
+    identify,
+    resume_order,
+    split_recorded,
+)
 
 #: (task, dataset, model, attack, defense): canonical names, ``None`` for no attack/defense.
 GroupKey = tuple[str, str, str, str | None, str | None]
@@ -67,6 +74,8 @@ class SweepPlan:
     refreshing: int = 0
     #: That field (``None``: a plain sweep).
     refresh_missing: str | None = None
+    #: Of the runs to run, those recorded but named by ``sweep --rerun`` (run again).
+    rerunning: int = 0
 
     @property
     def to_run(self) -> int:
@@ -106,6 +115,7 @@ def plan_sweep(
     *,
     skip_bad_lines: bool = False,
     refresh_missing: str | None = None,
+    rerun: Collection[str] = (),
 ) -> SweepPlan:
     """The runs of ``specs`` not yet recorded in ``out_dir``, grouped; loads no data.
 
@@ -114,17 +124,19 @@ def plan_sweep(
             ``--threads N``; default: this process's torch thread count, as ``run_sweep``).
         refresh_missing: Count recorded runs whose record lacks this dotted field as to
             run, as ``sweep --refresh-missing`` would run them again.
+        rerun: Run keys to count as to run although recorded, as ``sweep --rerun``.
 
     Raises:
         UserError: a bad spec (as :func:`~gnnbackdoor.experiments.runner.identify`), a
-            malformed line in the records file, or a ``refresh_missing`` field no record
-            holds.
+            malformed line in the records file, a ``refresh_missing`` field no record
+            holds, or a ``rerun`` key no spec has.
     """
     records = read_records(out_dir, skip_bad_lines=skip_bad_lines)
-    done, stale = split_recorded(records, refresh_missing, out_dir)
-    refreshing = 0
-    groups: dict[GroupKey, PlanGroup] = defaultdict(PlanGroup)
     identities = [identify(spec, location, runtime) for spec in specs]
+    check_rerun(rerun, identities)
+    done, stale = split_recorded(records, refresh_missing, out_dir, rerun)
+    refreshing = rerunning = 0
+    groups: dict[GroupKey, PlanGroup] = defaultdict(PlanGroup)
     for index, recorded in resume_order(identities, done):
         identity = identities[index]
         group = groups[tuple(getattr(identity, name) for name in _GROUP_FIELDS)]  # type: ignore[index]
@@ -133,7 +145,11 @@ def plan_sweep(
         else:
             group.to_run += 1
             group.running += is_claimed(out_dir, identity.key)
-            refreshing += identity.key in stale
+            if identity.key in stale:
+                if identity.key in rerun:
+                    rerunning += 1
+                else:
+                    refreshing += 1
     threads = identities[0].config["runtime"].get("threads") if identities else None
     other: Counter[int] = Counter()
     for record in records:
@@ -146,7 +162,7 @@ def plan_sweep(
         made_at = ((record.get("config") or {}).get("runtime") or {}).get("threads")
         if group.to_run and isinstance(made_at, int) and made_at != threads:
             other[made_at] += 1
-    return SweepPlan(dict(groups), dict(other), threads, refreshing, refresh_missing)
+    return SweepPlan(dict(groups), dict(other), threads, refreshing, refresh_missing, rerunning)
 
 
 def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
@@ -162,6 +178,8 @@ def format_plan(plan: SweepPlan, source: str, out_dir: Path) -> str:
             f" ({plan.refreshing} of them recorded without {plan.refresh_missing}, to be "
             f"re-measured)"
         )
+    if plan.rerunning:
+        lines[0] += f" ({plan.rerunning} of them recorded, to be re-measured: --rerun)"
     if plan.running:
         lines[0] += f" ({plan.running} of them running now in another sweep)"
     if not left:

@@ -18,9 +18,9 @@ as follows:
   fields) raises :class:`RecordsFileError` naming the file and line number, unless
   ``skip_bad_lines`` is set, in which case bad lines are skipped and counted in a warning.
 
-One write is not an append: :func:`replace_record` (``sweep --refresh-missing``) puts a
-re-measured record on its old one's line, swapping the whole file atomically under the same
-lock after the old record is safe in ``superseded.jsonl``.
+One write is not an append: :func:`replace_record` (``sweep --refresh-missing`` and
+``sweep --rerun``) puts a re-measured record on its old one's line, swapping the whole file
+atomically under the same lock after the old record is safe in ``superseded.jsonl``.
 
 Folders are searched for files named exactly ``records.jsonl``; ``superseded.jsonl`` (written
 by :mod:`gnnbackdoor.experiments.migrate` and :func:`replace_record`), ``failures.jsonl`` (see
@@ -330,6 +330,24 @@ def recorded_keys(out_dir: Path, *, lacking: str | None = None) -> set[str]:
         lacking: A dotted field path (``metrics.defended_target_no_trigger``): leave out the
             records that lack it (``sweep --refresh-missing``: those are to be run again).
     """
+    return {
+        record["key"]
+        for record in _current_records(out_dir)
+        if lacking is None or has_field(record, lacking)
+    }
+
+
+def recorded_created(out_dir: Path) -> dict[str, str | None]:
+    """``{key: created}`` of the records in ``out_dir/records.jsonl`` now, read as
+    :func:`recorded_keys` reads them. A sweep that re-measures a recorded run
+    (``sweep --rerun``) compares its ``created`` with the one it read at the start: another
+    value means another sweep has re-measured the run meanwhile."""
+    return {record["key"]: record.get("created") for record in _current_records(out_dir)}
+
+
+def _current_records(out_dir: Path) -> list[dict[str, Any]]:
+    """The well-formed records of ``out_dir/records.jsonl`` now, under a shared ``flock``;
+    bad lines and a torn tail are passed over (see :func:`recorded_keys`)."""
     path = Path(out_dir) / RECORDS_FILE
     try:
         with path.open("rb") as handle:
@@ -339,13 +357,13 @@ def recorded_keys(out_dir: Path, *, lacking: str | None = None) -> set[str]:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     except FileNotFoundError:
-        return set()
-    keys: set[str] = set()
+        return []
+    records = []
     for raw in data.split(b"\n"):
         record, _ = parse_record_line(raw.strip())
-        if record is not None and (lacking is None or has_field(record, lacking)):
-            keys.add(record["key"])
-    return keys
+        if record is not None:
+            records.append(record)
+    return records
 
 
 _ABSENT = object()
@@ -488,7 +506,7 @@ def _locked_current(path: Path, mode: str) -> Iterator[BinaryIO]:
 
 def replace_record(out_dir: Path, record: dict[str, Any], *, reason: str) -> dict[str, Any]:
     """Put ``record`` in the place of the record with its key in ``out_dir/records.jsonl``
-    (a re-measurement, ``sweep --refresh-missing``), keeping the old one in
+    (a re-measurement, ``sweep --refresh-missing`` or ``--rerun``), keeping the old one in
     ``superseded.jsonl``; with no record of that key, append it as :func:`append_record` does.
 
     Under the records file's exclusive ``flock``: the old record, with ``superseded_by``

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from gnnbackdoor.experiments.records import (
     has_field,
     pin_git_commit,
     read_records,
+    recorded_created,
     recorded_keys,
     replace_record,
     run_key,
@@ -336,11 +337,14 @@ def resume_order(identities: Sequence[RunIdentity], recorded: set[str]) -> list[
 
 
 def split_recorded(
-    records: Sequence[dict[str, Any]], refresh_missing: str | None, out_dir: Path
+    records: Sequence[dict[str, Any]],
+    refresh_missing: str | None,
+    out_dir: Path,
+    rerun: Collection[str] = (),
 ) -> tuple[set[str], set[str]]:
-    """The keys of ``out_dir``'s ``records`` a sweep skips, and those it runs again because
-    their record lacks ``refresh_missing`` (none when it is ``None``); the resume rule of
-    :func:`run_sweep` and ``sweep --plan``.
+    """The keys of ``out_dir``'s ``records`` a sweep skips, and those it runs again: their
+    record lacks ``refresh_missing`` (none when it is ``None``), or their key is in ``rerun``
+    (``sweep --rerun``); the resume rule of :func:`run_sweep` and ``sweep --plan``.
 
     Raises:
         UserError: a ``refresh_missing`` that is not ``metrics.<name>``, or a metric that
@@ -348,18 +352,41 @@ def split_recorded(
             every record look stale and run the whole sweep again); the message lists the
             metrics they hold.
     """
+    keys = {record["key"] for record in records}
     if refresh_missing is None:
-        return {record["key"] for record in records}, set()
-    section, _, name = refresh_missing.partition(".")
-    if section != "metrics" or not name or "." in name:
-        raise UserError(
-            f"--refresh-missing {refresh_missing}: give one metric as metrics.<name> (the "
-            f"re-measurement is for a metric added after the records were made)"
-        )
-    done = {record["key"] for record in records if has_field(record, refresh_missing)}
-    if records and not done:
-        _refuse_refresh_field(records, refresh_missing, out_dir)
-    return done, {record["key"] for record in records} - done
+        done = keys
+    else:
+        section, _, name = refresh_missing.partition(".")
+        if section != "metrics" or not name or "." in name:
+            raise UserError(
+                f"--refresh-missing {refresh_missing}: give one metric as metrics.<name> (the "
+                f"re-measurement is for a metric added after the records were made)"
+            )
+        done = {record["key"] for record in records if has_field(record, refresh_missing)}
+        if records and not done:
+            _refuse_refresh_field(records, refresh_missing, out_dir)
+    done = done - set(rerun)
+    return done, keys - done
+
+
+def check_rerun(rerun: Collection[str], identities: Sequence[RunIdentity]) -> None:
+    """Refuse a ``sweep --rerun`` key that no run of the sweep has (a typo would otherwise
+    re-measure nothing without a word).
+
+    Raises:
+        UserError: one line naming the unknown keys and, for a short sweep, its keys.
+    """
+    keys = [identity.key for identity in identities]
+    unknown = sorted(set(rerun) - set(keys))
+    if not unknown:
+        return
+    known = list(dict.fromkeys(keys))
+    shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+    raise UserError(
+        f"--rerun {' '.join(unknown)}: no run of this sweep has that key (its {len(known)} "
+        f"run key(s): {shown or 'none'}); the key field of a record, which a sweep "
+        f"prints as key=... when the run starts, depends on --threads too"
+    )
 
 
 def _refuse_refresh_field(records: Sequence[dict[str, Any]], path: str, out_dir: Path) -> None:
@@ -401,6 +428,7 @@ def run_sweep(
     executor: Executor | None = None,
     keep_going: bool = True,
     refresh_missing: str | None = None,
+    rerun: Collection[str] = (),
 ) -> SweepResult:
     """Run every spec whose key is not yet in ``out_dir/records.jsonl`` on ``executor`` and
     append each record as soon as its run finishes (so an interrupted sweep, even a driver
@@ -432,10 +460,16 @@ def run_sweep(
             record taking its old one's place (``records.replace_record``; the old one
             moves to ``superseded.jsonl``). For a metric added after those records were
             made; see :func:`split_recorded`.
+        rerun: Run keys of ``specs`` to run again although recorded (``sweep --rerun``),
+            each new record replacing its old one as with ``refresh_missing``: a record to
+            re-measure on today's code, e.g. one that rests on a stage cached by older code.
+            With a stage cache, the run reads the stage cached for its key (the current
+            code's), as any run does.
 
     Raises:
-        UserError: a bad spec, a malformed line in the records file, or a
-            ``refresh_missing`` field that no record of ``out_dir`` holds.
+        UserError: a bad spec, a malformed line in the records file, a
+            ``refresh_missing`` field that no record of ``out_dir`` holds, or a ``rerun``
+            key that no spec has.
     """
     pin_git_commit()  # records name the commit the sweep started on
     executor = executor or SequentialExecutor()
@@ -443,8 +477,13 @@ def run_sweep(
         raise ValueError("keep_going=False needs the in-process (sequential) executor")
     runtime = {"threads": executor.threads} if executor.threads else None
     identities = [identify(spec, location, runtime) for spec in specs]
+    check_rerun(rerun, identities)
+    rerun = set(rerun)
     existing = read_records(out_dir, skip_bad_lines=skip_bad_lines, repair=True)
-    done, stale = split_recorded(existing, refresh_missing, out_dir)
+    done, stale = split_recorded(existing, refresh_missing, out_dir, rerun)
+    # a rerun key's record as this sweep found it: another value later means another sweep
+    # recorded or re-measured it meanwhile
+    found = {r["key"]: r.get("created") for r in existing if r["key"] in rerun}
     where = _absolute(location)
     root = Path(save_root).absolute() if save_root is not None else None
     result = SweepResult()
@@ -478,7 +517,12 @@ def run_sweep(
         held = try_claim(out_dir, task.key)
         if held is None:
             return "running in another sweep"
-        if task.key in recorded_keys(out_dir, lacking=refresh_missing):
+        if task.key in rerun:
+            now = recorded_created(out_dir)
+            if task.key in now and now[task.key] != found.get(task.key):
+                held.release()
+                return "re-measured by another sweep"
+        elif task.key in recorded_keys(out_dir, lacking=refresh_missing):
             held.release()
             return "recorded by another sweep"
         claims[task.index] = held
@@ -513,9 +557,12 @@ def run_sweep(
                 continue
             error = None
             if outcome.record is not None and identity.key in stale:
-                written = replace_record(
-                    out_dir, outcome.record, reason=f"re-measured for {refresh_missing}"
+                reason = (
+                    "re-measured on request (sweep --rerun)"
+                    if identity.key in rerun
+                    else f"re-measured for {refresh_missing}"
                 )
+                written = replace_record(out_dir, outcome.record, reason=reason)
                 result.written.append(written)
                 if refresh_missing is not None and not has_field(written, refresh_missing):
                     logger.warning(
