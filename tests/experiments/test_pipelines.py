@@ -225,3 +225,24 @@ def test_a_shield_without_subgraph_votes_reports_its_no_trigger_rate(tiny_graph_
     out = execute(graph_run(tiny_graph_dataset, RejectOddShield())).metrics
     assert 0.0 <= out["defended_target_no_trigger"] <= out["backdoored_already_target"] + 1e-9
     assert "subgraph_acc" not in out
+
+
+def test_an_entry_made_by_other_code_never_hits(
+    tiny_graph_dataset, tmp_path, monkeypatch, graph_run
+):
+    """Both caches key on the source of the code that shapes their entries: a clean victim
+    or a stage trained before a change to it is trained again, not reused."""
+    import gnnbackdoor.experiments.pipelines as pipelines
+    from gnnbackdoor.experiments import report as other_module
+
+    monkeypatch.setenv("GNNBACKDOOR_CLEAN_CACHE", str(tmp_path / "clean"))
+    monkeypatch.setenv("GNNBACKDOOR_STAGE_CACHE", str(tmp_path / "stage"))
+    execute(graph_run(tiny_graph_dataset, NoisyRepair(steps=2)))
+    # "other code": one more module in each key, as if a module's source had changed
+    monkeypatch.setattr(pipelines, "_CLEAN_SOURCES", [*pipelines._CLEAN_SOURCES, other_module])
+    monkeypatch.setattr(pipelines, "_STAGE_SOURCES", [*pipelines._STAGE_SOURCES, other_module])
+    timer = PhaseTimer()
+    again = GraphPipeline().execute(graph_run(tiny_graph_dataset, NoisyRepair(steps=2)), timer)
+    assert "stage_cached" not in again.attack_info and "clean_cache_hit" not in timer.seconds
+    assert len(list((tmp_path / "clean").glob("clean-*.pt"))) == 2
+    assert len(list((tmp_path / "stage").glob("stage-*.pt"))) == 2

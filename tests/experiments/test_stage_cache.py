@@ -60,9 +60,9 @@ def test_the_key_covers_the_attacks_base_classes():
     from gnnbackdoor.attacks import ATTACKS
     from gnnbackdoor.attacks.base import GraphAttack
     from gnnbackdoor.attacks.triggers import SubgraphTriggerAttack
-    from gnnbackdoor.experiments.stage_cache import _own_classes
+    from gnnbackdoor.utils.sources import own_classes
 
-    classes = _own_classes(ATTACKS.get("sba"))
+    classes = own_classes(ATTACKS.get("sba"))
     assert SubgraphTriggerAttack in classes and GraphAttack in classes
     assert object not in classes
 

@@ -6,8 +6,12 @@ restores the model's weights and its training report. The clean victim is traine
 victim stage, whose random stream no other stage shares (:mod:`gnnbackdoor.utils.seeding`),
 so skipping its training moves no later draw and every metric is exactly what an uncached
 run gives; an entry holds no random state. The key hashes the dataset, the model, data and
-training settings, the seed, torch's thread count, the package, torch and PyG versions, and
-the version of the run's random streams (:data:`STREAMS`).
+training settings, the seed, torch's thread count, the package, torch and PyG versions, the
+version of the run's random streams (:data:`STREAMS`), and the source of the modules that
+shape the victim (:func:`~gnnbackdoor.utils.sources.source_digest`; the pipeline names them:
+the model's and the dataset's classes, training and seeding), so an entry trained by other
+code never hits, as in the stage cache. (Until 2026-12-05 the key held no source, and an
+entry made before a change to the model or its training would have been reused.)
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 
 from gnnbackdoor.utils.files import atomic_torch_save
+from gnnbackdoor.utils.sources import source_digest
 
 ENV = "GNNBACKDOOR_CLEAN_CACHE"
 
@@ -29,8 +34,13 @@ ENV = "GNNBACKDOOR_CLEAN_CACHE"
 STREAMS = "run-streams-v1+single-graph-batch"
 
 
-def cache_path(parts: dict[str, Any]) -> Path | None:
-    """The cache file for ``parts`` (JSON-able), or ``None`` when the cache is off."""
+def cache_path(parts: dict[str, Any], sources: list[Any]) -> Path | None:
+    """The cache file for ``parts`` (JSON-able), or ``None`` when the cache is off.
+
+    Args:
+        sources: Modules or classes whose source shapes the victim (their digest is part of
+            the key).
+    """
     root = os.environ.get(ENV)
     if not root:
         return None
@@ -42,6 +52,7 @@ def cache_path(parts: dict[str, Any]) -> Path | None:
         **parts,
         "threads": torch.get_num_threads(),
         "streams": STREAMS,
+        "source": source_digest(sources),
         "versions": [__version__, torch.__version__, torch_geometric.__version__],
     }
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()

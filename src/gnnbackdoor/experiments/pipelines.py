@@ -80,6 +80,7 @@ from gnnbackdoor.models.train_link import (
 from gnnbackdoor.registry import Registry
 from gnnbackdoor.utils import seeding
 from gnnbackdoor.utils.seeding import RunStreams, Stage, use_deterministic_kernels
+from gnnbackdoor.utils.sources import own_classes
 from gnnbackdoor.utils.timing import PhaseTimer
 
 
@@ -567,20 +568,28 @@ class GraphPipeline(TaskPipeline):
         )
 
 
-def _clean_victim(
-    run: ResolvedRun, ctx: GraphContext, timer: PhaseTimer
-) -> tuple[GraphClassifier, TrainReport]:
-    """The clean victim, from the clean-model cache when it is on and holds it."""
-    clean = ctx.build_model()
-    cached = clean_cache.cache_path(
+def clean_cache_path(run: ResolvedRun, model: type[torch.nn.Module]) -> Path | None:
+    """The clean cache's file for ``run``'s clean victim, of class ``model``, or ``None``
+    when the cache is off (:func:`~gnnbackdoor.experiments.clean_cache.cache_path`; the
+    source digest covers ``model``'s and the dataset's classes and :data:`_CLEAN_SOURCES`)."""
+    return clean_cache.cache_path(
         {
             "dataset": run.dataset_name,
             "model": [run.model_spec.registered_name, as_dict(run.model_spec)],
             "data": as_dict(run.data_config),
             "train": as_dict(run.train_config),
             "seed": run.seed,
-        }
+        },
+        [*own_classes(model), *own_classes(type(run.dataset)), *_CLEAN_SOURCES],
     )
+
+
+def _clean_victim(
+    run: ResolvedRun, ctx: GraphContext, timer: PhaseTimer
+) -> tuple[GraphClassifier, TrainReport]:
+    """The clean victim, from the clean-model cache when it is on and holds it."""
+    clean = ctx.build_model()
+    cached = clean_cache_path(run, type(clean))
     report = TrainReport()
     if cached is not None and clean_cache.load(cached, clean, report):
         timer.add("clean_cache_hit", 1.0)
@@ -1003,8 +1012,12 @@ def _example(
     }
 
 
-#: The code that shapes the victim and attack stages (besides the attack's own classes); its
-#: source goes into the stage cache's key.
+#: The modules whose source shapes a clean graph victim besides its own and its dataset's
+#: classes (part of the clean cache's key).
+_CLEAN_SOURCES: list[Any] = [model_base, model_graph, train_graph, seeding]
+
+#: The code that shapes the victim and attack stages (besides the attack's and the dataset's
+#: own classes); its source goes into the stage cache's key.
 _STAGE_SOURCES: list[Any] = [
     sys.modules[__name__],
     contracts_context,

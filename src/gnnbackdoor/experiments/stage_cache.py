@@ -14,14 +14,14 @@ ones (the record's ``attack_info`` says ``stage_cached: true``).
 
 The key hashes the dataset, model, data and training settings, the attack and its
 parameters, the seed, torch's thread count, the package, torch and PyG versions, and the
-source of the modules that shape the stages (the attack's class and its base classes in this
-package, and the modules the pipeline names).
+source of the modules that shape the stages (:func:`~gnnbackdoor.utils.sources.source_digest`
+of the attack's and the dataset's classes and their base classes in this package, and of the
+modules the pipeline names).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -36,6 +36,7 @@ from gnnbackdoor.attacks.base import PoisonResult
 from gnnbackdoor.contracts.results import TriggeredGraphs
 from gnnbackdoor.experiments.config import as_dict
 from gnnbackdoor.utils.files import atomic_torch_save
+from gnnbackdoor.utils.sources import own_classes, source_digest
 
 ENV = "GNNBACKDOOR_STAGE_CACHE"
 
@@ -204,23 +205,6 @@ def _same_but_x(graph: Data, base: Data) -> bool:
     return True
 
 
-def _source_digest(objects: list[Any]) -> str:
-    digest = hashlib.sha256()
-    for obj in objects:
-        try:
-            digest.update(Path(inspect.getsourcefile(obj) or "").read_bytes())
-        except (TypeError, OSError):
-            digest.update(repr(obj).encode())
-    return digest.hexdigest()[:16]
-
-
-def _own_classes(cls: type) -> list[type]:
-    """``cls`` and its base classes defined in this package (their modules' sources go into
-    the key, so a change to a shared base class, e.g. the trigger attacks' poisoning,
-    invalidates the stages it shaped)."""
-    return [c for c in cls.__mro__ if c.__module__.startswith("gnnbackdoor.")]
-
-
 def cache_path(run: Any, sources: list[Any]) -> Path | None:
     """The cache file of ``run``'s victim and attack stages, or ``None`` when the cache is off.
 
@@ -246,7 +230,9 @@ def cache_path(run: Any, sources: list[Any]) -> Path | None:
         "seed": run.seed,
         "threads": torch.get_num_threads(),
         "versions": [__version__, torch.__version__, torch_geometric.__version__],
-        "source": _source_digest([*_own_classes(type(attack)), *sources]),
+        "source": source_digest(
+            [*own_classes(type(attack)), *own_classes(type(run.dataset)), *sources]
+        ),
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return Path(root) / f"stage-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pt"
