@@ -1018,11 +1018,4 @@ _CLEAN_SOURCES: list[Any] = [model_base, model_graph, train_graph, seeding]
 
 #: The code that shapes the victim and attack stages (besides the attack's and the dataset's
 #: own classes); its source goes into the stage cache's key.
-_STAGE_SOURCES: list[Any] = [
-    sys.modules[__name__],
-    contracts_context,
-    model_base,
-    model_graph,
-    train_graph,
-    seeding,
-]
+_STAGE_SOURCES: list[Any] = [sys.modules[__name__], contracts_context, *_CLEAN_SOURCES]

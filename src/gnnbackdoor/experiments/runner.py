@@ -376,11 +376,10 @@ def check_rerun(rerun: Collection[str], identities: Sequence[RunIdentity]) -> No
     Raises:
         UserError: one line naming the unknown keys and, for a short sweep, its keys.
     """
-    keys = [identity.key for identity in identities]
-    unknown = sorted(set(rerun) - set(keys))
+    known = list(dict.fromkeys(identity.key for identity in identities))
+    unknown = sorted(set(rerun).difference(known))
     if not unknown:
         return
-    known = list(dict.fromkeys(keys))
     shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
     raise UserError(
         f"--rerun {' '.join(unknown)}: no run of this sweep has that key (its {len(known)} "
