@@ -14,6 +14,7 @@ import torch
 
 from gnnbackdoor.cli import main
 from gnnbackdoor.experiments.records import (
+    NUMERICS_ENV_VARS,
     RECORDS_FILE,
     RecordsFileError,
     append_record,
@@ -23,6 +24,7 @@ from gnnbackdoor.experiments.records import (
     read_records,
     record_key,
     run_key,
+    versions,
 )
 from gnnbackdoor.experiments.runner import RunSpec, identify, run_all
 from gnnbackdoor.models.train_graph import GraphTrainConfig
@@ -289,3 +291,19 @@ def test_a_record_names_the_commit_its_run_started_on(tmp_path, offline_location
     finally:
         records._git_commit.cache_clear()
     assert record["versions"]["git_commit"] == "1111111"
+
+
+def test_a_record_names_the_machine_numerics(monkeypatch):
+    # Floats differ between CPUs (MKL and ATen pick kernels by instruction set), so a record
+    # must say which machine and kernel choice made it, to tell that apart from a code change.
+    for name in NUMERICS_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    info = versions()
+    assert isinstance(info["cpu"], str) and info["cpu"]
+    assert info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info.get("cpu_flags") is None or len(info["cpu_flags"]) == 12
+    assert "numerics_env" not in info
+
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    assert versions()["numerics_env"] == {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    json.dumps(versions(), allow_nan=False)  # strict JSON, as every record field

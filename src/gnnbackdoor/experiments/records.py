@@ -645,8 +645,35 @@ def _replace_bytes(path: Path, data: bytes) -> None:
 # -- provenance ---------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str]:
-    """Versions of the package, its main dependencies and Python, and the git commit."""
+#: Environment variables that choose the math kernels torch runs on the CPU, so change a
+#: run's floating-point results (MKL's instruction set and reproducibility mode, oneDNN's
+#: instruction set, ATen's vector width); a record lists those that are set.
+NUMERICS_ENV_VARS = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+)
+
+
+def versions() -> dict[str, Any]:
+    """Versions of the package, its main dependencies and Python, the git commit, and the
+    machine's numerics.
+
+    The machine matters: the same commit, packages, seed and thread count give different
+    floats on another CPU, because MKL and ATen pick their kernels by instruction set, and
+    early stopping turns the last bits into a different epoch (measured in stop 44: AIDS
+    GCN SBA seed 0 stops the clean victim at epoch 170 on an AVX-512 Xeon, 95 with
+    ``MKL_ENABLE_INSTRUCTIONS=AVX2``, 93 in its record made on an earlier machine). So a
+    record names ``cpu`` (the model name) and ``cpu_flags`` (a digest of the CPU's feature
+    flags; omitted where ``/proc/cpuinfo`` is missing), both from :func:`_cpu`,
+    ``torch_cpu_capability`` (:func:`torch.backends.cpu.get_cpu_capability`, e.g.
+    ``"AVX512"``) and, under ``numerics_env``, those of :data:`NUMERICS_ENV_VARS` that are
+    set (omitted when none).
+
+    Returns:
+        Strings by name, plus ``numerics_env`` (a dict of strings) when present.
+    """
     import numpy
     import sklearn
     import torch
@@ -654,18 +681,48 @@ def versions() -> dict[str, str]:
 
     from gnnbackdoor import __version__
 
-    info = {
+    info: dict[str, Any] = {
         "gnnbackdoor": __version__,
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
         "numpy": numpy.__version__,
         "scikit-learn": sklearn.__version__,
         "python": platform.python_version(),
+        "cpu": _cpu()[0],
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    if _cpu()[1]:
+        info["cpu_flags"] = _cpu()[1]
+    numerics_env = {name: os.environ[name] for name in NUMERICS_ENV_VARS if name in os.environ}
+    if numerics_env:
+        info["numerics_env"] = numerics_env
     commit = _git_commit()
     if commit:
         info["git_commit"] = commit
     return info
+
+
+@functools.cache
+def _cpu() -> tuple[str, str | None]:
+    """The CPU's model name and a digest of its feature flags. Hand-written (a few lines)
+    because the standard library's :func:`platform.processor` gives only the architecture on
+    Linux, and a dependency (py-cpuinfo) for two strings is not worth it.
+
+    Returns:
+        The first ``model name`` of ``/proc/cpuinfo`` (else :func:`platform.processor`, else
+        :func:`platform.machine`, else ``"unknown"``), and 12 hex digits of SHA-256 over its
+        first ``flags`` line, sorted (``None`` without ``/proc/cpuinfo``). Virtual machines
+        often report a generic model name; the flags tell their instruction sets apart.
+    """
+    name, flags = "", None
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            field, sep, value = (part.strip() for part in line.partition(":"))
+            if sep and field == "model name" and not name:
+                name = value
+            elif sep and field == "flags" and flags is None:
+                flags = hashlib.sha256(" ".join(sorted(value.split())).encode()).hexdigest()[:12]
+    return name or platform.processor() or platform.machine() or "unknown", flags
 
 
 def pin_git_commit() -> str | None:
