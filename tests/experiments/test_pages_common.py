@@ -9,7 +9,14 @@ import pytest
 
 from gnnbackdoor.errors import UserError
 from gnnbackdoor.experiments.pages import PAGES, load_pages, page_record_files, render_page
-from gnnbackdoor.experiments.pages.common import cell, differs, nested, resolved, where
+from gnnbackdoor.experiments.pages.common import (
+    cell,
+    differs,
+    nested,
+    provenance,
+    resolved,
+    where,
+)
 from gnnbackdoor.experiments.pages.template import PageTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,3 +113,21 @@ def test_report_page_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert main(["report", "--page", "clean_models", "--templates", str(tmp_path)]) == 2
     assert "no template for page 'clean_models'" in capsys.readouterr().err
     assert main(["report"]) == 2
+
+
+def test_provenance_counts_records_per_machine():
+    old = {"versions": {"git_commit": "abc"}}
+    here = {
+        "versions": {"cpu": "Xeon", "torch_cpu_capability": "AVX512", "cpu_flags": "fc7df03f53a7"}
+    }
+    avx2 = {
+        "versions": {
+            "cpu": "Xeon",
+            "torch_cpu_capability": "AVX512",
+            "numerics_env": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+        }
+    }
+    sentence = provenance([old, old, here, avx2])["machines"]
+    assert "2 with the machine not recorded" in sentence
+    assert "1 on Xeon, AVX512, flags fc7df03f53a7" in sentence
+    assert "1 on Xeon, AVX512, MKL_ENABLE_INSTRUCTIONS=AVX2" in sentence

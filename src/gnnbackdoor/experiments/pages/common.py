@@ -126,7 +126,11 @@ def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
     """Template values describing ``records``: ``records`` (how many), ``commits``,
     ``torch`` and ``torch_geometric`` (the versions that made them, comma-separated) and
     ``threads`` (a sentence giving the torch thread counts the runs used, from
-    ``config.runtime.threads``: every figure of a trained model depends on it)."""
+    ``config.runtime.threads``: every figure of a trained model depends on it) and
+    ``machines`` (a sentence counting the records per machine, from ``versions.cpu``,
+    ``torch_cpu_capability``, ``cpu_flags`` and ``numerics_env``: the same code and seed give
+    other floats on another CPU; records made before those fields existed count as "not
+    recorded")."""
 
     def versions(name: str) -> str:
         return ", ".join(sorted({r.get("versions", {}).get(name, "?") for r in records}))
@@ -137,6 +141,11 @@ def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
         label = "?" if threads is None else str(threads)
         counts[label] = counts.get(label, 0) + 1
     spread = ", ".join(f"{n} with {t}" for t, n in sorted(counts.items()))
+    machines: dict[str, int] = {}
+    for record in records:
+        label = _machine(record.get("versions") or {})
+        machines[label] = machines.get(label, 0) + 1
+    on = "; ".join(f"{n} {label}" for label, n in sorted(machines.items()))
     return {
         "records": str(len(records)),
         "commits": versions("git_commit"),
@@ -148,7 +157,25 @@ def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
             "through the order of floating-point sums, so it is part of each record's key; "
             "dataset counts and the papers' columns do not."
         ),
+        "machines": (
+            f"Machines (`versions`: `cpu`, `torch_cpu_capability`, `cpu_flags`): {on}. The same "
+            "code, seed and thread count give other floats on another CPU (MKL and ATen pick "
+            "kernels by instruction set), so a record re-measured on another machine is not "
+            "expected to match bit for bit (`results/archive/README.md`)."
+        ),
     }
+
+
+def _machine(versions: Mapping[str, Any]) -> str:
+    """A record's machine in words: "on CPU, CAPABILITY, flags DIGEST" (plus the numerics
+    variables that were set), or "with the machine not recorded"."""
+    if "cpu" not in versions:
+        return "with the machine not recorded"
+    parts = [str(versions["cpu"]), str(versions.get("torch_cpu_capability", "?"))]
+    if versions.get("cpu_flags"):
+        parts.append(f"flags {versions['cpu_flags']}")
+    parts += [f"{k}={v}" for k, v in sorted((versions.get("numerics_env") or {}).items())]
+    return "on " + ", ".join(parts)
 
 
 def unique(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
