@@ -662,14 +662,16 @@ def versions() -> dict[str, Any]:
 
     The machine matters: the same commit, packages, seed and thread count give different
     floats on another CPU, because MKL and ATen pick their kernels by instruction set, and
-    early stopping turns the last bits into a different epoch (measured in stop 44: AIDS
-    GCN SBA seed 0 stops the clean victim at epoch 170 on an AVX-512 Xeon, 95 with
-    ``MKL_ENABLE_INSTRUCTIONS=AVX2``, 93 in its record made on an earlier machine). So a
-    record names ``cpu`` (the model name) and ``cpu_flags`` (a digest of the CPU's feature
-    flags; omitted where ``/proc/cpuinfo`` is missing), both from :func:`_cpu`,
+    early stopping turns the last bits into a different epoch (``results/archive/README.md``,
+    ``machine_numerics_*``: AIDS GCN SBA seed 0 stops the clean victim at epoch 170 on an
+    AVX-512 Xeon, 95 with ``MKL_ENABLE_INSTRUCTIONS=AVX2``, 93 in its record made on an
+    earlier machine). So a record names ``cpu`` (the model name) and ``cpu_flags`` (a
+    digest of the CPU's feature flags; omitted where ``/proc/cpuinfo`` is missing), both
+    from :func:`_cpu`,
     ``torch_cpu_capability`` (:func:`torch.backends.cpu.get_cpu_capability`, e.g.
     ``"AVX512"``) and, under ``numerics_env``, those of :data:`NUMERICS_ENV_VARS` that are
-    set (omitted when none).
+    set (omitted when none). A victim taken from the clean or stage cache was trained
+    wherever that entry was made; the record names the machine that ran the rest.
 
     Returns:
         Strings by name, plus ``numerics_env`` (a dict of strings) when present.
