@@ -683,6 +683,7 @@ def versions() -> dict[str, Any]:
 
     from gnnbackdoor import __version__
 
+    cpu, cpu_flags = _cpu()
     info: dict[str, Any] = {
         "gnnbackdoor": __version__,
         "torch": torch.__version__,
@@ -690,11 +691,11 @@ def versions() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "scikit-learn": sklearn.__version__,
         "python": platform.python_version(),
-        "cpu": _cpu()[0],
+        "cpu": cpu,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
-    if _cpu()[1]:
-        info["cpu_flags"] = _cpu()[1]
+    if cpu_flags:
+        info["cpu_flags"] = cpu_flags
     numerics_env = {name: os.environ[name] for name in NUMERICS_ENV_VARS if name in os.environ}
     if numerics_env:
         info["numerics_env"] = numerics_env

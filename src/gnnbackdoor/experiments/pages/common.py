@@ -4,6 +4,7 @@ format cells, and describe where a page's numbers come from."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,16 +136,13 @@ def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
     def versions(name: str) -> str:
         return ", ".join(sorted({r.get("versions", {}).get(name, "?") for r in records}))
 
-    counts: dict[str, int] = {}
-    for record in records:
-        threads = (record.get("config") or {}).get("runtime", {}).get("threads")
-        label = "?" if threads is None else str(threads)
-        counts[label] = counts.get(label, 0) + 1
+    def threads(record: dict[str, Any]) -> str:
+        count = (record.get("config") or {}).get("runtime", {}).get("threads")
+        return "?" if count is None else str(count)
+
+    counts = Counter(threads(r) for r in records)
     spread = ", ".join(f"{n} with {t}" for t, n in sorted(counts.items()))
-    machines: dict[str, int] = {}
-    for record in records:
-        label = _machine(record.get("versions") or {})
-        machines[label] = machines.get(label, 0) + 1
+    machines = Counter(_machine(r.get("versions") or {}) for r in records)
     on = "; ".join(f"{n} {label}" for label, n in sorted(machines.items()))
     return {
         "records": str(len(records)),
