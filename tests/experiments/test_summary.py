@@ -10,8 +10,14 @@ import json
 import pytest
 
 from gnnbackdoor.errors import UserError
-from gnnbackdoor.experiments.figures import write_figures
-from gnnbackdoor.experiments.summary import GLOSSARY, Format, account, summary_report
+from gnnbackdoor.experiments.figures import held_out_footnotes, write_figures
+from gnnbackdoor.experiments.summary import (
+    GLOSSARY,
+    Format,
+    account,
+    build_rows,
+    summary_report,
+)
 
 SETTINGS = {"train.max_epochs": "40"}
 
@@ -161,3 +167,58 @@ def test_figures_are_written_from_records(tmp_path):
         "triggered_graph_Motifs_sba.png",
     ]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_the_defense_figure_footnotes_a_defender_that_holds_out_graphs(tmp_path):
+    held = {**REPAIR, "num_defender_graphs": 20, "num_eval_graphs": 40}
+    records = [
+        _record("graph", "Motifs", "gin", "sba", "gcleaner", 0, held),
+        _record("graph", "Motifs", "gin", "sba", "graphprot-tf", 0, SHIELD),
+    ]
+    rows = build_rows(records)
+    assert held_out_footnotes([r for r in rows if r.kind == "defense"]) == [
+        "* gcleaner: before and after scored on the 40 evaluation graphs it did not hold out "
+        "(20 held out), not the whole test set"
+    ]
+    assert held_out_footnotes([r for r in rows if r.defense == "graphprot-tf"]) == []
+    (figure,) = [p for p in write_figures(records, tmp_path) if p.name.startswith("defenses")]
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def _at_threads(record, threads):
+    record["config"] = {"runtime": {"threads": threads}}
+    return record
+
+
+def test_one_seed_at_two_thread_counts_is_two_configurations_not_two_seeds():
+    records = [
+        _at_threads(_record("link", "SBM", "gae", "link-backdoor", None, 0, {**LINK}, {}), n)
+        for n in (1, 2)
+    ]
+    records[1]["metrics"]["asr"] = 0.5
+    rows = list(csv.DictReader(io.StringIO(summary_report(records, Format.CSV))))
+    assert [(r["settings"], r["seeds"], float(r["asr"])) for r in rows] == [
+        ("runtime.threads=1", "1", 1.0),
+        ("runtime.threads=2", "1", 0.5),
+    ]
+    compact = summary_report(records)
+    (row,) = [line for line in compact.splitlines() if line.startswith("| SBM |")]
+    assert "±" not in row and "100.0" in row  # the 1-thread run, shown alone
+    # one thread count throughout: the settings text is left as it was
+    same = summary_report([_at_threads(r, 1) for r in records], Format.CSV)
+    assert {r["settings"] for r in csv.DictReader(io.StringIO(same))} == {""}
+    assert {r["seeds"] for r in csv.DictReader(io.StringIO(same))} == {"2"}
+
+
+def test_defended_runs_at_two_thread_counts_give_two_attack_rows():
+    records = [
+        _at_threads(_record("graph", "Motifs", "gin", "sba", "graphprot-tf", 0, SHIELD), n)
+        for n in (1, 2)
+    ]
+    rows = list(csv.DictReader(io.StringIO(summary_report(records, Format.CSV))))
+    attack = [r for r in rows if r["kind"] == "attack"]
+    assert sorted(r["settings"].split(",")[-1] for r in attack) == [
+        "runtime.threads=1",
+        "runtime.threads=2",
+    ]
+    assert {r["seeds"] for r in attack} == {"1"}

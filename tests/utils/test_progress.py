@@ -109,3 +109,17 @@ def test_duration_reads_naturally():
     assert progress.duration(42) == "42 s"
     assert progress.duration(185) == "3 min 05 s"
     assert progress.duration(3720) == "1 h 02 min"
+
+
+def test_a_bar_run_to_its_total_says_so_once(stderr):
+    progress.configure(interval=0.0)  # a line per step
+    bar = progress.progress_bar("clean", total=3, unit="epoch")
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    lines = stderr.getvalue().splitlines()
+    assert [line.split(", ")[0] for line in lines] == [
+        "clean: 1/3 epochs",
+        "clean: 2/3 epochs",
+        "clean: 3 epochs",
+    ]

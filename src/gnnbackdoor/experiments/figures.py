@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gnnbackdoor.experiments.summary import Row, build_rows
+from gnnbackdoor.experiments.summary import Row, build_rows, held_out
 
 
 def _pyplot():
@@ -100,7 +100,11 @@ def defense_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
     if not mine:
         return None
     plt = _pyplot()
-    labels = [f"{r.defense}\n{r.model} / {r.attack or 'none'}" for r in mine]
+    held = [held_out(r) for r in mine]
+    labels = [
+        f"{r.defense}{'*' if h else ''}\n{r.model} / {r.attack or 'none'}"
+        for r, h in zip(mine, held, strict=True)
+    ]
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 4 + 2.2 * len(mine)), 4))
     _bars(
         left,
@@ -129,7 +133,25 @@ def defense_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
         if not math.isnan(classes) and classes >= 2:
             right.hlines(100 / classes, i - 0.45, i + 0.45, colors="grey", linestyles="dashed")
     fig.suptitle(f"Defenses on {dataset} (dashed: chance){_left_out(left_out)}", fontsize=11)
-    return _save(fig, path)
+    notes = held_out_footnotes(mine)
+    if not notes:
+        return _save(fig, path)
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=8, va="bottom")
+    return _save(fig, path, bottom=0.05 * len(notes) + 0.02)
+
+
+def held_out_footnotes(rows: list[Row]) -> list[str]:
+    """The defense figure's footnotes: one per defense whose rows are scored on the
+    evaluation graphs its defender did not hold out (GCleaner), as the report's tables say."""
+    notes = set()
+    for row in rows:
+        counts = held_out(row)
+        if counts is not None:
+            notes.add(
+                f"* {row.defense}: before and after scored on the {counts[0]:.0f} evaluation "
+                f"graphs it did not hold out ({counts[1]:.0f} held out), not the whole test set"
+            )
+    return sorted(notes)
 
 
 def attack_figure(rows: list[Row], dataset: str, path: Path) -> Path | None:
@@ -197,9 +219,10 @@ def triggered_graph_figure(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, bottom: float = 0.0) -> Path:
+    """Write ``fig`` to ``path`` (PNG), leaving the lowest ``bottom`` share for footnotes."""
     plt = _pyplot()
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -88,13 +88,46 @@ def group_key(record: dict[str, Any], fields: Sequence[str] = GROUP_FIELDS) -> t
     return (*(record.get(f) or "-" for f in fields), settings_text(record))
 
 
+def record_threads(record: dict[str, Any]) -> int | None:
+    """The torch thread count a record was made at (``config.runtime.threads``), or ``None``
+    where the record does not say (records older than the run identity)."""
+    return ((record.get("config") or {}).get("runtime") or {}).get("threads")
+
+
+def _split_by_threads(grouped: dict[tuple, list[dict]]) -> dict[tuple, list[dict]]:
+    """Groups whose records were made at more than one thread count, split per count.
+
+    The thread count is part of a run's key (the floats, and so early stopping, can differ
+    with it), so one seed recorded at 1 and at 2 threads is two runs of two configurations,
+    not two seeds of one. Each part's settings text gains ``runtime.threads=N`` (``?`` where a
+    record does not say); a group made at one count keeps its settings text.
+    """
+    result: dict[tuple, list[dict]] = {}
+    for key, runs in grouped.items():
+        counts = {record_threads(r) for r in runs}
+        if len(counts) == 1:
+            result[key] = runs
+            continue
+        for count in sorted(counts, key=lambda c: (c is None, c or 0)):
+            shown = f"runtime.threads={'?' if count is None else count}"
+            settings = f"{key[-1]},{shown}" if key[-1] else shown
+            result[(*key[:-1], settings)] = [r for r in runs if record_threads(r) == count]
+    return result
+
+
 def aggregate(
     records: Iterable[dict[str, Any]], fields: Sequence[str] = GROUP_FIELDS
 ) -> dict[tuple, dict[str, Any]]:
-    """``{group: {"n": seeds, "seeds": [...], "metrics": {name: (mean, std)}}}``."""
+    """``{group: {"n": seeds, "seeds": [...], "metrics": {name: (mean, std)}}}``.
+
+    A group is (``fields``..., settings text); one whose records were made at several torch
+    thread counts is split per count (see :func:`_split_by_threads`), so ``n`` counts runs of
+    one configuration.
+    """
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
         grouped[group_key(record, fields)].append(record)
+    grouped = _split_by_threads(grouped)
     result = {}
     for key, runs in grouped.items():
         names = sorted({m for r in runs for m in r.get("metrics", {})})

@@ -26,7 +26,13 @@ from enum import Enum
 from typing import Any
 
 from gnnbackdoor.errors import UserError
-from gnnbackdoor.experiments.report import aggregate, fmt, markdown_table, settings_text
+from gnnbackdoor.experiments.report import (
+    aggregate,
+    fmt,
+    markdown_table,
+    record_threads,
+    settings_text,
+)
 
 #: Decimals kept for fractions in CSV and JSON (drops float noise such as 0.9941176176071167).
 FLAT_DECIMALS = 6
@@ -187,7 +193,8 @@ def build_rows(records: list[dict[str, Any]]) -> list[Row]:
             continue
         plain = _without_defense(record)
         key = (record["task"], record["dataset"], record["model"], record["attack"])
-        derived.setdefault((*key, settings_text(plain), record.get("seed")), plain)
+        identity = (*key, settings_text(plain), record_threads(plain), record.get("seed"))
+        derived.setdefault(identity, plain)
     if derived:
         rows += _rows_of(aggregate(derived.values()), from_defended=True)
     covered = {(r.task, r.dataset, r.model) for r in rows if r.kind != "clean"}
@@ -254,6 +261,16 @@ def _hidden_note(count: int) -> str:
     )
 
 
+def held_out(row: Row) -> tuple[float, float] | None:
+    """``(scored, held)``: the evaluation graphs a defense row is scored on and the test graphs
+    its defender held out (means over seeds), or ``None`` when it holds none out."""
+    held = row.mean("num_defender_graphs")
+    scored = row.mean("num_eval_graphs")
+    if math.isnan(held) or held <= 0 or math.isnan(scored):
+        return None
+    return scored, held
+
+
 def _held_out_notes(rows: Sequence[Row]) -> tuple[dict[int, str], list[str]]:
     """Marks and footnotes for defense rows scored on fewer evaluation graphs than the test
     set: a defender that holds out a share of it (GCleaner) scores before and after on the
@@ -261,10 +278,10 @@ def _held_out_notes(rows: Sequence[Row]) -> tuple[dict[int, str], list[str]]:
     marks: dict[int, str] = {}
     notes: list[str] = []
     for row in rows:
-        held = row.mean("num_defender_graphs")
-        scored = row.mean("num_eval_graphs")
-        if math.isnan(held) or held <= 0 or math.isnan(scored):
+        counts = held_out(row)
+        if counts is None:
             continue
+        scored, held = counts
         marks[id(row)] = "*"
         note = (
             f"* {row.defense} on {row.dataset}/{row.model}: before and after scored on the "

@@ -109,6 +109,8 @@ class Bar:
             self._tqdm.update(n)
             return
         now = time.perf_counter()
+        if self.summary and self.total and self.n >= self.total:
+            return  # the closing line says it (no "40/40 epochs" then "40 epochs")
         if now - self._last_line >= _interval:
             self._last_line = now
             of = f"/{self.total}" if self.total else ""
