@@ -21,7 +21,7 @@ from typing import Any
 
 from gnnbackdoor.datasets.base import DataLocation
 from gnnbackdoor.experiments.claims import is_claimed
-from gnnbackdoor.experiments.records import read_records
+from gnnbackdoor.experiments.records import read_records, record_threads
 from gnnbackdoor.experiments.runner import (
     RunSpec,
     check_rerun,
@@ -159,7 +159,7 @@ def plan_sweep(
         seconds = (record.get("timings") or {}).get("total_s")
         if isinstance(seconds, int | float):
             group.seconds.append(float(seconds))
-        made_at = ((record.get("config") or {}).get("runtime") or {}).get("threads")
+        made_at = record_threads(record)
         if group.to_run and isinstance(made_at, int) and made_at != threads:
             other[made_at] += 1
     return SweepPlan(dict(groups), dict(other), threads, refreshing, refresh_missing, rerunning)

@@ -379,6 +379,12 @@ def dotted(value: Any, path: str, default: Any = None) -> Any:
     return value
 
 
+def record_threads(record: Mapping[str, Any]) -> int | None:
+    """The torch thread count a record was made at (``config.runtime.threads``, part of its
+    key), or ``None`` where the record does not say (records older than the run identity)."""
+    return dotted(record, "config.runtime.threads")
+
+
 def has_field(record: Mapping[str, Any], path: str) -> bool:
     """Whether ``record`` holds the dotted field ``path`` (``"metrics.asr"``); a ``null``
     value counts as held (an undefined metric is written as ``null``)."""

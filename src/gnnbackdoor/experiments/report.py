@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnbackdoor.errors import UserError
-from gnnbackdoor.experiments.records import dotted
+from gnnbackdoor.experiments.records import dotted, record_threads
 from gnnbackdoor.registry import normalise_name
 
 GROUP_FIELDS = ("task", "dataset", "model", "attack", "defense")
@@ -88,12 +88,6 @@ def group_key(record: dict[str, Any], fields: Sequence[str] = GROUP_FIELDS) -> t
     return (*(record.get(f) or "-" for f in fields), settings_text(record))
 
 
-def record_threads(record: dict[str, Any]) -> int | None:
-    """The torch thread count a record was made at (``config.runtime.threads``), or ``None``
-    where the record does not say (records older than the run identity)."""
-    return ((record.get("config") or {}).get("runtime") or {}).get("threads")
-
-
 def _split_by_threads(grouped: dict[tuple, list[dict]]) -> dict[tuple, list[dict]]:
     """Groups whose records were made at more than one thread count, split per count.
 
@@ -104,14 +98,16 @@ def _split_by_threads(grouped: dict[tuple, list[dict]]) -> dict[tuple, list[dict
     """
     result: dict[tuple, list[dict]] = {}
     for key, runs in grouped.items():
-        counts = {record_threads(r) for r in runs}
-        if len(counts) == 1:
+        by_count: dict[int | None, list[dict]] = defaultdict(list)
+        for record in runs:
+            by_count[record_threads(record)].append(record)
+        if len(by_count) == 1:
             result[key] = runs
             continue
-        for count in sorted(counts, key=lambda c: (c is None, c or 0)):
+        for count in sorted(by_count, key=lambda c: (c is None, c or 0)):
             shown = f"runtime.threads={'?' if count is None else count}"
             settings = f"{key[-1]},{shown}" if key[-1] else shown
-            result[(*key[:-1], settings)] = [r for r in runs if record_threads(r) == count]
+            result[(*key[:-1], settings)] = by_count[count]
     return result
 
 

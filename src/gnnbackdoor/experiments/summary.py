@@ -26,13 +26,8 @@ from enum import Enum
 from typing import Any
 
 from gnnbackdoor.errors import UserError
-from gnnbackdoor.experiments.report import (
-    aggregate,
-    fmt,
-    markdown_table,
-    record_threads,
-    settings_text,
-)
+from gnnbackdoor.experiments.records import record_threads
+from gnnbackdoor.experiments.report import aggregate, fmt, markdown_table, settings_text
 
 #: Decimals kept for fractions in CSV and JSON (drops float noise such as 0.9941176176071167).
 FLAT_DECIMALS = 6
